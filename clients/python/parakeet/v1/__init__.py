@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for parakeet.v1 (by `make proto`; do not edit)."""

@@ -1,0 +1,71 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ResponseFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESPONSE_FORMAT_UNSPECIFIED: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_JSON: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_VERBOSE_JSON: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_TEXT: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_SRT: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_VTT: _ClassVar[ResponseFormat]
+    RESPONSE_FORMAT_RTTM: _ClassVar[ResponseFormat]
+RESPONSE_FORMAT_UNSPECIFIED: ResponseFormat
+RESPONSE_FORMAT_JSON: ResponseFormat
+RESPONSE_FORMAT_VERBOSE_JSON: ResponseFormat
+RESPONSE_FORMAT_TEXT: ResponseFormat
+RESPONSE_FORMAT_SRT: ResponseFormat
+RESPONSE_FORMAT_VTT: ResponseFormat
+RESPONSE_FORMAT_RTTM: ResponseFormat
+
+class Audio(_message.Message):
+    __slots__ = ("uri", "content", "format")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    content: bytes
+    format: str
+    def __init__(self, uri: _Optional[str] = ..., content: _Optional[bytes] = ..., format: _Optional[str] = ...) -> None: ...
+
+class SpeakerTurn(_message.Message):
+    __slots__ = ("start", "end", "speaker")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    end: float
+    speaker: str
+    def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
+
+class Word(_message.Message):
+    __slots__ = ("start", "end", "word", "speaker", "confidence")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    end: float
+    word: str
+    speaker: str
+    confidence: float
+    def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., word: _Optional[str] = ..., speaker: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("id", "start", "end", "text", "speaker")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    start: float
+    end: float
+    text: str
+    speaker: str
+    def __init__(self, id: _Optional[int] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,40 @@
+from parakeet.v1 import audio_pb2 as _audio_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DiarizeRequest(_message.Message):
+    __slots__ = ("audio", "num_speakers", "min_speakers", "max_speakers", "exclusive", "response_format")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    audio: _audio_pb2.Audio
+    num_speakers: int
+    min_speakers: int
+    max_speakers: int
+    exclusive: bool
+    response_format: _audio_pb2.ResponseFormat
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., exclusive: _Optional[bool] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ...) -> None: ...
+
+class DiarizeResponse(_message.Message):
+    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
+    num_speakers: int
+    duration: float
+    model: str
+    response_format: _audio_pb2.ResponseFormat
+    document: str
+    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ...) -> None: ...

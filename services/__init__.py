@@ -1,0 +1,1 @@
+"""The parakeet-grpc services: transcription, diarization and the orchestrator that joins them."""

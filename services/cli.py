@@ -1,0 +1,111 @@
+"""`parakeet-server`: run one service, or the whole local stack, as gRPC servers.
+
+parakeet-server transcription --port 50051
+parakeet-server diarization   --port 50052
+parakeet-server orchestrator  --port 50053
+parakeet-server all           (the three above, each on its own port, in one process)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from services.core.grpc_server import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    HostedService,
+    ServerOptions,
+    ServiceHost,
+    serve_forever,
+)
+from services.diarization import server as diarization_server
+from services.orchestrator import server as orchestrator_server
+from services.transcription import server as transcription_server
+
+ServiceBuilder = Callable[[argparse.Namespace], HostedService]
+
+DEFAULT_PORTS = {"transcription": 50051, "diarization": 50052, "orchestrator": 50053}
+SERVICE_BUILDERS: dict[str, ServiceBuilder] = {
+    "transcription": lambda args: transcription_server.hosted_service(),
+    "diarization": lambda args: diarization_server.hosted_service(),
+    "orchestrator": lambda args: orchestrator_server.hosted_service(),
+}
+DESCRIPTIONS = {
+    "transcription": "TranscriptionService (parakeet-tdt-0.6b-v2)",
+    "diarization": "DiarizationService (pyannote speaker-diarization-3.1)",
+    "orchestrator": "OrchestratorService (transcription + diarization, merged)",
+    "all": "the three services, each on its own port, in one process",
+}
+
+
+def _add_transport_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    command.add_argument(
+        "--max-workers", type=int, default=16, help="RPC worker threads (default: %(default)s)"
+    )
+    command.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
+        help="largest request or response message, MiB (default: %(default)s)",
+    )
+    command.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds in-flight calls get on SIGTERM (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parakeet-server",
+        description="Run the parakeet gRPC services, with health checking and reflection.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="SERVICE")
+    for name, description in DESCRIPTIONS.items():
+        command = commands.add_parser(name, help=description, description=description)
+        _add_transport_options(command)
+        ports = DEFAULT_PORTS if name == "all" else {name: DEFAULT_PORTS[name]}
+        for service, port in ports.items():
+            flag = "--port" if name != "all" else f"--{service}-port"
+            command.add_argument(
+                flag, dest=f"{service}_port", type=int, default=port, help=f"{service} port (default: {port})"
+            )
+    return parser
+
+
+def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
+    """One ServiceHost per service the command names, each on its own port."""
+    names = list(DEFAULT_PORTS) if args.command == "all" else [args.command]
+    return [
+        ServiceHost(
+            [SERVICE_BUILDERS[name](args)],
+            ServerOptions(
+                host=args.host,
+                port=getattr(args, f"{name}_port"),
+                max_workers=args.max_workers,
+                max_message_bytes=args.max_message_mb * 1024 * 1024,
+                grace_s=args.grace,
+            ),
+        )
+        for name in names
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    serve_forever(build_hosts(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

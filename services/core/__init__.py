@@ -1,0 +1,1 @@
+"""Code every service shares, each concept once: errors, call context, server bootstrap, RunPod shim."""

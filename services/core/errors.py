@@ -1,0 +1,56 @@
+"""The one error hierarchy of the services.
+
+Servicers and engines raise these; `grpc_server` maps them to status codes and `runpod_shim`
+to `{"error": ...}`, each in one place. The message is shown to the client as is, so it must
+say what to change, and must never carry a stack trace or a secret.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ServiceError(Exception):
+    """A request failed for a reason the client can act on."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ServiceError):
+    """The request itself is wrong: missing or undecodable audio, bad field values."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class LimitExceeded(ServiceError):
+    """The request is valid but over a configured limit (size, duration, concurrency)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class PreconditionFailed(ServiceError):
+    """The server cannot serve this yet: model missing, token missing, gated repo not accepted."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ServiceUnavailable(ServiceError):
+    """Transient: the server is warming up or draining, or a backend is down. Retrying may help."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServiceError):
+    """The caller's deadline passed before the work finished."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(ServiceError):
+    """The method exists in the contract but this server does not serve it."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED

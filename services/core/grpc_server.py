@@ -1,0 +1,220 @@
+"""gRPC server bootstrap shared by every service: health, reflection, error mapping, warm-up, drain.
+
+A server starts listening at once (so probes get an answer) but each hosted service reports
+NOT_SERVING, and its RPCs are refused with UNAVAILABLE, until its warm-up (model load and one
+forward pass) has finished. SIGTERM flips health to NOT_SERVING, lets in-flight calls finish
+within the grace period and refuses new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core.errors import PreconditionFailed, ServiceError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _no_warm_up() -> None:
+    """Services without a model are ready as soon as they listen."""
+
+
+@dataclass(frozen=True)
+class HostedService:
+    """A servicer to host: its full proto name, how to add it to a server, how to warm it up."""
+
+    name: str
+    register: Callable[[grpc.Server], None]
+    warm_up: Callable[[], None] = _no_warm_up
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Transport settings; limits are explicit so a default never surprises a deployment."""
+
+    host: str = "0.0.0.0"
+    port: int = 0
+    max_workers: int = 16
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    grace_s: float = 30.0
+
+
+@dataclass
+class _Readiness:
+    """Per-service state behind the interceptor's gate: ready, or the reason it is not."""
+
+    ready: set[str] = field(default_factory=set)
+    failures: dict[str, ServiceError] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, service: str) -> None:
+        with self.lock:
+            if service in self.ready:
+                return
+            failure = self.failures.get(service)
+        if failure is not None:
+            raise failure
+        raise ServiceUnavailable(f"{service} is warming up; retry once health reports SERVING")
+
+
+def _service_of(method: str) -> str:
+    """'/parakeet.v1.TranscriptionService/Transcribe' -> 'parakeet.v1.TranscriptionService'."""
+    return method.strip("/").split("/", 1)[0]
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Maps ServiceError to its status code and anything else to INTERNAL without a traceback.
+
+    Only the hosted services' unary methods are wrapped; health and reflection pass through.
+    """
+
+    def __init__(self, hosted: set[str], readiness: _Readiness) -> None:
+        self._hosted = hosted
+        self._readiness = readiness
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        service = _service_of(handler_call_details.method)
+        if handler is None or handler.unary_unary is None or service not in self._hosted:
+            return handler
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                self._readiness.check(service)
+                return behaviour(request, context)
+            except ServiceError as error:
+                context.abort(error.code, error.message)
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class ServiceHost:
+    """One gRPC server hosting one or more services, with health and reflection."""
+
+    def __init__(self, services: Sequence[HostedService], options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.services = list(services)
+        self._readiness = _Readiness()
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        names = [service.name for service in self.services]
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.options.max_workers),
+            interceptors=[ErrorMappingInterceptor(set(names), self._readiness)],
+            options=[
+                ("grpc.max_receive_message_length", self.options.max_message_bytes),
+                ("grpc.max_send_message_length", self.options.max_message_bytes),
+            ],
+        )
+        for service in self.services:
+            service.register(self.server)
+            self.health.set(service.name, NOT_SERVING)
+        self.health.set("", NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port: int = self.server.add_insecure_port(f"{self.options.host}:{self.options.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.options.host}:{self.options.port}")
+        self._warm_up_thread = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "[::]", "::") else self.options.host
+        return f"{host}:{self.port}"
+
+    def start(self) -> None:
+        """Listen now; warm the services up in the background."""
+        self.server.start()
+        log.info("listening on %s for %s", self.address, ", ".join(s.name for s in self.services))
+        self._warm_up_thread.start()
+
+    def wait_until_warm(self, timeout: float | None = None) -> bool:
+        """True once every warm-up has returned (successfully or not)."""
+        self._warm_up_thread.join(timeout)
+        return not self._warm_up_thread.is_alive()
+
+    def _warm_up(self) -> None:
+        all_ready = True
+        for service in self.services:
+            try:
+                service.warm_up()
+            except ServiceError as error:
+                self._record_failure(service.name, error)
+                all_ready = False
+                continue
+            except Exception as error:
+                log.exception("warm-up of %s failed", service.name)
+                reason = PreconditionFailed(
+                    f"{service.name} could not load its model ({type(error).__name__}); see the server log"
+                )
+                self._record_failure(service.name, reason)
+                all_ready = False
+                continue
+            with self._readiness.lock:
+                self._readiness.ready.add(service.name)
+            self.health.set(service.name, SERVING)
+            log.info("%s is SERVING", service.name)
+        if all_ready:
+            self.health.set("", SERVING)
+
+    def _record_failure(self, name: str, error: ServiceError) -> None:
+        log.error("%s stays NOT_SERVING: %s", name, error.message)
+        with self._readiness.lock:
+            self._readiness.failures[name] = error
+
+    def drain(self, grace_s: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace period."""
+        self.health.enter_graceful_shutdown()
+        grace = self.options.grace_s if grace_s is None else grace_s
+        self.server.stop(grace).wait()
+        log.info("%s drained", self.address)
+
+
+def serve_forever(hosts: Sequence[ServiceHost]) -> None:
+    """Start every host, drain them all on SIGTERM or SIGINT, return once they have stopped."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    for host in hosts:
+        host.start()
+    stop.wait()
+    drainers = [threading.Thread(target=host.drain) for host in hosts]
+    for drainer in drainers:
+        drainer.start()
+    for drainer in drainers:
+        drainer.join()

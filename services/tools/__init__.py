@@ -1,0 +1,1 @@
+"""Developer tooling (code generation); not imported by any running service."""

@@ -1,0 +1,96 @@
+"""Shared test fixtures: in-process servers on free ports, channels, and subprocess helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_status(address: str, service: str = "", timeout: float = 2.0) -> int:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+
+
+def wait_for_health(
+    address: str,
+    service: str = "",
+    want: int = health_pb2.HealthCheckResponse.SERVING,
+    timeout: float = 60.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode} before becoming healthy")
+        try:
+            last = health_status(address, service)
+            if last == want:
+                return
+        except grpc.RpcError as error:
+            last = error.code()
+        time.sleep(0.1)
+    raise AssertionError(f"{address} {service!r} not in state {want} after {timeout}s (last: {last})")
+
+
+@pytest.fixture
+def start_host() -> Iterator[Callable[[Sequence[HostedService]], ServiceHost]]:
+    """Start ServiceHosts on free loopback ports; drain them when the test ends."""
+    hosts: list[ServiceHost] = []
+
+    def start(services: Sequence[HostedService], **options: object) -> ServiceHost:
+        host = ServiceHost(services, ServerOptions(host="127.0.0.1", port=0, grace_s=1.0, **options))  # type: ignore[arg-type]
+        host.start()
+        hosts.append(host)
+        return host
+
+    yield start
+    for host in hosts:
+        host.drain(0.5)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Run console scripts from this venv as real processes; kill leftovers at teardown."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        command = [str(VENV_BIN / args[0]), *args[1:]]
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        processes.append(process)
+        return process
+
+    yield run
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
