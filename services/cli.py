@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from typing import Protocol
 
 from services.core.grpc_server import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -24,13 +24,20 @@ from services.diarization import server as diarization_server
 from services.orchestrator import server as orchestrator_server
 from services.transcription import server as transcription_server
 
-ServiceBuilder = Callable[[argparse.Namespace], HostedService]
+
+class ServerModule(Protocol):
+    """What each services/<name>/server.py offers the CLI: its own options and a builder."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def hosted_service_from_args(self, args: argparse.Namespace) -> HostedService: ...
+
 
 DEFAULT_PORTS = {"transcription": 50051, "diarization": 50052, "orchestrator": 50053}
-SERVICE_BUILDERS: dict[str, ServiceBuilder] = {
-    "transcription": lambda args: transcription_server.hosted_service(),
-    "diarization": lambda args: diarization_server.hosted_service(),
-    "orchestrator": lambda args: orchestrator_server.hosted_service(),
+SERVER_MODULES: dict[str, ServerModule] = {
+    "transcription": transcription_server,
+    "diarization": diarization_server,
+    "orchestrator": orchestrator_server,
 }
 DESCRIPTIONS = {
     "transcription": "TranscriptionService (parakeet-tdt-0.6b-v2)",
@@ -70,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=description, description=description)
         _add_transport_options(command)
         ports = DEFAULT_PORTS if name == "all" else {name: DEFAULT_PORTS[name]}
+        for service in ports:
+            SERVER_MODULES[service].add_arguments(command)
         for service, port in ports.items():
             flag = "--port" if name != "all" else f"--{service}-port"
             command.add_argument(
@@ -83,7 +92,7 @@ def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
     names = list(DEFAULT_PORTS) if args.command == "all" else [args.command]
     return [
         ServiceHost(
-            [SERVICE_BUILDERS[name](args)],
+            [SERVER_MODULES[name].hosted_service_from_args(args)],
             ServerOptions(
                 host=args.host,
                 port=getattr(args, f"{name}_port"),

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from parakeet.v1 import audio_pb2
 
+from parakeet.v1 import audio_pb2
 from services.core.context import CallContext, JobContext
 from services.core.errors import InvalidRequest, ServiceError
 

@@ -7,7 +7,6 @@ Run `python -m services.diarization.handler` in the worker image; add
 from __future__ import annotations
 
 from parakeet.v1 import diarization_pb2
-
 from services.core.runpod_shim import serve_jobs
 from services.diarization.servicer import DiarizationServicer
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
-from parakeet.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+import argparse
 
+import grpc
+
+from parakeet.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.core.grpc_server import HostedService
 from services.orchestrator.servicer import OrchestratorServicer
 
@@ -19,3 +21,11 @@ def hosted_service(servicer: OrchestratorServicer | None = None) -> HostedServic
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(instance, server)
 
     return HostedService(name=SERVICE_NAME, register=register)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of this service for `parakeet-server orchestrator` (and `all`)."""
+
+
+def hosted_service_from_args(args: argparse.Namespace) -> HostedService:
+    return hosted_service()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from parakeet.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-
 from services.core.context import CallContext
 from services.core.errors import Unimplemented
 

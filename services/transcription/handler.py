@@ -7,7 +7,6 @@ Run `python -m services.transcription.handler` in the worker image; add
 from __future__ import annotations
 
 from parakeet.v1 import transcription_pb2
-
 from services.core.runpod_shim import serve_jobs
 from services.transcription.servicer import TranscriptionServicer
 

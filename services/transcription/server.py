@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
-from parakeet.v1 import transcription_pb2, transcription_pb2_grpc
+import argparse
 
+import grpc
+
+from parakeet.v1 import transcription_pb2, transcription_pb2_grpc
 from services.core.grpc_server import HostedService
 from services.transcription.servicer import TranscriptionServicer
 
@@ -19,3 +21,11 @@ def hosted_service(servicer: TranscriptionServicer | None = None) -> HostedServi
         transcription_pb2_grpc.add_TranscriptionServiceServicer_to_server(instance, server)
 
     return HostedService(name=SERVICE_NAME, register=register)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of this service for `parakeet-server transcription` (and `all`)."""
+
+
+def hosted_service_from_args(args: argparse.Namespace) -> HostedService:
+    return hosted_service()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from parakeet.v1 import transcription_pb2, transcription_pb2_grpc
-
 from services.core.context import CallContext
 from services.core.errors import Unimplemented
 

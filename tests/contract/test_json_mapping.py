@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 
+from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, Unimplemented
 from services.core.runpod_shim import parse_job_input, response_format_names, response_to_json, run_job

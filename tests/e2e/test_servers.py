@@ -10,8 +10,8 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
 
+from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, PreconditionFailed
 from services.core.grpc_server import HostedService

@@ -1,0 +1,131 @@
+"""Audio in any form a request carries -> 16 kHz mono float32 samples, decoded with PyAV.
+
+The one decoder every service and path uses. Bytes are decoded in memory (no temp files);
+URLs are fetched by `services.core.fetch`, which refuses internal addresses. Limits on size and
+duration are enforced while decoding, so an oversized file stops early instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from parakeet.v1 import audio_pb2
+from services.core.errors import InvalidRequest, LimitExceeded
+from services.core.fetch import FetchPolicy, fetch_bytes
+
+SAMPLE_RATE = 16_000
+
+# Names people send as audio_format -> PyAV demuxer names. Unknown hints are passed through.
+_DEMUXER_ALIASES = {
+    "m4a": "mp4",
+    "aac": "aac",
+    "mp4": "mp4",
+    "mov": "mov",
+    "webm": "matroska",
+    "mkv": "matroska",
+    "opus": "ogg",
+    "oga": "ogg",
+    "wave": "wav",
+    "pcm_s16le": "s16le",
+}
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """Per-request limits; defaults suit a GPU worker transcribing up to a few hours."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_duration_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class Waveform:
+    """Mono float32 samples in [-1, 1] at `sample_rate` Hz."""
+
+    samples: npt.NDArray[np.float32]
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def _demuxer(format_hint: str) -> str | None:
+    hint = format_hint.strip().lower().lstrip(".")
+    if not hint:
+        return None
+    return _DEMUXER_ALIASES.get(hint, hint)
+
+
+def _as_mono(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
+    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
+
+
+def _resampled_chunks(
+    container: av.container.InputContainer, max_samples: int
+) -> Iterator[npt.NDArray[np.float32]]:
+    stream = next(iter(container.streams.audio), None)
+    if stream is None:
+        raise InvalidRequest("the file has no audio stream")
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    produced = 0
+    for frame in container.decode(stream):
+        for out in resampler.resample(frame):
+            chunk = _as_mono(out)
+            produced += len(chunk)
+            if produced > max_samples:
+                raise LimitExceeded(f"audio is longer than the limit of {max_samples / SAMPLE_RATE:.0f} s")
+            yield chunk
+    for out in resampler.resample(None):
+        yield _as_mono(out)
+
+
+def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None = None) -> Waveform:
+    """Decode any container/codec PyAV reads, at any rate and channel count, to 16 kHz mono."""
+    limits = limits or AudioLimits()
+    if not data:
+        raise InvalidRequest("audio is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise LimitExceeded(f"audio is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+    max_samples = int(limits.max_duration_s * SAMPLE_RATE)
+    demuxers = [_demuxer(format_hint), None] if format_hint else [None]
+    last_error: Exception | None = None
+    for demuxer in dict.fromkeys(demuxers):
+        try:
+            with av.open(io.BytesIO(data), mode="r", format=demuxer) as container:
+                chunks = list(_resampled_chunks(container, max_samples))
+        except (InvalidRequest, LimitExceeded):
+            raise
+        except (av.FFmpegError, ValueError, EOFError, OSError) as error:
+            last_error = error
+            continue
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        if samples.size == 0:
+            raise InvalidRequest("the audio decodes to no samples (empty or truncated file)")
+        np.clip(samples, -1.0, 1.0, out=samples)
+        return Waveform(samples.astype(np.float32, copy=False))
+    hint = f" as {format_hint!r}" if format_hint else ""
+    raise InvalidRequest(
+        f"could not decode the audio{hint} ({type(last_error).__name__}); send a common audio file "
+        "(wav, flac, mp3, ogg/opus, m4a, webm) or set audio_format"
+    )
+
+
+def load_audio(
+    audio: audio_pb2.Audio, limits: AudioLimits | None = None, fetch_policy: FetchPolicy | None = None
+) -> Waveform:
+    """The request's audio, fetched if it is a URL, decoded to a 16 kHz mono waveform."""
+    limits = limits or AudioLimits()
+    source = audio.WhichOneof("source")
+    if source == "content":
+        return decode_bytes(audio.content, audio.format, limits)
+    if source == "uri":
+        data = fetch_bytes(audio.uri, fetch_policy or FetchPolicy(max_bytes=limits.max_bytes))
+        return decode_bytes(data, audio.format, limits)
+    raise InvalidRequest("audio is required: set audio.uri (http/https URL) or audio.content (file bytes)")
