@@ -18,6 +18,7 @@ from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+MODELS_DIR = REPO_ROOT / "tests" / "fixtures" / "models"
 
 
 def free_port() -> int:
@@ -94,3 +95,11 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def tdt_model_path() -> Path:
+    """The random-weight parakeet-style TDT fixture (.nemo), built once and cached on disk."""
+    from tests.fixtures.nemo_tdt import build_tdt_fixture
+
+    return build_tdt_fixture(MODELS_DIR / "parakeet-tdt-tiny-v1.nemo")

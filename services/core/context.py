@@ -7,7 +7,13 @@ Servicers therefore take the same two arguments on every path and no logic is du
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Protocol, TypeVar
+
+from services.core.errors import DeadlineExceeded
+
+ResultT = TypeVar("ResultT")
 
 
 class CallContext(Protocol):
@@ -36,3 +42,20 @@ class JobContext:
     def is_active(self) -> bool:
         remaining = self.time_remaining()
         return remaining is None or remaining > 0.0
+
+
+def wait_for(future: Future[ResultT], context: CallContext, what: str, poll_s: float = 0.05) -> ResultT:
+    """The future's result, or DeadlineExceeded once the caller's deadline passes or it goes away.
+
+    Polls so that a cancelled call frees its queued work at once (the future is cancelled, and
+    a micro-batcher skips cancelled items) instead of holding a worker until the deadline.
+    """
+    while True:
+        remaining = context.time_remaining()
+        if (remaining is not None and remaining <= 0) or not context.is_active():
+            future.cancel()
+            raise DeadlineExceeded(f"the deadline passed before {what} finished")
+        try:
+            return future.result(timeout=poll_s if remaining is None else min(poll_s, remaining))
+        except FutureTimeout:
+            continue

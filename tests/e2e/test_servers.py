@@ -11,11 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
+from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, PreconditionFailed
 from services.core.grpc_server import HostedService
-from services.transcription import server as transcription_server
+from services.orchestrator import server as orchestrator_server
 from tests.conftest import VENV_BIN, free_port, health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -125,13 +125,13 @@ def test_drain_finishes_in_flight_calls_and_refuses_new_ones(start_host) -> None
     assert [r.num_speakers for r in results] == [4]
 
 
-def test_skeleton_transcription_servicer_answers_unimplemented(start_host) -> None:
-    host = start_host([transcription_server.hosted_service()])
-    wait_for_health(host.address, TRANSCRIPTION)
+def test_skeleton_orchestrator_servicer_answers_unimplemented(start_host) -> None:
+    host = start_host([orchestrator_server.hosted_service()])
+    wait_for_health(host.address, ORCHESTRATOR)
     with grpc.insecure_channel(host.address) as channel:
-        stub = transcription_pb2_grpc.TranscriptionServiceStub(channel)
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         with pytest.raises(grpc.RpcError) as raised:
-            stub.Transcribe(transcription_pb2.TranscribeRequest(), timeout=5)
+            stub.Orchestrate(orchestrator_pb2.OrchestrateRequest(), timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -143,13 +143,15 @@ def grpcurl(*args: str) -> str:
     return result.stdout
 
 
-def test_parakeet_server_all_lists_every_service_over_reflection(spawn) -> None:
+def test_parakeet_server_all_lists_every_service_over_reflection(spawn, tdt_model_path) -> None:
     ports = {name: free_port() for name in ("transcription", "diarization", "orchestrator")}
     process = spawn(
         "parakeet-server",
         "all",
         "--host",
         "127.0.0.1",
+        "--model",
+        str(tdt_model_path),
         *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))),
     )
     for name, service in (
@@ -158,7 +160,7 @@ def test_parakeet_server_all_lists_every_service_over_reflection(spawn) -> None:
         ("orchestrator", ORCHESTRATOR),
     ):
         address = f"127.0.0.1:{ports[name]}"
-        wait_for_health(address, service, process=process)
+        wait_for_health(address, service, process=process, timeout=120)
         listed = grpcurl(address, "list").split()
         assert listed == sorted(
             [service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]

@@ -1,0 +1,34 @@
+"""Test audio made here, deterministic from a seed: speech-like tone sweeps, noise, silence, WAV bytes."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 16_000
+
+
+def sweep(seconds: float, seed: int = 0, rate: int = SAMPLE_RATE) -> npt.NDArray[np.float32]:
+    """A gated frequency sweep: syllable-like bursts the fixture model turns into words."""
+    t = np.arange(int(seconds * rate)) / rate
+    frequency = 200 + 300 * np.sin(2 * np.pi * 0.7 * t + seed)
+    gate = np.sin(2 * np.pi * 2 * t + seed) > 0
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * np.sin(2 * np.pi * np.cumsum(frequency) / rate) * gate + 0.01 * noise).astype(np.float32)
+
+
+def wav_bytes(samples: npt.NDArray[np.float32], rate: int = SAMPLE_RATE, channels: int = 1) -> bytes:
+    """16-bit PCM WAV; with channels > 1 the signal is copied to every channel."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    if channels > 1:
+        pcm = np.repeat(pcm[:, None], channels, axis=1).reshape(-1)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(pcm.tobytes())
+    return buffer.getvalue()
