@@ -53,10 +53,11 @@ buf-breaking: $(BUF) ## fail on wire/JSON-breaking changes against BREAKING_AGAI
 	  echo "buf breaking: no breaking change since $(BREAKING_AGAINST)"; \
 	else echo "buf breaking: no baseline contract yet"; fi
 
-lint: buf-lint ## ruff, mypy --strict on hand-written code, buf lint
+lint: buf-lint ## ruff, mypy --strict on hand-written code, buf lint, hadolint
 	$(PY) -m ruff check services clients/python tests
 	$(PY) -m ruff format --check services clients/python tests
 	$(PY) -m mypy services clients/python/parakeet
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.transcription Dockerfile.diarization Dockerfile.orchestrator
 
 pytest:
 	$(PY) -m pytest $(PYTEST_ARGS)
