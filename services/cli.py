@@ -9,8 +9,9 @@ parakeet-server all           (the three above, each on its own port, in one pro
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
+from pathlib import Path
 from typing import Protocol
 
 from services.core.grpc_server import (
@@ -20,6 +21,8 @@ from services.core.grpc_server import (
     ServiceHost,
     serve_forever,
 )
+from services.core.logs import configure_logging
+from services.core.metrics import serve_metrics
 from services.diarization import server as diarization_server
 from services.orchestrator import server as orchestrator_server
 from services.transcription import server as transcription_server
@@ -38,6 +41,13 @@ SERVER_MODULES: dict[str, ServerModule] = {
     "transcription": transcription_server,
     "diarization": diarization_server,
     "orchestrator": orchestrator_server,
+}
+# The orchestrator takes the engines' options too: with --backend inprocess it runs them itself.
+OPTIONS_OF = {
+    "transcription": ["transcription"],
+    "diarization": ["diarization"],
+    "orchestrator": ["transcription", "diarization", "orchestrator"],
+    "all": ["transcription", "diarization", "orchestrator"],
 }
 DESCRIPTIONS = {
     "transcription": "TranscriptionService (parakeet-tdt-0.6b-v2)",
@@ -64,6 +74,24 @@ def _add_transport_options(command: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds in-flight calls get on SIGTERM (default: %(default)s)",
     )
+    command.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=int(os.environ.get("PARAKEET_MAX_CONCURRENT_REQUESTS", "64")),
+        help="calls served at once per server; more get RESOURCE_EXHAUSTED (default: %(default)s)",
+    )
+    command.add_argument(
+        "--auth-token-file",
+        help="require 'authorization: Bearer <token>' on every parakeet RPC, the token read from this file "
+        "(or set env PARAKEET_AUTH_TOKEN); health and reflection stay open for probes",
+    )
+    command.add_argument(
+        "--tls-cert", default="", help="PEM certificate chain: serve TLS instead of plaintext"
+    )
+    command.add_argument("--tls-key", default="", help="PEM private key for --tls-cert")
+    command.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,12 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the parakeet gRPC services, with health checking and reflection.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("PARAKEET_LOG_FORMAT", "text"),
+        help="json: one object per line with the request id (default: %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="SERVICE")
     for name, description in DESCRIPTIONS.items():
         command = commands.add_parser(name, help=description, description=description)
         _add_transport_options(command)
         ports = DEFAULT_PORTS if name == "all" else {name: DEFAULT_PORTS[name]}
-        for service in ports:
+        for service in OPTIONS_OF[name]:
             SERVER_MODULES[service].add_arguments(command)
         for service, port in ports.items():
             flag = "--port" if name != "all" else f"--{service}-port"
@@ -85,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                 flag, dest=f"{service}_port", type=int, default=port, help=f"{service} port (default: {port})"
             )
     return parser
+
+
+def _auth_token(args: argparse.Namespace) -> str:
+    """The token from --auth-token-file or PARAKEET_AUTH_TOKEN; never from the command line, where ps shows it."""
+    if args.auth_token_file:
+        return Path(args.auth_token_file).read_text().strip()
+    return os.environ.get("PARAKEET_AUTH_TOKEN", "").strip()
 
 
 def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
@@ -99,6 +140,10 @@ def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
                 max_workers=args.max_workers,
                 max_message_bytes=args.max_message_mb * 1024 * 1024,
                 grace_s=args.grace,
+                max_concurrent_requests=args.max_concurrent_requests,
+                auth_token=_auth_token(args),
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
             ),
         )
         for name in names
@@ -107,11 +152,11 @@ def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, json_logs=args.log_format == "json")
+    if (args.tls_cert and not args.tls_key) or (args.tls_key and not args.tls_cert):
+        build_parser().error("--tls-cert and --tls-key go together")
+    if args.metrics_port:
+        serve_metrics(args.metrics_port, args.host)
     serve_forever(build_hosts(args))
     return 0
 

@@ -10,8 +10,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import grpc
 import pytest
+
+# The test suite never reaches the Hugging Face Hub; set before huggingface_hub reads it at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
@@ -103,3 +107,11 @@ def tdt_model_path() -> Path:
     from tests.fixtures.nemo_tdt import build_tdt_fixture
 
     return build_tdt_fixture(MODELS_DIR / "parakeet-tdt-tiny-v1.nemo")
+
+
+@pytest.fixture(scope="session")
+def pyannote_pipeline_path() -> Path:
+    """The random-weight pyannote 3.1-style pipeline: a local pipeline dir (hub cache beside it)."""
+    from tests.fixtures.pyannote_pipeline import build_pyannote_fixture
+
+    return build_pyannote_fixture(MODELS_DIR / "pyannote")

@@ -50,6 +50,12 @@ class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Unauthenticated(ServiceError):
+    """The server requires a bearer token and the call carried none, or a wrong one."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class Unimplemented(ServiceError):
     """The method exists in the contract but this server does not serve it."""
 

@@ -8,12 +8,16 @@ within the grace period and refuses new ones.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import signal
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -21,7 +25,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.errors import PreconditionFailed, ServiceError, ServiceUnavailable
+from services.core.errors import (
+    LimitExceeded,
+    PreconditionFailed,
+    ServiceError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from services.core.logs import REQUEST_ID_KEY, request_scope
+from services.core.metrics import IN_FLIGHT, LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +64,10 @@ class ServerOptions:
     max_workers: int = 16
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_s: float = 30.0
+    max_concurrent_requests: int = 64
+    auth_token: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass
@@ -77,15 +93,31 @@ def _service_of(method: str) -> str:
     return method.strip("/").split("/", 1)[0]
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Maps ServiceError to its status code and anything else to INTERNAL without a traceback.
+class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """The one gate in front of every hosted RPC: auth, readiness, concurrency limit, errors, metrics.
 
-    Only the hosted services' unary methods are wrapped; health and reflection pass through.
+    - a bearer token, when configured, is compared in constant time (UNAUTHENTICATED otherwise);
+    - calls before warm-up get UNAVAILABLE, after a failed warm-up its FAILED_PRECONDITION;
+    - more than `max_concurrent` calls at once get RESOURCE_EXHAUSTED instead of queueing forever;
+    - ServiceError maps to its status code, anything else to INTERNAL without a traceback;
+    - every call is counted and timed, and logged with its request id (x-request-id metadata).
+
+    Health and reflection pass through untouched, so probes work without a token.
     """
 
-    def __init__(self, hosted: set[str], readiness: _Readiness) -> None:
+    def __init__(
+        self, hosted: set[str], readiness: _Readiness, auth_token: str = "", max_concurrent: int = 0
+    ) -> None:
         self._hosted = hosted
         self._readiness = readiness
+        self._expected = f"Bearer {auth_token}".encode() if auth_token else b""
+        self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent > 0 else None
+        self._max_concurrent = max_concurrent
+
+    def _authorised(self, metadata: dict[str, str]) -> bool:
+        if not self._expected:
+            return True
+        return hmac.compare_digest(metadata.get("authorization", "").encode(), self._expected)
 
     def intercept_service(
         self,
@@ -98,16 +130,47 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler
         behaviour = handler.unary_unary
         method = handler_call_details.method
+        metadata = {
+            key: value
+            for key, value in (handler_call_details.invocation_metadata or ())
+            if isinstance(value, str)
+        }
+        short = method.rsplit("/", 1)[-1]
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            request_id = metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+            started = time.monotonic()
+            code = grpc.StatusCode.OK
+            acquired = False
+            IN_FLIGHT.labels(short).inc()
             try:
+                if not self._authorised(metadata):
+                    raise Unauthenticated("this server needs an 'authorization: Bearer <token>' header")
                 self._readiness.check(service)
-                return behaviour(request, context)
+                if self._slots is not None:
+                    acquired = self._slots.acquire(blocking=False)
+                    if not acquired:
+                        raise LimitExceeded(
+                            f"the server is serving its limit of {self._max_concurrent} concurrent requests; "
+                            "retry with backoff"
+                        )
+                with request_scope(request_id):
+                    return behaviour(request, context)
             except ServiceError as error:
+                code = error.code
+                log.info("%s %s -> %s: %s", short, request_id, code.name, error.message)
                 context.abort(error.code, error.message)
             except Exception:
-                log.exception("unhandled error in %s", method)
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error in %s (request %s)", method, request_id)
+                context.abort(code, f"internal error in {method} (request {request_id}); see the server log")
+            finally:
+                if acquired and self._slots is not None:
+                    self._slots.release()
+                IN_FLIGHT.labels(short).dec()
+                REQUESTS.labels(short, code.name).inc()
+                LATENCY.labels(short).observe(time.monotonic() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
@@ -127,7 +190,14 @@ class ServiceHost:
         names = [service.name for service in self.services]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.options.max_workers),
-            interceptors=[ErrorMappingInterceptor(set(names), self._readiness)],
+            interceptors=[
+                ServiceInterceptor(
+                    set(names),
+                    self._readiness,
+                    auth_token=self.options.auth_token,
+                    max_concurrent=self.options.max_concurrent_requests,
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", self.options.max_message_bytes),
                 ("grpc.max_send_message_length", self.options.max_message_bytes),
@@ -142,7 +212,14 @@ class ServiceHost:
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
             self.server,
         )
-        self.port: int = self.server.add_insecure_port(f"{self.options.host}:{self.options.port}")
+        address = f"{self.options.host}:{self.options.port}"
+        if self.options.tls_cert and self.options.tls_key:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(self.options.tls_key).read_bytes(), Path(self.options.tls_cert).read_bytes())]
+            )
+            self.port: int = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.options.host}:{self.options.port}")
         self._warm_up_thread = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)

@@ -20,11 +20,12 @@ from google.protobuf.message import Message
 
 from parakeet.v1 import audio_pb2
 from services.core.context import CallContext, JobContext
-from services.core.errors import InvalidRequest, ServiceError
+from services.core.errors import InvalidRequest, PreconditionFailed, ServiceError
 
 log = logging.getLogger(__name__)
 
 RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
 Servicer = Callable[[RequestT, CallContext], Message]
 
 _FORMAT_PREFIX = "RESPONSE_FORMAT_"
@@ -101,6 +102,33 @@ def parse_job_input(job_input: Any, request_type: type[RequestT]) -> RequestT:
     return request
 
 
+def request_to_json(request: Message) -> dict[str, Any]:
+    """A request as the job input existing clients send (the inverse of `parse_job_input`).
+
+    The audio goes as a bare string (the URL, or base64 of the bytes) with `audio_format`
+    beside it, so any RunPod worker of this service, old or new, reads it.
+    """
+    document = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    audio = document.pop("audio", None)
+    if audio is not None:
+        document["audio"] = audio.get("uri") or audio.get("content", "")
+        if audio.get("format"):
+            document["audio_format"] = audio["format"]
+    value = document.get("response_format")
+    if isinstance(value, str):
+        document["response_format"] = value.removeprefix(_FORMAT_PREFIX).lower()
+    return document
+
+
+def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]) -> ResponseT:
+    """A worker's JSON output as a response message (the inverse of `response_to_json`)."""
+    fields = dict(output)
+    fields.pop("error_code", None)
+    if "response_format" in fields:
+        fields["response_format"] = _normalise_response_format(fields["response_format"])
+    return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
+
+
 def response_to_json(response: Message) -> dict[str, Any]:
     """The response as existing JSON clients read it: snake_case names, zeros printed, short enums."""
     document = json_format.MessageToDict(
@@ -113,6 +141,29 @@ def response_to_json(response: Message) -> dict[str, Any]:
         short = value.removeprefix(_FORMAT_PREFIX).lower()
         document["response_format"] = "json" if short == "unspecified" else short
     return document
+
+
+def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[RequestT]:
+    """Build and warm up the servicer now; if that fails, one that answers every job with the reason.
+
+    A worker that crash-loops on a missing token shows users nothing; one that keeps answering
+    `{"error": "accept the conditions of ..."}` tells them what to fix.
+    """
+    try:
+        return prepare()
+    except ServiceError as error:
+        failure = error
+    except Exception as error:
+        log.exception("warm-up failed")
+        failure = PreconditionFailed(
+            f"the model could not be loaded ({type(error).__name__}); see the worker log"
+        )
+    log.error("serving errors only: %s", failure.message)
+
+    def refuse(request: RequestT, context: CallContext) -> Message:
+        raise failure
+
+    return refuse
 
 
 def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> None:
@@ -136,7 +187,8 @@ def run_job(
         request = parse_job_input(job.get("input"), request_type)
         return response_to_json(servicer(request, JobContext(timeout_s)))
     except ServiceError as error:
-        return {"error": error.message}
+        # error_code lets a caller of this worker (the orchestrator) keep the gRPC status.
+        return {"error": error.message, "error_code": error.code.name}
     except Exception:
         log.exception("unhandled error in job %s", job.get("id", "?"))
         return {"error": "internal error; see the worker log"}

@@ -1,4 +1,10 @@
-"""Wires DiarizationServicer into a gRPC server; no request logic lives here."""
+"""Wires DiarizationServicer into a gRPC server; no request logic lives here.
+
+The HostedService's warm-up loads the pipeline and runs one pass, so health reports SERVING
+(and RPCs are let through) only once a request can be answered at full speed; a load failure
+(missing token, gated repo, no local copy offline) keeps it NOT_SERVING and answers every call
+with FAILED_PRECONDITION naming what to fix.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,87 @@ import argparse
 import grpc
 
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc
+from services.core.audio import AudioLimits
 from services.core.grpc_server import HostedService
+from services.diarization.engine import DEFAULT_PIPELINE, DEVICES, DiarizationEngine
 from services.diarization.servicer import DiarizationServicer
 
 SERVICE_NAME: str = diarization_pb2.DESCRIPTOR.services_by_name["DiarizationService"].full_name
 
 
-def hosted_service(servicer: DiarizationServicer | None = None) -> HostedService:
-    """The DiarizationService as a HostedService for ServiceHost."""
-    instance = servicer or DiarizationServicer()
+def hosted_service(
+    engine: DiarizationEngine | None = None, limits: AudioLimits | None = None
+) -> HostedService:
+    """The DiarizationService over `engine` (default: speaker-diarization-3.1) for ServiceHost."""
+    engine = engine or DiarizationEngine()
+    servicer = DiarizationServicer(engine, limits)
 
     def register(server: grpc.Server) -> None:
-        diarization_pb2_grpc.add_DiarizationServiceServicer_to_server(instance, server)
+        diarization_pb2_grpc.add_DiarizationServiceServicer_to_server(servicer, server)
 
-    return HostedService(name=SERVICE_NAME, register=register)
+    def warm_up() -> None:
+        engine.load()
+        engine.warm_up()
+
+    return HostedService(name=SERVICE_NAME, register=register, warm_up=warm_up)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of this service for `parakeet-server diarization` (and `all`)."""
+    """Options of this service for `parakeet-server diarization` (and `all`).
+
+    Names are unique across services because `all` puts every service's options in one parser
+    (the transcription service owns --model and --device).
+    """
+    group = parser.add_argument_group("diarization")
+    group.add_argument(
+        "--pipeline",
+        dest="diarization_pipeline",
+        default=DEFAULT_PIPELINE,
+        metavar="PATH_OR_HF_ID",
+        help="pyannote pipeline: a local directory holding config.yaml, or a Hugging Face id such as "
+        "pyannote/speaker-diarization-community-1 (default: %(default)s); gated repos need "
+        "HUGGINGFACE_ACCESS_TOKEN unless already in the local cache",
+    )
+    group.add_argument(
+        "--diarization-device",
+        dest="diarization_device",
+        choices=DEVICES,
+        default="auto",
+        help="where the pipeline runs; auto picks the GPU when there is one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--segmentation-batch-size",
+        dest="diarization_segmentation_batch_size",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="segmentation windows per forward pass (default: %(default)s)",
+    )
+    group.add_argument(
+        "--embedding-batch-size",
+        dest="diarization_embedding_batch_size",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="speaker embeddings per forward pass (default: %(default)s)",
+    )
+
+
+def engine_from_args(args: argparse.Namespace) -> DiarizationEngine:
+    return DiarizationEngine(
+        pipeline=args.diarization_pipeline,
+        device=args.diarization_device,
+        segmentation_batch_size=args.diarization_segmentation_batch_size,
+        embedding_batch_size=args.diarization_embedding_batch_size,
+    )
 
 
 def hosted_service_from_args(args: argparse.Namespace) -> HostedService:
-    return hosted_service()
+    return hosted_service(engine_from_args(args))

@@ -1,29 +1,37 @@
 """RunPod serverless worker for the transcription endpoint (split architecture).
 
 Configured by the same options as the gRPC server, read from the environment
-(TRANSCRIPTION_MODEL, TRANSCRIPTION_DEVICE, ...). Loads and warms the model before taking jobs.
-Run `python -m services.transcription.handler`; add `--rp_serve_api --rp_api_port N` for the
-runpod SDK's local test API.
+(TRANSCRIPTION_MODEL, TRANSCRIPTION_DEVICE, ...). Loads and warms the model before taking jobs;
+if it cannot, every job is answered with the reason. Run `python -m services.transcription.handler`;
+add `--rp_serve_api --rp_api_port N` for the runpod SDK's local test API.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+from collections.abc import Callable
 
 from parakeet.v1 import transcription_pb2
-from services.core.runpod_shim import serve_jobs
+from services.core.context import CallContext
+from services.core.logs import configure_logging
+from services.core.runpod_shim import ready_or_refusing, serve_jobs
 from services.transcription.server import add_arguments, build_servicer, warm_up
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def prepare() -> Callable[
+    [transcription_pb2.TranscribeRequest, CallContext], transcription_pb2.TranscribeResponse
+]:
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
     args, _runpod_flags = parser.parse_known_args()
     servicer = build_servicer(args)
     warm_up(servicer)
-    serve_jobs(transcription_pb2.TranscribeRequest, servicer.Transcribe)
+    return servicer.Transcribe
+
+
+def main() -> None:
+    configure_logging()
+    serve_jobs(transcription_pb2.TranscribeRequest, ready_or_refusing(prepare))
 
 
 if __name__ == "__main__":

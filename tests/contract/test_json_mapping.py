@@ -9,7 +9,14 @@ import pytest
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, Unimplemented
-from services.core.runpod_shim import parse_job_input, response_format_names, response_to_json, run_job
+from services.core.runpod_shim import (
+    parse_job_input,
+    request_to_json,
+    response_format_names,
+    response_from_json,
+    response_to_json,
+    run_job,
+)
 
 WAV_BYTES = b"RIFF\x24\x00\x00\x00WAVEfmt "
 
@@ -124,10 +131,12 @@ def _crash(request: diarization_pb2.DiarizeRequest, context: CallContext) -> dia
 def test_run_job_maps_service_errors_to_error_objects() -> None:
     job = {"id": "j1", "input": {"audio": "https://x/a.wav"}}
     assert run_job(job, diarization_pb2.DiarizeRequest, _unimplemented) == {
-        "error": "Diarize is not implemented by this server yet"
+        "error": "Diarize is not implemented by this server yet",
+        "error_code": "UNIMPLEMENTED",
     }
     assert run_job({"id": "j2", "input": {}}, diarization_pb2.DiarizeRequest, _unimplemented) == {
-        "error": "'audio' is required: an http(s) URL or base64-encoded audio"
+        "error": "'audio' is required: an http(s) URL or base64-encoded audio",
+        "error_code": "INVALID_ARGUMENT",
     }
 
 
@@ -136,3 +145,32 @@ def test_run_job_hides_unexpected_exceptions() -> None:
         {"id": "j3", "input": {"audio": "https://x/a.wav"}}, diarization_pb2.DiarizeRequest, _crash
     )
     assert result == {"error": "internal error; see the worker log"}
+
+
+def test_request_to_json_is_the_inverse_of_parse_job_input() -> None:
+    request = transcription_pb2.TranscribeRequest(
+        audio=audio_pb2.Audio(content=WAV_BYTES, format="wav"),
+        word_timestamps=True,
+        response_format=audio_pb2.RESPONSE_FORMAT_VTT,
+        diarization_segments=[audio_pb2.SpeakerTurn(start=0.5, end=1.0, speaker="SPEAKER_01")],
+    )
+    document = request_to_json(request)
+    assert document["audio"] == base64.b64encode(WAV_BYTES).decode()
+    assert document["audio_format"] == "wav"
+    assert document["response_format"] == "vtt"
+    assert parse_job_input(document, transcription_pb2.TranscribeRequest) == request
+    by_url = orchestrator_pb2.OrchestrateRequest(
+        audio=audio_pb2.Audio(uri="https://example.com/a.mp3"), diarize=True
+    )
+    assert request_to_json(by_url) == {"audio": "https://example.com/a.mp3", "diarize": True}
+
+
+def test_response_from_json_reads_what_response_to_json_wrote() -> None:
+    response = diarization_pb2.DiarizeResponse(
+        segments=[audio_pb2.SpeakerTurn(start=0.0, end=2.5, speaker="SPEAKER_00")],
+        num_speakers=1,
+        duration=2.5,
+        response_format=audio_pb2.RESPONSE_FORMAT_RTTM,
+        document="SPEAKER audio 1 0.000 2.500 <NA> <NA> SPEAKER_00 <NA> <NA>\n",
+    )
+    assert response_from_json(response_to_json(response), diarization_pb2.DiarizeResponse) == response

@@ -11,11 +11,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
+from parakeet.v1 import diarization_pb2, diarization_pb2_grpc
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, PreconditionFailed
 from services.core.grpc_server import HostedService
-from services.orchestrator import server as orchestrator_server
 from tests.conftest import VENV_BIN, free_port, health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -125,14 +124,55 @@ def test_drain_finishes_in_flight_calls_and_refuses_new_ones(start_host) -> None
     assert [r.num_speakers for r in results] == [4]
 
 
-def test_skeleton_orchestrator_servicer_answers_unimplemented(start_host) -> None:
-    host = start_host([orchestrator_server.hosted_service()])
-    wait_for_health(host.address, ORCHESTRATOR)
+def test_bearer_token_is_required_on_parakeet_rpcs_but_not_on_health(start_host) -> None:
+    host = start_host([diarizer_service(ScriptedDiarizer())], auth_token="s3cret")
+    wait_for_health(host.address, DIARIZATION)
     with grpc.insecure_channel(host.address) as channel:
-        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.Orchestrate(orchestrator_pb2.OrchestrateRequest(), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        stub = diarization_pb2_grpc.DiarizationServiceStub(channel)
+        request = diarization_pb2.DiarizeRequest(num_speakers=2)
+        for metadata in (None, (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)):
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Diarize(request, timeout=5, metadata=metadata)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "Bearer <token>" in refused.value.details()
+        reply = stub.Diarize(request, timeout=5, metadata=(("authorization", "Bearer s3cret"),))
+    assert reply.num_speakers == 2
+
+
+def test_calls_over_the_concurrency_limit_are_resource_exhausted(start_host) -> None:
+    servicer = ScriptedDiarizer()
+    host = start_host([diarizer_service(servicer)], max_concurrent_requests=1)
+    wait_for_health(host.address, DIARIZATION)
+    servicer.release.clear()
+    results: list[object] = []
+    first = threading.Thread(target=lambda: results.append(diarize(host.address, num_speakers=5)))
+    first.start()
+    assert servicer.started.wait(5)
+    with pytest.raises(grpc.RpcError) as refused:
+        diarize(host.address)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 1 concurrent requests" in refused.value.details()
+    servicer.release.set()
+    first.join(5)
+    assert [r.num_speakers for r in results] == [5]
+    assert diarize(host.address, num_speakers=6).num_speakers == 6
+
+
+def test_request_id_is_echoed_and_calls_are_counted_by_code(start_host) -> None:
+    from services.core.metrics import REQUESTS
+
+    host = start_host([diarizer_service(ScriptedDiarizer())])
+    wait_for_health(host.address, DIARIZATION)
+    invalid_before = REQUESTS.labels("Diarize", "INVALID_ARGUMENT")._value.get()
+    with grpc.insecure_channel(host.address) as channel:
+        stub = diarization_pb2_grpc.DiarizationServiceStub(channel)
+        _reply, call = stub.Diarize.with_call(
+            diarization_pb2.DiarizeRequest(num_speakers=1), timeout=5, metadata=(("x-request-id", "req-42"),)
+        )
+        assert dict(call.trailing_metadata())["x-request-id"] == "req-42"
+        with pytest.raises(grpc.RpcError):
+            stub.Diarize(diarization_pb2.DiarizeRequest(num_speakers=-1), timeout=5)
+    assert REQUESTS.labels("Diarize", "INVALID_ARGUMENT")._value.get() == invalid_before + 1
 
 
 def grpcurl(*args: str) -> str:
@@ -143,7 +183,9 @@ def grpcurl(*args: str) -> str:
     return result.stdout
 
 
-def test_parakeet_server_all_lists_every_service_over_reflection(spawn, tdt_model_path) -> None:
+def test_parakeet_server_all_lists_every_service_over_reflection(
+    spawn, tdt_model_path, pyannote_pipeline_path
+) -> None:
     ports = {name: free_port() for name in ("transcription", "diarization", "orchestrator")}
     process = spawn(
         "parakeet-server",
@@ -152,6 +194,8 @@ def test_parakeet_server_all_lists_every_service_over_reflection(spawn, tdt_mode
         "127.0.0.1",
         "--model",
         str(tdt_model_path),
+        "--pipeline",
+        str(pyannote_pipeline_path),
         *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))),
     )
     for name, service in (

@@ -1,0 +1,274 @@
+"""Where the orchestrator sends its two halves: in-process servicers, gRPC servers or RunPod endpoints.
+
+All three speak the same proto messages behind one small interface, so the orchestrator's logic
+does not know (or care) which architecture it runs in:
+
+- in-process: the single-endpoint worker and the embedded CLI call the servicers directly;
+- gRPC: the generated stubs over reused channels, with the caller's deadline propagated;
+- RunPod: `/runsync` on the two split endpoints, falling back to `/status` polling when a job
+  outlives runsync's wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
+from services.core.context import CallContext
+from services.core.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    LimitExceeded,
+    PreconditionFailed,
+    ServiceError,
+    ServiceUnavailable,
+    Unimplemented,
+)
+from services.core.logs import REQUEST_ID_KEY, current_request_id
+from services.core.runpod_shim import request_to_json, response_from_json
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+TRANSCRIPTION = "transcription"
+DIARIZATION = "diarization"
+
+
+class Backends(Protocol):
+    """The two calls the orchestrator makes; each raises a services.core.errors type on failure."""
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse: ...
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse: ...
+
+    def warm_up(self) -> None: ...
+
+
+TranscribeFn = Callable[
+    [transcription_pb2.TranscribeRequest, CallContext], transcription_pb2.TranscribeResponse
+]
+DiarizeFn = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_pb2.DiarizeResponse]
+
+
+class InProcessBackends:
+    """Both servicers in this process (single-endpoint worker, embedded CLI, `--backend inprocess`)."""
+
+    def __init__(self, transcribe: TranscribeFn, diarize: DiarizeFn, warm_up: Callable[[], None]) -> None:
+        self._transcribe = transcribe
+        self._diarize = diarize
+        self._warm_up = warm_up
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        return self._transcribe(request, context)
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        return self._diarize(request, context)
+
+    def warm_up(self) -> None:
+        self._warm_up()
+
+
+_GRPC_TO_ERROR: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceeded,
+    grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+}
+
+
+def backend_error(backend: str, code_name: str, message: str) -> ServiceError:
+    """A backend's failure as our error: the caller's mistakes keep their code, the rest is UNAVAILABLE."""
+    error_type = _GRPC_TO_ERROR.get(getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN))
+    if error_type is InvalidRequest or error_type is LimitExceeded:
+        return error_type(message)
+    if error_type is not None:
+        return error_type(f"{backend} backend: {message}")
+    return ServiceUnavailable(f"{backend} backend unavailable: {message}")
+
+
+@dataclass(frozen=True)
+class GrpcAddresses:
+    transcription: str = "127.0.0.1:50051"
+    diarization: str = "127.0.0.1:50052"
+
+
+class GrpcBackends:
+    """The split gRPC services; one channel each, reused for every call."""
+
+    def __init__(self, addresses: GrpcAddresses, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        self.addresses = addresses
+        self._channels = [
+            grpc.insecure_channel(addresses.transcription, options=options),
+            grpc.insecure_channel(addresses.diarization, options=options),
+        ]
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channels[0])
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channels[1])
+
+    def _call(
+        self, backend: str, method: Callable[..., ResponseT], request: Message, context: CallContext
+    ) -> ResponseT:
+        try:
+            request_id = current_request_id()
+            metadata = ((REQUEST_ID_KEY, request_id),) if request_id else None
+            return method(request, timeout=context.time_remaining(), metadata=metadata, wait_for_ready=False)
+        except grpc.RpcError as error:
+            code: grpc.StatusCode = error.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(
+                    f"the deadline passed while waiting for the {backend} backend"
+                ) from None
+            raise backend_error(backend, code.name, error.details() or code.name) from None
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        response: transcription_pb2.TranscribeResponse = self._call(
+            TRANSCRIPTION, self._transcription.Transcribe, request, context
+        )
+        return response
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        response: diarization_pb2.DiarizeResponse = self._call(
+            DIARIZATION, self._diarization.Diarize, request, context
+        )
+        return response
+
+    def warm_up(self) -> None:
+        """Nothing to load: the backends warm themselves up and report it through health."""
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+RUNPOD_API_BASE = "https://api.runpod.ai/v2"
+# RunPod rejects larger request bodies (/runsync accepts 20 MB, /run 10 MB); base64 grows bytes by 4/3.
+RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+
+@dataclass(frozen=True)
+class RunPodEndpoint:
+    """One serverless endpoint: its id, and the base URL its /runsync and /status live under."""
+
+    endpoint_id: str
+    url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"{RUNPOD_API_BASE}/{self.endpoint_id}").rstrip("/")
+
+
+class RunPodBackends:
+    """The split architecture's two RunPod endpoints, called over HTTP with the API key."""
+
+    def __init__(
+        self,
+        transcription: RunPodEndpoint,
+        diarization: RunPodEndpoint,
+        api_key: str,
+        poll_interval_s: float = 1.0,
+        max_wait_s: float = 3600.0,
+    ) -> None:
+        self.endpoints = {TRANSCRIPTION: transcription, DIARIZATION: diarization}
+        self._api_key = api_key
+        self._poll_interval_s = poll_interval_s
+        self._max_wait_s = max_wait_s
+
+    def _http(self, backend: str, url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=max(timeout, 0.001)) as response:
+                reply: dict[str, Any] = json.loads(response.read())
+                return reply
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                raise PreconditionFailed(
+                    f"the {backend} endpoint refused RUNPOD_API_KEY (HTTP {error.code}); check the key"
+                ) from None
+            raise ServiceUnavailable(f"{backend} backend unavailable: HTTP {error.code} from {url}") from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"the deadline passed while waiting for the {backend} backend") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise ServiceUnavailable(
+                f"{backend} backend unavailable: {type(error).__name__} calling {url}"
+            ) from None
+
+    def _run(
+        self, backend: str, request: Message, response_type: type[ResponseT], context: CallContext
+    ) -> ResponseT:
+        job_input = request_to_json(request)
+        payload = json.dumps({"input": job_input})
+        if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
+            raise LimitExceeded(
+                f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
+                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead"
+            )
+        endpoint = self.endpoints[backend]
+        started = time.monotonic()
+
+        def remaining() -> float:
+            deadline = context.time_remaining()
+            budget = self._max_wait_s - (time.monotonic() - started)
+            return budget if deadline is None else min(budget, deadline)
+
+        reply = self._http(backend, f"{endpoint.base_url}/runsync", {"input": job_input}, remaining())
+        while reply.get("status") not in _TERMINAL:
+            job_id = reply.get("id")
+            if not job_id:
+                raise ServiceUnavailable(f"{backend} backend answered without a job id: {reply}")
+            if remaining() <= 0:
+                raise DeadlineExceeded(
+                    f"the deadline passed while the {backend} job {job_id} was still running"
+                )
+            time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
+            reply = self._http(backend, f"{endpoint.base_url}/status/{job_id}", None, remaining())
+        if reply["status"] != "COMPLETED":
+            output = reply.get("output")
+            if not isinstance(output, dict):
+                output = {}
+            message = str(reply.get("error") or reply["status"])
+            raise backend_error(backend, str(output.get("error_code", "UNAVAILABLE")), message)
+        return response_from_json(reply.get("output") or {}, response_type)
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        return self._run(TRANSCRIPTION, request, transcription_pb2.TranscribeResponse, context)
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        return self._run(DIARIZATION, request, diarization_pb2.DiarizeResponse, context)
+
+    def warm_up(self) -> None:
+        """RunPod scales its workers itself; there is nothing to load here."""

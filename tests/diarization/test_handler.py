@@ -1,0 +1,98 @@
+"""The RunPod worker's job path in-process: JSON in, the servicer, JSON out (the HTTP path is in
+test_processes.py)."""
+
+from __future__ import annotations
+
+import base64
+
+import huggingface_hub.constants
+
+from parakeet.v1 import diarization_pb2
+from services.core.runpod_shim import run_job
+from services.diarization.handler import engine_from_env, ready_servicer
+from services.diarization.servicer import DiarizationServicer
+from tests.fixtures.pyannote_pipeline import SEGMENTATION_ID
+
+
+def expected_output(turns: list[tuple[float, float, str]], num_speakers: int) -> dict[str, object]:
+    return {
+        "segments": [{"start": start, "end": end, "speaker": speaker} for start, end, speaker in turns],
+        "num_speakers": num_speakers,
+        "duration": 12.0,
+        "model": "speaker-diarization-3.1-local",
+        "response_format": "json",
+        "document": "",
+    }
+
+
+def test_job_output_equals_a_direct_pipeline_call(engine, speech, reference) -> None:
+    job = {
+        "id": "job-1",
+        "input": {"audio": base64.b64encode(speech).decode(), "audio_format": "wav", "num_speakers": 2},
+    }
+    output = run_job(job, diarization_pb2.DiarizeRequest, DiarizationServicer(engine).Diarize)
+    assert output == expected_output(reference(num_speakers=2), 2)
+
+
+def error_of(output: dict[str, object], code: str) -> object:
+    """The error message of a failed job (the shim may add the gRPC code beside it)."""
+    assert set(output) <= {"error", "error_code"}
+    assert output.get("error_code", code) == code
+    return output["error"]
+
+
+def test_job_errors_come_back_as_the_grpc_message(engine, speech) -> None:
+    diarize = DiarizationServicer(engine).Diarize
+    audio = base64.b64encode(speech).decode()
+    bounds = run_job(
+        {"input": {"audio": audio, "min_speakers": 4, "max_speakers": 2}},
+        diarization_pb2.DiarizeRequest,
+        diarize,
+    )
+    assert (
+        error_of(bounds, "INVALID_ARGUMENT") == "min_speakers (4) must not be greater than max_speakers (2)"
+    )
+    vtt = run_job(
+        {"input": {"audio": audio, "response_format": "vtt"}}, diarization_pb2.DiarizeRequest, diarize
+    )
+    assert error_of(vtt, "INVALID_ARGUMENT") == (
+        "diarization renders json or rttm, not vtt; text, srt and vtt need a transcript "
+        "(use TranscriptionService or OrchestratorService)"
+    )
+
+
+def test_engine_from_env_reads_the_worker_settings() -> None:
+    engine = engine_from_env(
+        {
+            "DIARIZATION_PIPELINE": "pyannote/speaker-diarization-community-1",
+            "DIARIZATION_DEVICE": "cpu",
+            "DIARIZATION_SEGMENTATION_BATCH_SIZE": "8",
+            "DIARIZATION_EMBEDDING_BATCH_SIZE": "16",
+        }
+    )
+    assert (engine.pipeline, engine.device, engine.segmentation_batch_size, engine.embedding_batch_size) == (
+        "pyannote/speaker-diarization-community-1",
+        "cpu",
+        8,
+        16,
+    )
+    default = engine_from_env({})
+    assert (default.pipeline, default.device) == ("pyannote/speaker-diarization-3.1", "auto")
+
+
+def test_a_worker_that_cannot_load_answers_each_job_with_what_to_fix(speech, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "no-store"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    diarize = ready_servicer(engine_from_env({"DIARIZATION_DEVICE": "cpu"}))
+    output = run_job(
+        {"input": {"audio": base64.b64encode(speech).decode()}}, diarization_pb2.DiarizeRequest, diarize
+    )
+    message = error_of(output, "FAILED_PRECONDITION")
+    assert isinstance(message, str)
+    assert message.startswith(
+        "pyannote/speaker-diarization-3.1, pyannote/segmentation-3.0, pyannote/wespeaker-voxceleb-resnet34-LM "
+        "not found in the local Hugging Face caches"
+    )
+    assert f"https://hf.co/{SEGMENTATION_ID}" in message
