@@ -37,8 +37,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
+from services.core import model_store
 from services.core.audio import SAMPLE_RATE, Waveform
 from services.core.errors import DeadlineExceeded, PreconditionFailed, ServiceError
+from services.core.model_store import RepoFile, looks_like_repo_id
 from services.diarization import hub
 
 log = logging.getLogger(__name__)
@@ -146,7 +148,7 @@ class DiarizationEngine:
             raise ValueError("batch sizes must be at least 1")
         self.pipeline = pipeline
         self.device = device
-        self.token = token if token is not None else hub.hub_token()
+        self.token = token if token is not None else model_store.hub_token()
         self.segmentation_batch_size = segmentation_batch_size
         self.embedding_batch_size = embedding_batch_size
         self._pipeline: Any = None
@@ -252,9 +254,9 @@ class DiarizationEngine:
             base, config_file = source.parent, source
         elif source.is_dir():
             base, config_file = source, source / "config.yaml"
-        elif hub.looks_like_repo_id(self.pipeline):
-            needs = [hub.RepoFile(self.pipeline, "config.yaml")] + [
-                hub.RepoFile(repo, _MODEL_FILE)
+        elif looks_like_repo_id(self.pipeline):
+            needs = [RepoFile(self.pipeline, "config.yaml")] + [
+                RepoFile(repo, _MODEL_FILE)
                 for repo in hub.KNOWN_PIPELINES.get(self.pipeline, ())
                 if repo != self.pipeline
             ]
@@ -283,7 +285,7 @@ class DiarizationEngine:
 
         expand_subfolders(config, str(base), token=self.token)  # "$model/x" -> base/x
         params: MutableMapping[str, Any] = config["pipeline"].setdefault("params", {})
-        needs: dict[str, hub.RepoFile] = {}
+        needs: dict[str, RepoFile] = {}
         for key in (*_MODEL_KEYS, "plda"):
             need = _hub_reference(key, params.get(key))
             if need is not None:
@@ -304,19 +306,19 @@ class DiarizationEngine:
         pipeline.to(device)
 
 
-def _hub_reference(key: str, value: Any) -> hub.RepoFile | None:
+def _hub_reference(key: str, value: Any) -> RepoFile | None:
     """The Hub file a sub-model entry of config.yaml needs, when it names a repo by id."""
     filename = _PLDA_FILE if key == "plda" else _MODEL_FILE
     if isinstance(value, str):
         # Embeddings named speechbrain/..., nvidia/... are loaded by their own toolkits.
-        if hub.looks_like_repo_id(value) and (key != "embedding" or "pyannote" in value):
-            return hub.RepoFile(value, filename)
+        if looks_like_repo_id(value) and (key != "embedding" or "pyannote" in value):
+            return RepoFile(value, filename)
         return None
     if isinstance(value, Mapping):
         checkpoint = value.get("checkpoint")
-        if isinstance(checkpoint, str) and hub.looks_like_repo_id(checkpoint):
+        if isinstance(checkpoint, str) and looks_like_repo_id(checkpoint):
             subfolder = value.get("subfolder")
-            return hub.RepoFile(
+            return RepoFile(
                 checkpoint, f"{subfolder}/{filename}" if subfolder else filename, value.get("revision")
             )
     return None

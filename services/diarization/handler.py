@@ -1,9 +1,9 @@
 """RunPod serverless worker for the diarization endpoint: the shared shim over DiarizationServicer.
 
 Run `python -m services.diarization.handler` in the worker image; add
-`--rp_serve_api --rp_api_port N` for the SDK's local test API. Configuration comes from the
-environment: DIARIZATION_PIPELINE (a Hub id or local directory; default
-pyannote/speaker-diarization-3.1), DIARIZATION_DEVICE (auto|cpu|cuda),
+`--rp_serve_api --rp_api_port N` for the SDK's local test API. Configured by the same options as
+the gRPC server, read from the environment: DIARIZATION_PIPELINE (a Hub id or local directory;
+default pyannote/speaker-diarization-3.1), DIARIZATION_DEVICE (auto|cpu|cuda),
 DIARIZATION_SEGMENTATION_BATCH_SIZE, DIARIZATION_EMBEDDING_BATCH_SIZE, and the token in
 HUGGINGFACE_ACCESS_TOKEN (or HF_TOKEN). Weights in RunPod's cached-model store are used without
 downloading.
@@ -15,56 +15,38 @@ each with `{"error": ...}` naming what to fix, which a client sees, rather than 
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Callable, Mapping
+import argparse
+from collections.abc import Callable, Sequence
 
 from parakeet.v1 import diarization_pb2
 from services.core.context import CallContext
-from services.core.errors import ServiceError
-from services.core.runpod_shim import serve_jobs
-from services.diarization.engine import DEFAULT_PIPELINE, DiarizationEngine
+from services.core.logs import configure_logging
+from services.core.runpod_shim import ready_or_refusing, serve_jobs
+from services.diarization.engine import DiarizationEngine
+from services.diarization.server import add_arguments, engine_from_args
 from services.diarization.servicer import DiarizationServicer
-
-log = logging.getLogger(__name__)
 
 Diarize = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_pb2.DiarizeResponse]
 
 
-def engine_from_env(env: Mapping[str, str] | None = None) -> DiarizationEngine:
-    """The engine the environment describes (the token is read by the engine itself)."""
-    env = os.environ if env is None else env
-    return DiarizationEngine(
-        pipeline=env.get("DIARIZATION_PIPELINE") or DEFAULT_PIPELINE,
-        device=env.get("DIARIZATION_DEVICE") or "auto",
-        segmentation_batch_size=int(env.get("DIARIZATION_SEGMENTATION_BATCH_SIZE") or 32),
-        embedding_batch_size=int(env.get("DIARIZATION_EMBEDDING_BATCH_SIZE") or 32),
-    )
+def engine_from_env(argv: Sequence[str] | None = None) -> DiarizationEngine:
+    """The engine the environment (and any known flags in argv) describe; the token is read by the engine."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    args, _runpod_flags = parser.parse_known_args(argv)
+    return engine_from_args(args)
 
 
-def _refuse(error: ServiceError) -> Diarize:
-    def diarize(
-        request: diarization_pb2.DiarizeRequest, context: CallContext
-    ) -> diarization_pb2.DiarizeResponse:
-        raise error
-
-    return diarize
-
-
-def ready_servicer(engine: DiarizationEngine) -> Diarize:
-    """Load and warm up; on a load failure, a servicer that answers every job with that failure."""
-    try:
-        engine.load()
-        engine.warm_up()
-    except ServiceError as error:
-        log.error("the diarization pipeline is not available: %s", error.message)
-        return _refuse(error)
+def prepare(engine: DiarizationEngine) -> Diarize:
+    engine.load()
+    engine.warm_up()
     return DiarizationServicer(engine).Diarize
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_jobs(diarization_pb2.DiarizeRequest, ready_servicer(engine_from_env()))
+    configure_logging()
+    engine = engine_from_env()
+    serve_jobs(diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(engine)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ with FAILED_PRECONDITION naming what to fix.
 from __future__ import annotations
 
 import argparse
+import os
 
 import grpc
 
@@ -49,13 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of this service for `parakeet-server diarization` (and `all`).
 
     Names are unique across services because `all` puts every service's options in one parser
-    (the transcription service owns --model and --device).
+    (the transcription service owns --model and --device). Defaults come from the environment
+    (DIARIZATION_PIPELINE, DIARIZATION_DEVICE, ...) so the RunPod worker is configured the same way.
     """
     group = parser.add_argument_group("diarization")
     group.add_argument(
         "--pipeline",
         dest="diarization_pipeline",
-        default=DEFAULT_PIPELINE,
+        default=os.environ.get("DIARIZATION_PIPELINE") or DEFAULT_PIPELINE,
         metavar="PATH_OR_HF_ID",
         help="pyannote pipeline: a local directory holding config.yaml, or a Hugging Face id such as "
         "pyannote/speaker-diarization-community-1 (default: %(default)s); gated repos need "
@@ -65,14 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--diarization-device",
         dest="diarization_device",
         choices=DEVICES,
-        default="auto",
+        default=os.environ.get("DIARIZATION_DEVICE") or "auto",
         help="where the pipeline runs; auto picks the GPU when there is one (default: %(default)s)",
     )
     group.add_argument(
         "--segmentation-batch-size",
         dest="diarization_segmentation_batch_size",
         type=_positive,
-        default=32,
+        default=int(os.environ.get("DIARIZATION_SEGMENTATION_BATCH_SIZE") or 32),
         metavar="N",
         help="segmentation windows per forward pass (default: %(default)s)",
     )
@@ -80,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--embedding-batch-size",
         dest="diarization_embedding_batch_size",
         type=_positive,
-        default=32,
+        default=int(os.environ.get("DIARIZATION_EMBEDDING_BATCH_SIZE") or 32),
         metavar="N",
         help="speaker embeddings per forward pass (default: %(default)s)",
     )

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from services.core.audio import SAMPLE_RATE
 from services.core.errors import PreconditionFailed
-from services.core.model_store import looks_like_repo_id, resolve_snapshot
+from services.core.model_store import RepoFile, looks_like_repo_id, resolve
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ class TranscriptionEngine:
         source = self.config.model
         path = Path(source)
         if not path.exists() and looks_like_repo_id(source):
-            path = resolve_snapshot(source, allow_patterns=["*.nemo", "*.json", "*.md"])
+            # NVIDIA's repos hold one checkpoint named after the model, e.g. parakeet-tdt-0.6b-v2.nemo.
+            checkpoint = f"{source.split('/')[1]}.nemo"
+            path = resolve([RepoFile(source, checkpoint)], allow_patterns=["*.nemo", "*.json"])[source]
         if path.is_file():
             return path
         if path.is_dir():

@@ -151,7 +151,9 @@ def test_hf_id_missing_from_every_cache_offline_is_a_precondition_naming_the_rep
     engine = TranscriptionEngine(TranscriptionEngineConfig(model="nvidia/parakeet-tdt-0.6b-v2"))
     with pytest.raises(PreconditionFailed) as raised:
         engine.load()
-    assert "nvidia/parakeet-tdt-0.6b-v2 is not in the local model cache" in raised.value.message
+    assert raised.value.message.startswith(
+        "nvidia/parakeet-tdt-0.6b-v2 not found in the local Hugging Face caches"
+    )
 
 
 def test_a_directory_holding_a_nemo_file_loads(tdt_model_path: Path, tmp_path: Path) -> None:
