@@ -48,7 +48,8 @@ def wait_for_health(
     last: object = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode} before becoming healthy")
+            log = process.output()[-3000:] if isinstance(process, Spawned) else ""
+            raise AssertionError(f"server exited with {process.returncode} before becoming healthy\n{log}")
         try:
             last = health_status(address, service)
             if last == want:
@@ -75,30 +76,44 @@ def start_host() -> Iterator[Callable[[Sequence[HostedService]], ServiceHost]]:
         host.drain(0.5)
 
 
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Run console scripts from this venv as real processes; kill leftovers at teardown."""
-    processes: list[subprocess.Popen[bytes]] = []
+class Spawned(subprocess.Popen[bytes]):
+    """A child process whose output goes to a log file (a pipe nobody reads can fill and block it)."""
 
-    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        command = [str(VENV_BIN / args[0]), *args[1:]]
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_process(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> Spawned:
+    with log_path.open("wb") as log:
+        process = Spawned(
+            command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
+    process.log_path = log_path
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
+    """Run console scripts from this venv as real processes; kill leftovers at teardown."""
+    processes: list[Spawned] = []
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Spawned:
+        log_path = tmp_path / f"process-{len(processes)}.log"
+        process = start_process([str(VENV_BIN / args[0]), *args[1:]], log_path, env)
         processes.append(process)
         return process
 
     yield run
     for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -223,9 +223,15 @@ class RunPodBackends:
                 f"{backend} backend unavailable: {type(error).__name__} calling {url}"
             ) from None
 
-    def _run(
-        self, backend: str, request: Message, response_type: type[ResponseT], context: CallContext
+    def run_job(
+        self,
+        backend: str,
+        endpoint: RunPodEndpoint,
+        request: Message,
+        response_type: type[ResponseT],
+        context: CallContext,
     ) -> ResponseT:
+        """One job on `endpoint` (named `backend` in errors), as the existing JSON clients send it."""
         job_input = request_to_json(request)
         payload = json.dumps({"input": job_input})
         if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
@@ -233,7 +239,6 @@ class RunPodBackends:
                 f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
                 f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead"
             )
-        endpoint = self.endpoints[backend]
         started = time.monotonic()
 
         def remaining() -> float:
@@ -263,12 +268,20 @@ class RunPodBackends:
     def transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext
     ) -> transcription_pb2.TranscribeResponse:
-        return self._run(TRANSCRIPTION, request, transcription_pb2.TranscribeResponse, context)
+        return self.run_job(
+            TRANSCRIPTION,
+            self.endpoints[TRANSCRIPTION],
+            request,
+            transcription_pb2.TranscribeResponse,
+            context,
+        )
 
     def diarize(
         self, request: diarization_pb2.DiarizeRequest, context: CallContext
     ) -> diarization_pb2.DiarizeResponse:
-        return self._run(DIARIZATION, request, diarization_pb2.DiarizeResponse, context)
+        return self.run_job(
+            DIARIZATION, self.endpoints[DIARIZATION], request, diarization_pb2.DiarizeResponse, context
+        )
 
     def warm_up(self) -> None:
         """RunPod scales its workers itself; there is nothing to load here."""

@@ -84,15 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _in_process(args: argparse.Namespace) -> InProcessBackends:
+def _in_process(args: argparse.Namespace, diarization_wanted: bool) -> InProcessBackends:
     transcription = transcription_server.build_servicer(args)
     diarization_engine = diarization_server.engine_from_args(args)
     diarization = DiarizationServicer(diarization_engine)
 
     def warm_up() -> None:
         transcription_server.warm_up(transcription)
-        diarization_engine.load()
-        diarization_engine.warm_up()
+        if diarization_wanted:
+            diarization_engine.load()
+            diarization_engine.warm_up()
 
     return InProcessBackends(transcription.Transcribe, diarization.Diarize, warm_up)
 
@@ -115,9 +116,11 @@ def _runpod(args: argparse.Namespace) -> RunPodBackends:
     return RunPodBackends(endpoints["transcription"], endpoints["diarization"], api_key)
 
 
-def backends_from_args(args: argparse.Namespace) -> Backends:
+def backends_from_args(args: argparse.Namespace, diarization: bool = True) -> Backends:
+    """The backends `--backend` names; `diarization=False` skips loading pyannote in process
+    (the embedded CLI without --diarize needs no Hugging Face token)."""
     if args.backend == "inprocess":
-        return _in_process(args)
+        return _in_process(args, diarization)
     if args.backend == "runpod":
         return _runpod(args)
     return GrpcBackends(

@@ -8,11 +8,12 @@ to speakers by the shared merge module, the same one the transcription endpoint 
 from __future__ import annotations
 
 import contextvars
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, orchestrator_pb2_grpc, transcription_pb2
 from services.core.context import CallContext
-from services.core.errors import InvalidRequest
+from services.core.errors import InvalidRequest, LimitExceeded, ServiceError
 from services.core.formats import render_document
 from services.core.merge import (
     assign_speakers,
@@ -20,6 +21,8 @@ from services.core.merge import (
     split_segments_by_speaker,
 )
 from services.orchestrator.backends import Backends
+
+log = logging.getLogger(__name__)
 
 # A new utterance starts after this much silence even when the speaker stays the same.
 UTTERANCE_PAUSE_S = 1.0
@@ -74,13 +77,34 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             diarization = self._pool.submit(
                 contextvars.copy_context().run, self.backends.diarize, _diarize_request(request), context
             )
+        warnings: list[str] = []
         try:
             transcript = self.backends.transcribe(_transcribe_request(request), context)
-            turns = diarization.result() if diarization is not None else None
+            turns = self._turns(request, diarization, warnings)
         finally:
             if diarization is not None:
                 diarization.cancel()
-        return self._merge(request, transcript, turns)
+        response = self._merge(request, transcript, turns)
+        response.warnings.extend(warnings)
+        return response
+
+    @staticmethod
+    def _turns(
+        request: orchestrator_pb2.OrchestrateRequest,
+        diarization: Future[diarization_pb2.DiarizeResponse] | None,
+        warnings: list[str],
+    ) -> diarization_pb2.DiarizeResponse | None:
+        """The diarization result; with speakers_optional, a failure becomes a warning instead."""
+        if diarization is None:
+            return None
+        try:
+            return diarization.result()
+        except ServiceError as error:
+            if not request.speakers_optional or isinstance(error, (InvalidRequest, LimitExceeded)):
+                raise
+            log.warning("diarization failed, answering without speakers: %s", error.message)
+            warnings.append(f"speakers are missing: diarization failed ({error.code.name}: {error.message})")
+            return None
 
     def _merge(
         self,

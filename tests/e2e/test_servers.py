@@ -220,7 +220,7 @@ def test_parakeet_server_all_lists_every_service_over_reflection(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
-    output = process.stdout.read().decode() if process.stdout else ""
+    output = process.output()
     assert "received SIGTERM; draining" in output
 
 

@@ -161,3 +161,22 @@ def test_a_failing_diarization_backend_fails_the_call_with_its_reason() -> None:
     )
     with pytest.raises(ServiceUnavailable, match="diarization backend unavailable"):
         orchestrate(scripted, diarize=True)
+
+
+def test_speakers_optional_turns_a_diarization_failure_into_a_warning() -> None:
+    scripted = Scripted(
+        diarize_error=ServiceUnavailable("diarization backend unavailable: connection refused")
+    )
+    response = orchestrate(scripted, diarize=True, speakers_optional=True, word_timestamps=True)
+    assert response.text == "Hello there. Hi back. Bye."
+    assert {w.speaker for w in response.words} == {""}
+    assert list(response.warnings) == [
+        "speakers are missing: diarization failed (UNAVAILABLE: diarization backend unavailable: connection refused)"
+    ]
+    assert response.num_speakers == 0 and list(response.utterances) == []
+
+
+def test_speakers_optional_still_fails_on_the_callers_own_mistakes() -> None:
+    scripted = Scripted(diarize_error=InvalidRequest("num_speakers must be at least 1"))
+    with pytest.raises(InvalidRequest, match="num_speakers must be at least 1"):
+        orchestrate(scripted, diarize=True, speakers_optional=True)

@@ -144,7 +144,7 @@ def _post(url: str, body: dict, timeout: float = 60.0) -> dict:
 def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read().decode()[-3000:] if process.stdout else ""
+        assert process.poll() is None, process.output()[-3000:]
         try:
             urllib.request.urlopen(url, timeout=1.0)
             return

@@ -1,7 +1,58 @@
 """parakeet: the Python client of the parakeet-grpc services.
 
 The generated contract lives in `parakeet.v1` (`*_pb2`, `*_pb2_grpc`); every service imports it
-from here, so client and servers can never disagree on the wire format.
+from here, so client and servers can never disagree on the wire format. `ParakeetClient` and
+`AsyncParakeetClient` (in `parakeet.client`) wrap the stubs with typed methods:
+
+    from parakeet import ParakeetClient
+
+    with ParakeetClient("127.0.0.1:50053") as client:
+        print(client.transcribe("call.wav", diarize=True, response_format="text").document)
 """
 
+from parakeet.client import (
+    AsyncParakeetClient,
+    AudioSource,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ParakeetClient,
+    ParakeetError,
+    ResourceExhausted,
+    ResponseFormatLike,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    audio_message,
+    diarize_request,
+    format_names,
+    orchestrate_request,
+    response_format,
+    transcribe_request,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AsyncParakeetClient",
+    "AudioSource",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "ParakeetClient",
+    "ParakeetError",
+    "ResourceExhausted",
+    "ResponseFormatLike",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "__version__",
+    "audio_message",
+    "diarize_request",
+    "format_names",
+    "orchestrate_request",
+    "response_format",
+    "transcribe_request",
+]

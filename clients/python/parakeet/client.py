@@ -1,0 +1,565 @@
+"""Typed Python client of the parakeet-grpc services: a thin layer over the generated stubs.
+
+In the spirit of NVIDIA riva's `riva.client.asr`: small functions build the request messages
+(`audio_message`, `orchestrate_request`, ...), and two clients, `ParakeetClient` (blocking) and
+`AsyncParakeetClient` (asyncio, `grpc.aio`), send them and hand back the response messages
+untouched. What the wrapper adds is only what every caller would otherwise rewrite: audio from a
+path, URL or bytes; response formats by their short names ("srt"); a bearer token and default
+deadline on every call; and `ParakeetError` subclasses instead of raw `grpc.RpcError`s.
+
+    with ParakeetClient("127.0.0.1:50053") as client:
+        result = client.transcribe("call.wav", diarize=True, response_format="srt")
+        print(result.document)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from parakeet.v1 import (
+    audio_pb2,
+    diarization_pb2,
+    diarization_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+    transcription_pb2,
+    transcription_pb2_grpc,
+)
+
+# Where the audio comes from: a local file, an http(s) URL the service downloads, the encoded
+# file's bytes, or a ready `Audio` message.
+AudioSource = str | os.PathLike[str] | bytes | bytearray | memoryview | audio_pb2.Audio
+# "json", "srt", ... (any case), "RESPONSE_FORMAT_SRT", or the enum value itself.
+ResponseFormatLike = str | int
+
+# The servers accept 64 MiB messages by default; gRPC's own 4 MiB default would refuse a long WAV.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+REQUEST_ID_KEY = "x-request-id"
+_FORMAT_PREFIX = "RESPONSE_FORMAT_"
+_URL_SCHEMES = ("http://", "https://")
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ParakeetError(Exception):
+    """A call failed; `code` is the gRPC status, `details` the server's message (what to change).
+
+    Catch a subclass (`InvalidArgument`, `Unavailable`, ...) for one kind of failure, or this
+    class for all of them. `str(error)` is the details.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self, details: str, code: grpc.StatusCode | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(details)
+        self.details = details
+        # The server's id for the call (x-request-id), to find it in the server log.
+        self.request_id = request_id
+        if code is not None:
+            self.code = code
+
+    @staticmethod
+    def for_code(code: grpc.StatusCode, details: str, request_id: str | None = None) -> ParakeetError:
+        """The subclass for `code` (ParakeetError itself for the rare ones), carrying `details`."""
+        return _ERROR_TYPES.get(code, ParakeetError)(details, code, request_id)
+
+    @staticmethod
+    def from_rpc_error(error: grpc.RpcError) -> ParakeetError:
+        """A `grpc.RpcError` (sync or aio) as the matching subclass."""
+        code: grpc.StatusCode = error.code()
+        return ParakeetError.for_code(code, error.details() or code.name, _request_id(error))
+
+
+def _request_id(error: grpc.RpcError) -> str | None:
+    """The x-request-id trailer the servers attach to every answer, when the error carries one."""
+    trailing = getattr(error, "trailing_metadata", None)
+    try:
+        metadata = trailing() if callable(trailing) else None
+    except Exception:  # an error raised before the call started has no trailers to read
+        return None
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY:
+            return str(value)
+    return None
+
+
+class InvalidArgument(ParakeetError):
+    """The request is wrong: audio missing or undecodable, impossible speaker counts, bad format."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ResourceExhausted(ParakeetError):
+    """Over a server limit (payload size, duration, concurrent calls)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(ParakeetError):
+    """The server cannot serve this: a model is not loaded, a token is missing or not accepted."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ParakeetError):
+    """Transient: the server (or a backend) is starting, draining or down. Retrying may help."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ParakeetError):
+    """The deadline passed before the result was ready."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(ParakeetError):
+    """The server wants a bearer token and got none, or a wrong one."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Unimplemented(ParakeetError):
+    """The server does not host this service (e.g. asking a transcription server to orchestrate)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(ParakeetError):
+    """A server bug; the server log has the details."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+_ERROR_TYPES: dict[grpc.StatusCode, type[ParakeetError]] = {
+    error_type.code: error_type
+    for error_type in (
+        InvalidArgument,
+        ResourceExhausted,
+        FailedPrecondition,
+        Unavailable,
+        DeadlineExceeded,
+        Unauthenticated,
+        Unimplemented,
+        Internal,
+    )
+}
+
+
+# -- request builders --------------------------------------------------------------------------
+
+
+def response_format(value: ResponseFormatLike) -> audio_pb2.ResponseFormat:
+    """`audio_pb2.ResponseFormat` from "json"/"verbose_json"/"text"/"srt"/"vtt"/"rttm" or the enum.
+
+    Raises ValueError for anything else: a typo is the caller's bug, found before any network.
+    """
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if not name.startswith(_FORMAT_PREFIX):
+            name = _FORMAT_PREFIX + name
+        if name not in audio_pb2.ResponseFormat.keys():  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
+            raise ValueError(f"unknown response format {value!r}; use one of: {', '.join(format_names())}")
+        value = audio_pb2.ResponseFormat.Value(name)
+    elif value not in audio_pb2.ResponseFormat.values():
+        raise ValueError(f"unknown response format {value}; use one of: {', '.join(format_names())}")
+    # The stubs type Value() as a plain int; the message constructors want the enum's type.
+    return cast(audio_pb2.ResponseFormat, value)
+
+
+def format_names() -> list[str]:
+    """The short format names, in contract order: json, verbose_json, text, srt, vtt, rttm."""
+    return [
+        name.removeprefix(_FORMAT_PREFIX).lower()
+        for name in audio_pb2.ResponseFormat.keys()  # noqa: SIM118
+        if name != f"{_FORMAT_PREFIX}UNSPECIFIED"
+    ]
+
+
+def is_url(source: object) -> bool:
+    """True for an http:// or https:// URL string, which the service downloads itself."""
+    return isinstance(source, str) and source.strip().lower().startswith(_URL_SCHEMES)
+
+
+def audio_message(source: AudioSource, format: str = "") -> audio_pb2.Audio:
+    """The `Audio` message for a file path, an http(s) URL, the file's bytes, or an `Audio`.
+
+    A path is read here and sent as bytes (the server never sees the client's disk), with the
+    file's suffix as the format hint unless `format` is given. A URL is sent as is: the
+    service downloads it, so it must be reachable from the server, not just from here.
+    """
+    if isinstance(source, audio_pb2.Audio):
+        audio = audio_pb2.Audio()
+        audio.CopyFrom(source)
+        if format:
+            audio.format = format
+        return audio
+    if isinstance(source, bytes | bytearray | memoryview):
+        return audio_pb2.Audio(content=bytes(source), format=format)
+    if isinstance(source, str) and is_url(source):
+        return audio_pb2.Audio(uri=source.strip(), format=format)
+    path = Path(source)
+    return audio_pb2.Audio(content=path.read_bytes(), format=format or path.suffix.lstrip(".").lower())
+
+
+def orchestrate_request(
+    audio: AudioSource,
+    *,
+    diarize: bool = False,
+    response_format: ResponseFormatLike = "json",
+    language: str = "",
+    word_timestamps: bool = False,
+    timestamps: bool = True,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+) -> orchestrator_pb2.OrchestrateRequest:
+    """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire."""
+    return orchestrator_pb2.OrchestrateRequest(
+        audio=audio_message(audio),
+        diarize=diarize,
+        response_format=_format(response_format),
+        language=language,
+        word_timestamps=word_timestamps or None,
+        timestamps=None if timestamps else False,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+    )
+
+
+def transcribe_request(
+    audio: AudioSource,
+    *,
+    response_format: ResponseFormatLike = "json",
+    language: str = "",
+    word_timestamps: bool = False,
+    timestamps: bool = True,
+    diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
+) -> transcription_pb2.TranscribeRequest:
+    """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`."""
+    return transcription_pb2.TranscribeRequest(
+        audio=audio_message(audio),
+        response_format=_format(response_format),
+        language=language,
+        word_timestamps=word_timestamps or None,
+        timestamps=None if timestamps else False,
+        diarization_segments=list(diarization_segments),
+    )
+
+
+def diarize_request(
+    audio: AudioSource,
+    *,
+    response_format: ResponseFormatLike = "json",
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    exclusive: bool = False,
+) -> diarization_pb2.DiarizeRequest:
+    """A DiarizeRequest; `exclusive=True` gives the non-overlapping turns word alignment wants."""
+    return diarization_pb2.DiarizeRequest(
+        audio=audio_message(audio),
+        response_format=_format(response_format),
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        exclusive=exclusive,
+    )
+
+
+def _format(value: ResponseFormatLike) -> audio_pb2.ResponseFormat:
+    """`response_format`, reachable from builders whose keyword argument shadows its name."""
+    return response_format(value)
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+
+def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+class _CallSettings:
+    """What both clients put on every call: a default deadline and the bearer token."""
+
+    def __init__(self, timeout: float | None, token: str | None) -> None:
+        self.timeout = timeout
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def kwargs(self, timeout: float | None) -> dict[str, Any]:
+        return {"timeout": self.timeout if timeout is None else timeout, "metadata": self.metadata}
+
+
+class ParakeetClient:
+    """Blocking client of one server: `transcribe` (OrchestratorService), `transcribe_only`
+    (TranscriptionService), `diarize` (DiarizationService) and `health`.
+
+    One channel for the client's life; use it as a context manager or call `close()`.
+    `timeout` is the default deadline of every call in seconds (None: no deadline); `token`
+    sends `authorization: Bearer <token>`; `credentials` switches to TLS.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.address = address
+        self._settings = _CallSettings(timeout, token)
+        options = _channel_options(max_message_bytes)
+        self._channel: grpc.Channel = (
+            grpc.secure_channel(address, credentials, options=options)
+            if credentials is not None
+            else grpc.insecure_channel(address, options=options)
+        )
+        self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channel)
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, **self._settings.kwargs(timeout))
+        except grpc.RpcError as error:
+            raise ParakeetError.from_rpc_error(error) from None
+
+    def transcribe(
+        self,
+        audio: AudioSource,
+        *,
+        diarize: bool = False,
+        response_format: ResponseFormatLike = "json",
+        language: str = "",
+        word_timestamps: bool = False,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        timeout: float | None = None,
+    ) -> orchestrator_pb2.OrchestrateResponse:
+        """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
+        request = orchestrate_request(
+            audio,
+            diarize=diarize,
+            response_format=response_format,
+            language=language,
+            word_timestamps=word_timestamps,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+        )
+        response: orchestrator_pb2.OrchestrateResponse = self._call(
+            self._orchestrator.Orchestrate, request, timeout
+        )
+        return response
+
+    def transcribe_only(
+        self,
+        audio: AudioSource,
+        *,
+        response_format: ResponseFormatLike = "json",
+        language: str = "",
+        word_timestamps: bool = False,
+        diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
+        timeout: float | None = None,
+    ) -> transcription_pb2.TranscribeResponse:
+        """TranscriptionService alone (the split architecture); speakers from `diarization_segments`."""
+        request = transcribe_request(
+            audio,
+            response_format=response_format,
+            language=language,
+            word_timestamps=word_timestamps,
+            diarization_segments=diarization_segments,
+        )
+        response: transcription_pb2.TranscribeResponse = self._call(
+            self._transcription.Transcribe, request, timeout
+        )
+        return response
+
+    def diarize(
+        self,
+        audio: AudioSource,
+        *,
+        response_format: ResponseFormatLike = "json",
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        exclusive: bool = False,
+        timeout: float | None = None,
+    ) -> diarization_pb2.DiarizeResponse:
+        """Speaker turns of `audio` from DiarizationService (json, or rttm in `document`)."""
+        request = diarize_request(
+            audio,
+            response_format=response_format,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            exclusive=exclusive,
+        )
+        response: diarization_pb2.DiarizeResponse = self._call(self._diarization.Diarize, request, timeout)
+        return response
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """ "SERVING", "NOT_SERVING", ... for `service` (a full name; "" is the whole server).
+
+        A service the server does not host raises `ParakeetError` with code NOT_FOUND.
+        """
+        reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
+        return _status_name(reply.status)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ParakeetClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class AsyncParakeetClient:
+    """The asyncio twin of `ParakeetClient` (grpc.aio): the same methods, awaited.
+
+    Create it inside the running event loop; use `async with` or `await client.close()`.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.address = address
+        self._settings = _CallSettings(timeout, token)
+        options = _channel_options(max_message_bytes)
+        self._channel: grpc.aio.Channel = (
+            grpc.aio.secure_channel(address, credentials, options=options)
+            if credentials is not None
+            else grpc.aio.insecure_channel(address, options=options)
+        )
+        self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channel)
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        try:
+            return await method(request, **self._settings.kwargs(timeout))
+        except grpc.RpcError as error:
+            raise ParakeetError.from_rpc_error(error) from None
+
+    async def transcribe(
+        self,
+        audio: AudioSource,
+        *,
+        diarize: bool = False,
+        response_format: ResponseFormatLike = "json",
+        language: str = "",
+        word_timestamps: bool = False,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        timeout: float | None = None,
+    ) -> orchestrator_pb2.OrchestrateResponse:
+        """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
+        request = orchestrate_request(
+            audio,
+            diarize=diarize,
+            response_format=response_format,
+            language=language,
+            word_timestamps=word_timestamps,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+        )
+        response: orchestrator_pb2.OrchestrateResponse = await self._call(
+            self._orchestrator.Orchestrate, request, timeout
+        )
+        return response
+
+    async def transcribe_only(
+        self,
+        audio: AudioSource,
+        *,
+        response_format: ResponseFormatLike = "json",
+        language: str = "",
+        word_timestamps: bool = False,
+        diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
+        timeout: float | None = None,
+    ) -> transcription_pb2.TranscribeResponse:
+        """TranscriptionService alone (the split architecture); speakers from `diarization_segments`."""
+        request = transcribe_request(
+            audio,
+            response_format=response_format,
+            language=language,
+            word_timestamps=word_timestamps,
+            diarization_segments=diarization_segments,
+        )
+        response: transcription_pb2.TranscribeResponse = await self._call(
+            self._transcription.Transcribe, request, timeout
+        )
+        return response
+
+    async def diarize(
+        self,
+        audio: AudioSource,
+        *,
+        response_format: ResponseFormatLike = "json",
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        exclusive: bool = False,
+        timeout: float | None = None,
+    ) -> diarization_pb2.DiarizeResponse:
+        """Speaker turns of `audio` from DiarizationService (json, or rttm in `document`)."""
+        request = diarize_request(
+            audio,
+            response_format=response_format,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            exclusive=exclusive,
+        )
+        response: diarization_pb2.DiarizeResponse = await self._call(
+            self._diarization.Diarize, request, timeout
+        )
+        return response
+
+    async def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """ "SERVING", "NOT_SERVING", ... for `service` (a full name; "" is the whole server)."""
+        reply = await self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
+        return _status_name(reply.status)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncParakeetClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+def _status_name(status: int) -> str:
+    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    return name
