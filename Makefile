@@ -64,14 +64,16 @@ pytest:
 
 test: proto-check buf-breaking lint pytest ## everything CI checks
 
-serve: ## run the three gRPC servers locally (transcription :50051, diarization :50052, orchestrator :50053)
-	$(VENV)/bin/parakeet-server all
+serve: ## run the gRPC servers (:50051, :50052, :50053) and the OpenAI-compatible gateway (:8000)
+	$(VENV)/bin/parakeet-server all & servers=$$!; \
+	trap 'kill -TERM $$servers 2>/dev/null || true; wait $$servers || true' EXIT; \
+	$(VENV)/bin/parakeet-server gateway --port 8000 --orchestrator 127.0.0.1:50053
 
 fixtures: ## build the test models (random-weight NeMo TDT, pyannote pipeline) into tests/fixtures/models
 	$(PY) -m tests.fixtures.build
 
-bench: ## run the benchmark scripts (filled in by the performance issue)
-	@echo "no benchmarks yet"
+bench: ## print the service's cost ratios with their floors (CPU-sized: a few minutes); writes bench/results/
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

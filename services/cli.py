@@ -24,6 +24,7 @@ from services.core.grpc_server import (
 from services.core.logs import configure_logging
 from services.core.metrics import serve_metrics
 from services.diarization import server as diarization_server
+from services.gateway import server as gateway_server
 from services.orchestrator import server as orchestrator_server
 from services.transcription import server as transcription_server
 
@@ -49,6 +50,7 @@ OPTIONS_OF = {
     "orchestrator": ["transcription", "diarization", "orchestrator"],
     "all": ["transcription", "diarization", "orchestrator"],
 }
+GATEWAY_DESCRIPTION = "OpenAI-compatible HTTP API (/v1/audio/transcriptions) over the OrchestratorService"
 DESCRIPTIONS = {
     "transcription": "TranscriptionService (parakeet-tdt-0.6b-v2)",
     "diarization": "DiarizationService (pyannote speaker-diarization-3.1)",
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 flag, dest=f"{service}_port", type=int, default=port, help=f"{service} port (default: {port})"
             )
+    # The gateway is HTTP, not gRPC: it brings its own --host/--port/--auth-token-file/--grace.
+    gateway = commands.add_parser("gateway", help=GATEWAY_DESCRIPTION, description=GATEWAY_DESCRIPTION)
+    gateway_server.add_arguments(gateway)
     return parser
 
 
@@ -153,6 +158,8 @@ def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, json_logs=args.log_format == "json")
+    if args.command == "gateway":
+        return gateway_server.run(args)
     if (args.tls_cert and not args.tls_key) or (args.tls_key and not args.tls_cert):
         build_parser().error("--tls-cert and --tls-key go together")
     if args.metrics_port:

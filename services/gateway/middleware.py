@@ -1,0 +1,86 @@
+"""Two ASGI middlewares of the gateway: request ids, and the upload limit enforced while reading.
+
+Both are plain ASGI (not BaseHTTPMiddleware) so they see the raw `receive`/`send` channels: the
+limit can stop a body mid-stream, and the id lands on every response, errors included.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core.logs import REQUEST_ID_KEY, request_scope
+
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+# A request id the client sends is kept (and forwarded) only when it is a plain token.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class UploadTooLarge(HTTPException):
+    """Raised from `receive` while the body is read; an HTTPException, so FastAPI passes it on as is."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class UploadLimit:
+    """Refuses a transcription body over `max_body_bytes` without reading (or buffering) the rest.
+
+    A declared Content-Length over the limit is refused at the first read; a chunked body is
+    counted as it arrives. The exact per-file limit is checked again once the form is parsed.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != TRANSCRIPTIONS_PATH:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        received = int(declared) if declared.isdigit() else 0
+
+        async def limited() -> Message:
+            nonlocal received
+            if received > self.max_body_bytes:
+                raise UploadTooLarge
+            message = await receive()
+            if message["type"] == "http.request" and not declared.isdigit():
+                received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise UploadTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestIds:
+    """Gives every request an id (the client's x-request-id when usable), echoed in the response.
+
+    The id scopes the gateway's log lines (services.core.logs) and is forwarded to the
+    orchestrator, so one id finds a request in every service's log.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(REQUEST_ID_KEY.encode(), b"").decode("latin-1")
+        request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_KEY] = request_id
+            await send(message)
+
+        with request_scope(request_id):
+            await self.app(scope, receive, send_with_id)

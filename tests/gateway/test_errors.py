@@ -1,0 +1,281 @@
+"""Limits, auth and gRPC -> HTTP error mapping, seen through the openai client and plain HTTP."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import grpc
+import httpx
+import openai
+import pytest
+
+from parakeet.v1 import audio_pb2
+from services.core.audio import AudioLimits, load_audio
+from services.core.errors import InvalidRequest, PreconditionFailed
+from services.gateway.app import FORM_OVERHEAD_BYTES
+from services.gateway.errors import GatewayError, http_status_for
+from services.gateway.settings import GatewaySettings
+from tests.conftest import free_port
+from tests.gateway.conftest import TEXT, WAV, Scripted
+
+FILE = ("call.wav", WAV)
+BAD_FILE = b"RIFF but not really a wav file at all" * 10
+TOKEN = "s3cret-token"
+
+
+def transcribe(gateway, api_key: str = "sk-anything", **fields):
+    fields.setdefault("file", FILE)
+    return gateway.client(api_key).audio.transcriptions.create(model="whisper-1", **fields)
+
+
+def error_of(raised: pytest.ExceptionInfo[openai.APIStatusError]) -> tuple[int, dict]:
+    """(HTTP status, the OpenAI error object) of a refused call."""
+    return raised.value.status_code, raised.value.body
+
+
+# -- mapping table -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status", "error_type"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, "bad", 400, "invalid_request_error"),
+        (grpc.StatusCode.UNAUTHENTICATED, "who", 401, "authentication_error"),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "audio is 9 bytes; the limit is 8 bytes",
+            413,
+            "invalid_request_error",
+        ),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "the server is serving its limit of 4 concurrent requests; retry with backoff",
+            429,
+            "rate_limit_error",
+        ),
+        (grpc.StatusCode.FAILED_PRECONDITION, "no token", 503, "server_error"),
+        (grpc.StatusCode.UNAVAILABLE, "draining", 503, "server_error"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "late", 504, "server_error"),
+        (grpc.StatusCode.UNIMPLEMENTED, "no", 501, "server_error"),
+        (grpc.StatusCode.INTERNAL, "bug", 500, "server_error"),
+        (grpc.StatusCode.UNKNOWN, "?", 500, "server_error"),
+    ],
+)
+def test_grpc_codes_map_to_http(code, message, status, error_type) -> None:
+    error = GatewayError.for_code(code, message)
+    assert (error.status, error.error_type) == (status, error_type)
+    assert error.body() == {
+        "error": {"message": message, "type": error_type, "param": None, "code": code.name.lower()}
+    }
+    assert http_status_for(code, message).status == status
+    retry = {"retry-after": "1"} if status == 429 or code == grpc.StatusCode.UNAVAILABLE else {}
+    assert error.headers() == retry
+
+
+# -- limits --------------------------------------------------------------------------------------
+
+
+def test_upload_at_the_limit_passes_and_one_byte_over_is_413(start_gateway) -> None:
+    at_limit = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=len(WAV)))
+    assert transcribe(at_limit).text == TEXT
+    over = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=len(WAV) - 1))
+    with pytest.raises(openai.APIStatusError) as raised:
+        transcribe(over)
+    status, error = error_of(raised)
+    assert status == 413
+    assert error == {
+        "message": f"the upload is larger than this server's limit of {len(WAV) - 1} bytes (0.2 MiB)",
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": "resource_exhausted",
+    }
+    assert over.backends.transcribe_requests == []
+
+
+def test_a_body_far_over_the_limit_is_refused_before_it_is_read(start_gateway) -> None:
+    gateway = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=1000))
+    assert len(WAV) > 1000 + FORM_OVERHEAD_BYTES
+    with pytest.raises(openai.APIStatusError) as raised:
+        transcribe(gateway)
+    assert error_of(raised)[0] == 413
+    assert raised.value.response.headers["x-request-id"]
+
+    def chunks():  # no Content-Length: the body is counted as it streams in
+        boundary = b"gatewaytest"
+        yield b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        for start in range(0, len(WAV), 16384):
+            yield WAV[start : start + 16384]
+        yield b"\r\n--" + boundary + b"--\r\n"
+
+    response = httpx.post(
+        f"{gateway.url}/v1/audio/transcriptions",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=gatewaytest"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "resource_exhausted"
+    assert gateway.backends.transcribe_requests == []
+
+
+def test_orchestrator_size_refusal_is_413_with_its_message(start_gateway) -> None:
+    gateway = start_gateway(Scripted(), max_message_bytes=len(WAV) // 2)  # the gateway's own limit is larger
+    with pytest.raises(openai.APIStatusError) as raised:
+        transcribe(gateway)
+    status, error = error_of(raised)
+    assert (status, error["code"], error["param"]) == (413, "resource_exhausted", "file")
+    refusal = re.fullmatch(r"SERVER: Received message larger than max \((\d+) vs\. (\d+)\)", error["message"])
+    assert refusal is not None, error["message"]
+    assert int(refusal[1]) > len(WAV) and int(refusal[2]) == len(WAV) // 2
+    assert gateway.backends.transcribe_requests == []
+
+
+def test_concurrency_limit_is_429_with_retry_after(start_gateway) -> None:
+    gate = threading.Event()
+    gateway = start_gateway(Scripted(gate=gate), max_concurrent_requests=1)
+    first: list[str] = []
+    holder = threading.Thread(target=lambda: first.append(transcribe(gateway).text))
+    holder.start()
+    deadline = time.monotonic() + 10
+    while not gateway.backends.transcribe_requests:  # the first call holds the only slot
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        with pytest.raises(openai.RateLimitError) as raised:
+            transcribe(gateway)
+    finally:
+        gate.set()
+        holder.join(10)
+    assert first == [TEXT]
+    assert raised.value.status_code == 429
+    assert raised.value.response.headers["retry-after"] == "1"
+    assert raised.value.body == {
+        "message": "the server is serving its limit of 1 concurrent requests; retry with backoff",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "resource_exhausted",
+    }
+
+
+# -- the orchestrator's refusals -----------------------------------------------------------------
+
+
+def test_undecodable_file_is_400_with_the_orchestrators_message(gateway) -> None:
+    with pytest.raises(InvalidRequest) as expected:
+        load_audio(audio_pb2.Audio(content=BAD_FILE), AudioLimits())
+    with pytest.raises(openai.BadRequestError) as raised:
+        transcribe(gateway, file=("call.wav", BAD_FILE))
+    assert error_of(raised) == (
+        400,
+        {
+            "message": expected.value.message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_argument",
+        },
+    )
+
+
+def test_form_errors_are_400_naming_the_field(gateway) -> None:
+    url = f"{gateway.url}/v1/audio/transcriptions"
+    missing = httpx.post(url, data={"model": "whisper-1"}, timeout=30)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "file"
+    assert missing.json()["error"]["code"] == "invalid_argument"
+    with pytest.raises(openai.BadRequestError) as raised:
+        transcribe(gateway, response_format="json5")
+    assert raised.value.body["param"] == "response_format"
+    assert raised.value.body["message"] == (
+        "unknown response_format 'json5'; use one of: json, verbose_json, text, srt, vtt, rttm"
+    )
+    bad_granularity = httpx.post(
+        url, files={"file": FILE}, data={"timestamp_granularities[]": ["word", "char"]}, timeout=30
+    )
+    assert bad_granularity.status_code == 400
+    assert bad_granularity.json()["error"]["param"] == "timestamp_granularities[]"
+    bad_count = httpx.post(url, files={"file": FILE}, data={"num_speakers": "two"}, timeout=30)
+    assert (bad_count.status_code, bad_count.json()["error"]["param"]) == (400, "num_speakers")
+    streaming = httpx.post(url, files={"file": FILE}, data={"stream": "true"}, timeout=30)
+    assert (streaming.status_code, streaming.json()["error"]["param"]) == (400, "stream")
+    assert gateway.backends.transcribe_requests == []
+
+
+def test_failed_precondition_is_503_with_its_reason(start_gateway) -> None:
+    reason = "set HUGGINGFACE_ACCESS_TOKEN and accept the pyannote conditions"
+    gateway = start_gateway(Scripted(warm_up_error=PreconditionFailed(reason)))
+    with pytest.raises(openai.InternalServerError) as raised:
+        transcribe(gateway)
+    assert error_of(raised) == (
+        503,
+        {"message": reason, "type": "server_error", "param": None, "code": "failed_precondition"},
+    )
+    health = httpx.get(f"{gateway.url}/health", timeout=10)
+    assert (health.status_code, health.json()) == (503, {"status": "NOT_SERVING"})
+
+
+def test_unreachable_orchestrator_is_503_and_unhealthy(start_gateway) -> None:
+    gateway = start_gateway(orchestrator=f"127.0.0.1:{free_port()}")
+    with pytest.raises(openai.InternalServerError) as raised:
+        transcribe(gateway)
+    status, error = error_of(raised)
+    assert (status, error["code"], error["type"]) == (503, "unavailable", "server_error")
+    assert raised.value.response.headers["retry-after"] == "1"
+    health = httpx.get(f"{gateway.url}/health", timeout=10)
+    assert (health.status_code, health.json()) == (503, {"status": "UNAVAILABLE"})
+
+
+def test_health_is_200_while_serving(gateway) -> None:
+    health = httpx.get(f"{gateway.url}/health", timeout=10)
+    assert (health.status_code, health.json()) == (200, {"status": "SERVING"})
+
+
+def test_gateway_deadline_is_504(start_gateway) -> None:
+    gateway = start_gateway(Scripted(delay_s=1.5), settings=GatewaySettings(request_timeout_s=0.3))
+    with pytest.raises(openai.APIStatusError) as raised:
+        transcribe(gateway)
+    assert error_of(raised) == (
+        504,
+        {
+            "message": "the orchestrator did not answer within the gateway's request timeout of 0.3 s",
+            "type": "server_error",
+            "param": None,
+            "code": "deadline_exceeded",
+        },
+    )
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+
+def test_gateway_token_is_checked_and_forwarded(start_gateway) -> None:
+    gateway = start_gateway(Scripted(), settings=GatewaySettings(auth_token=TOKEN), auth_token=TOKEN)
+    for key in ("wrong", TOKEN + "x", TOKEN.upper()):
+        with pytest.raises(openai.AuthenticationError) as raised:
+            transcribe(gateway, api_key=key)
+        status, error = error_of(raised)
+        assert (status, error["code"], error["type"]) == (401, "unauthenticated", "authentication_error")
+    anonymous = httpx.post(f"{gateway.url}/v1/audio/transcriptions", files={"file": FILE}, timeout=30)
+    assert anonymous.status_code == 401
+    assert httpx.get(f"{gateway.url}/v1/models", timeout=10).status_code == 401
+    assert httpx.get(f"{gateway.url}/health", timeout=10).status_code == 200  # probes need no token
+    assert gateway.backends.transcribe_requests == []
+    assert transcribe(gateway, api_key=TOKEN).text == TEXT
+    assert gateway.backends.metadata[0]["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_orchestrator_token_refusal_passes_through_as_401(start_gateway) -> None:
+    gateway = start_gateway(Scripted(), auth_token=TOKEN)  # the gateway itself checks nothing
+    with pytest.raises(openai.AuthenticationError) as raised:
+        transcribe(gateway, api_key="wrong")
+    assert error_of(raised) == (
+        401,
+        {
+            "message": "this server needs an 'authorization: Bearer <token>' header",
+            "type": "authentication_error",
+            "param": None,
+            "code": "unauthenticated",
+        },
+    )
+    assert transcribe(gateway, api_key=TOKEN).text == TEXT

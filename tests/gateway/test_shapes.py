@@ -1,0 +1,51 @@
+"""The pure translation functions: form -> OrchestrateRequest, names -> enums."""
+
+from __future__ import annotations
+
+import pytest
+
+from parakeet.v1 import audio_pb2
+from services.gateway import openai_shapes
+from services.gateway.errors import GatewayError
+
+
+def test_form_becomes_one_orchestrate_request() -> None:
+    form = openai_shapes.TranscriptionForm(
+        audio=b"RIFF",
+        response_format="srt",
+        timestamp_granularities=frozenset({"word"}),
+        language="en",
+        diarize=True,
+        num_speakers=3,
+    )
+    request = openai_shapes.orchestrate_request(form)
+    assert request.audio.content == b"RIFF" and request.audio.format == ""
+    assert (request.language, request.diarize, request.response_format) == (
+        "en",
+        True,
+        audio_pb2.RESPONSE_FORMAT_SRT,
+    )
+    assert request.HasField("timestamps") and request.timestamps
+    assert request.word_timestamps
+    assert request.num_speakers == 3
+    assert not request.HasField("min_speakers") and not request.HasField("max_speakers")
+    plain = openai_shapes.orchestrate_request(openai_shapes.TranscriptionForm(audio=b"x"))
+    assert not plain.word_timestamps and not plain.diarize and not plain.HasField("num_speakers")
+    assert plain.response_format == audio_pb2.RESPONSE_FORMAT_JSON
+
+
+@pytest.mark.parametrize(
+    ("given", "name"), [(None, "json"), ("", "json"), (" SRT ", "srt"), ("verbose_json", "verbose_json")]
+)
+def test_response_format_names(given, name) -> None:
+    assert openai_shapes.parse_response_format(given) == name
+
+
+def test_unknown_names_are_refused_with_the_param() -> None:
+    with pytest.raises(GatewayError) as raised:
+        openai_shapes.parse_response_format("diarized_json")
+    assert (raised.value.status, raised.value.param) == (400, "response_format")
+    with pytest.raises(GatewayError) as raised:
+        openai_shapes.parse_granularities(["word", "sentence"])
+    assert raised.value.message == "unknown timestamp_granularities 'sentence'; use word and/or segment"
+    assert openai_shapes.parse_granularities(["Word", " segment", ""]) == {"word", "segment"}
