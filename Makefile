@@ -69,8 +69,8 @@ serve: ## run the gRPC servers (:50051, :50052, :50053) and the OpenAI-compatibl
 	trap 'kill -TERM $$servers 2>/dev/null || true; wait $$servers || true' EXIT; \
 	$(VENV)/bin/parakeet-server gateway --port 8000 --orchestrator 127.0.0.1:50053
 
-fixtures: ## build the test models (random-weight NeMo TDT, pyannote pipeline) into tests/fixtures/models
-	$(PY) -m tests.fixtures.build
+fixtures: ## build the test models (random-weight NeMo TDT, pyannote pipeline) into tests/fixtures/models; FIXTURE_ARGS=--full-size adds the 0.6 B model
+	$(PY) -m tests.fixtures.build $(FIXTURE_ARGS)
 
 bench: ## print the service's cost ratios with their floors (CPU-sized: a few minutes); writes bench/results/
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -63,8 +64,37 @@ def _demuxer(format_hint: str) -> str | None:
     return _DEMUXER_ALIASES.get(hint, hint)
 
 
+# Frames are resampled in blocks of about this many seconds: per-frame calls into the resampler
+# cost more than the resampling itself, and whole-file blocks would double peak memory.
+_RESAMPLE_BLOCK_S = 10.0
+
+
 def _as_mono(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
     return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
+
+
+def _blocks(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """Decoded frames joined into ~10 s frames of the same format, layout and rate."""
+    pending: list[npt.NDArray[Any]] = []
+    pending_samples = 0
+    shape: tuple[str, str, int] | None = None
+
+    def flush() -> av.AudioFrame:
+        assert shape is not None
+        joined = av.AudioFrame.from_ndarray(np.concatenate(pending, axis=1), format=shape[0], layout=shape[1])
+        joined.sample_rate = shape[2]
+        return joined
+
+    for frame in frames:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if pending and (key != shape or pending_samples >= _RESAMPLE_BLOCK_S * frame.sample_rate):
+            yield flush()
+            pending, pending_samples = [], 0
+        shape = key
+        pending.append(frame.to_ndarray())
+        pending_samples += frame.samples
+    if pending:
+        yield flush()
 
 
 def _resampled_chunks(
@@ -75,8 +105,8 @@ def _resampled_chunks(
         raise InvalidRequest("the file has no audio stream")
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     produced = 0
-    for frame in container.decode(stream):
-        for out in resampler.resample(frame):
+    for block in _blocks(container.decode(stream)):
+        for out in resampler.resample(block):
             chunk = _as_mono(out)
             produced += len(chunk)
             if produced > max_samples:

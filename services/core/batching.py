@@ -29,7 +29,7 @@ class BatchPolicy:
     """How long to wait for company, and how much to take at once."""
 
     max_batch_size: int = 16
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = 5.0
     max_batch_cost: float = float("inf")
 
 

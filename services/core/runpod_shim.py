@@ -49,11 +49,14 @@ def _audio_from_string(value: str) -> audio_pb2.Audio:
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]
     try:
-        content = base64.b64decode("".join(text.split()), validate=True)
+        content = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest(
-            "'audio' must be an http(s) URL or base64-encoded audio; the string given is neither"
-        ) from None
+        try:  # base64 wrapped over lines (`base64` without -w0) is common; joining costs a copy
+            content = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest(
+                "'audio' must be an http(s) URL or base64-encoded audio; the string given is neither"
+            ) from None
     if not content:
         raise InvalidRequest("'audio' is empty; send an http(s) URL or base64-encoded audio")
     return audio_pb2.Audio(content=content)

@@ -38,7 +38,7 @@ class TranscriptionEngineConfig:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
-    local_attention_after_s: float = 20 * 60.0
+    local_attention_after_s: float = 5 * 60.0  # full attention is O(T^2) in memory; see docs/deploy.md
     local_attention_context: int = 256
     word_confidence: bool = True
 

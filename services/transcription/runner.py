@@ -34,7 +34,7 @@ class TranscriptionRunner:
         self.engine = engine
         self.batcher: MicroBatcher[npt.NDArray[np.float32], EngineTranscript] = MicroBatcher(
             engine.transcribe,
-            policy or BatchPolicy(max_batch_size=16, max_wait_ms=10.0, max_batch_cost=30 * 60.0),
+            policy or BatchPolicy(max_batch_size=16, max_wait_ms=5.0, max_batch_cost=30 * 60.0),
             cost=lambda samples: len(samples) / SAMPLE_RATE,
             name="transcription-batcher",
         )

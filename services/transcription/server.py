@@ -55,13 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-batch-wait-ms",
         type=float,
-        default=float(_env("TRANSCRIPTION_MAX_BATCH_WAIT_MS", "10")),
+        default=float(_env("TRANSCRIPTION_MAX_BATCH_WAIT_MS", "5")),
         help="how long a request waits for others to share its batch (default: %(default)s)",
     )
     group.add_argument(
         "--local-attention-after",
         type=float,
-        default=float(_env("TRANSCRIPTION_LOCAL_ATTENTION_AFTER_S", "1200")),
+        default=float(_env("TRANSCRIPTION_LOCAL_ATTENTION_AFTER_S", "300")),
         metavar="SECONDS",
         help="recordings longer than this use local attention, so memory stays linear (default: %(default)s)",
     )
