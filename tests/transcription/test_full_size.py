@@ -18,5 +18,5 @@ def test_full_size_tdt_is_within_five_percent_of_the_published_parameter_count(t
     encoder = sum(p.numel() for p in model.encoder.parameters())
     total = sum(p.numel() for p in model.parameters())
     assert abs(total - PUBLISHED_PARAMETERS) / PUBLISHED_PARAMETERS < 0.05, total
-    assert encoder > 0.98 * total - 10_000_000  # the FastConformer encoder is nearly all of it
+    assert encoder / total > 0.95  # the FastConformer encoder is nearly all of it
     assert model.cfg.decoding.model_type == "tdt" and list(model.cfg.decoding.durations) == [0, 1, 2, 3, 4]
