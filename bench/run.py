@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import grpc
 import numpy as np
 
@@ -44,7 +42,7 @@ from services.transcription import server as transcription_server
 from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from services.transcription.runner import TranscriptionRunner
 from services.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import sweep, wav_bytes
+from tests.audio_samples import encode, sweep, wav_bytes
 
 
 def model_path(full_size: bool) -> Path:
@@ -254,31 +252,12 @@ def cold_start(model: Path) -> Row:
     return Row("6. cold start: process start -> SERVING", elapsed, "s")
 
 
-def _encode(container: str, codec: str, seconds: float) -> bytes:
-    rate = 44100
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as output:
-        stream = output.add_stream(codec, rate=rate, layout="stereo")
-        signal = np.stack([sweep(seconds, seed=4, rate=rate)] * 2)
-        size = stream.codec_context.frame_size or 4096
-        for offset in range(0, signal.shape[1], size):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(signal[:, offset : offset + size]), format="fltp", layout="stereo"
-            )
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
-
-
 def decode_speed() -> list[Row]:
     """7. PyAV decode + resample to 16 kHz mono, seconds of work per hour of 44.1 kHz stereo audio."""
     rows = []
     seconds = 120.0
     for container, codec in (("mp3", "libmp3lame"), ("flac", "flac"), ("wav", "pcm_s16le")):
-        data = _encode(container, codec, seconds)
+        data = encode(sweep(seconds, seed=4, rate=44100), container, codec, 44100)
         elapsed = best_of(lambda data=data: decode_bytes(data), 3)
         rows.append(Row(f"7. decode {container} (44.1 kHz stereo)", elapsed * 3600 / seconds, "s/audio-hour"))
     return rows

@@ -32,3 +32,33 @@ def wav_bytes(samples: npt.NDArray[np.float32], rate: int = SAMPLE_RATE, channel
         writer.setframerate(rate)
         writer.writeframes(pcm.tobytes())
     return buffer.getvalue()
+
+
+def encode(
+    signal: npt.NDArray[np.float32], container: str, codec: str, rate: int, channels: int = 2
+) -> bytes:
+    """`signal` (at `rate`) encoded with PyAV, copied to every channel: the same library the service
+    decodes with, so tests need no external tools."""
+    import av
+
+    buffer = io.BytesIO()
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(buffer, "w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate, layout=layout)
+        planes = np.stack([signal.astype(np.float32)] * channels)
+        frame_size = stream.codec_context.frame_size or 4096
+        for offset in range(0, planes.shape[1], frame_size):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(planes[:, offset : offset + frame_size]), format="fltp", layout=layout
+            )
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    return buffer.getvalue()
+
+
+def tone(seconds: float, rate: int, frequency: float = 440.0) -> npt.NDArray[np.float32]:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from parakeet.v1 import audio_pb2
+from parakeet.v1 import audio_pb2, orchestrator_pb2, transcription_pb2
 from services.core.errors import InvalidRequest
 from services.core.merge import join_words, time_order, words_by_segment
 
@@ -199,3 +199,13 @@ def render_document(
             f"unknown response_format {response_format}: use one of json, verbose_json, text, srt, vtt, rttm"
         )
     return renderer(subtitle_cues(segments, words))
+
+
+def requested_detail(
+    request: transcription_pb2.TranscribeRequest | orchestrator_pb2.OrchestrateRequest,
+) -> tuple[bool, bool]:
+    """(segments, words) a request asks back: segments unless timestamps=false, words when
+    word_timestamps is set or the format is verbose_json."""
+    segments = not request.HasField("timestamps") or request.timestamps
+    words = request.word_timestamps or request.response_format == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON
+    return segments, words

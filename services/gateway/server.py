@@ -14,7 +14,6 @@ import signal
 import sys
 from types import FrameType
 
-from services.core.logs import configure_logging
 from services.gateway.app import create_app
 from services.gateway.settings import (
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -112,26 +111,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="parakeet-gateway",
-        description="OpenAI-compatible HTTP API (/v1/audio/transcriptions) over the OrchestratorService.",
-    )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
-    parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=os.environ.get("PARAKEET_LOG_FORMAT", "text"),
-        help="json: one object per line with the request id (default: %(default)s)",
-    )
-    add_arguments(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level, json_logs=args.log_format == "json")
-    return run(args)
+    """`python -m services.gateway.server ...` is `parakeet-server gateway ...` (one parser, one logging setup)."""
+    from services.cli import main as server_main
+
+    return server_main(["gateway", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

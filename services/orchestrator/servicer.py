@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, orchestrator_pb2_grpc, transcription_pb2
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, LimitExceeded, ServiceError
-from services.core.formats import render_document
+from services.core.formats import render_document, requested_detail
 from services.core.merge import (
     assign_speakers,
     build_utterances,
@@ -122,10 +122,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             segments = split_segments_by_speaker(segments, words)
             utterances = build_utterances(words, UTTERANCE_PAUSE_S)
             model = f"{transcript.model} + {diarization.model}"
-        with_segments = not request.HasField("timestamps") or request.timestamps
-        with_words = (
-            request.word_timestamps or request.response_format == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON
-        )
+        with_segments, with_words = requested_detail(request)
         return orchestrator_pb2.OrchestrateResponse(
             text=transcript.text,
             segments=segments if with_segments else [],

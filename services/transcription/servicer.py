@@ -10,7 +10,7 @@ from services.core.audio import AudioLimits, load_audio
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest
 from services.core.fetch import FetchPolicy
-from services.core.formats import render_document
+from services.core.formats import render_document, requested_detail
 from services.core.merge import assign_speakers, split_segments_by_speaker
 from services.transcription.engine import EngineTranscript
 from services.transcription.runner import TranscriptionRunner
@@ -98,10 +98,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         waveform = load_audio(request.audio, self.limits, self.fetch_policy)
         transcript = self.runner.transcribe(waveform.samples, context)
         words, segments = transcript_messages(transcript, turns)
-        with_segments = not request.HasField("timestamps") or request.timestamps
-        with_words = (
-            request.word_timestamps or request.response_format == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON
-        )
+        with_segments, with_words = requested_detail(request)
         return transcription_pb2.TranscribeResponse(
             text=transcript.text,
             segments=segments if with_segments else [],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import av
@@ -11,29 +10,12 @@ import pytest
 
 from services.core.audio import AudioLimits, decode_bytes
 from services.core.errors import InvalidRequest, LimitExceeded
-from tests.audio_samples import sweep, wav_bytes
+from tests.audio_samples import encode as encode_signal
+from tests.audio_samples import sweep, tone, wav_bytes
 
 
 def encode(container: str, codec: str, rate: int, channels: int = 2, seconds: float = 2.0) -> bytes:
-    """Encode a tone with PyAV (the same library the service decodes with, so no external tools)."""
-    buffer = io.BytesIO()
-    layout = "stereo" if channels == 2 else "mono"
-    with av.open(buffer, "w", format=container) as output:
-        stream = output.add_stream(codec, rate=rate, layout=layout)
-        t = np.arange(int(rate * seconds)) / rate
-        tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        planes = np.stack([tone] * channels)
-        frame_size = stream.codec_context.frame_size or 1024
-        for offset in range(0, planes.shape[1], frame_size):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(planes[:, offset : offset + frame_size]), format="fltp", layout=layout
-            )
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
+    return encode_signal(tone(seconds, rate), container, codec, rate, channels)
 
 
 @pytest.mark.parametrize(
