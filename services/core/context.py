@@ -28,6 +28,18 @@ class CallContext(Protocol):
         ...
 
 
+# grpc reports "no deadline" as a remaining time of about 2**63 ns; anything past a year is none.
+_NO_DEADLINE_AFTER_S = 365 * 24 * 3600.0
+
+
+def remaining_seconds(context: CallContext) -> float | None:
+    """Seconds before the caller's deadline, or None when it set none (whatever the transport says)."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_AFTER_S:
+        return None
+    return remaining
+
+
 class JobContext:
     """A RunPod job's context: an optional execution timeout, no cancellation signal."""
 

@@ -23,7 +23,7 @@ import grpc
 from google.protobuf.message import Message
 
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
-from services.core.context import CallContext
+from services.core.context import CallContext, remaining_seconds
 from services.core.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -131,7 +131,8 @@ class GrpcBackends:
         try:
             request_id = current_request_id()
             metadata = ((REQUEST_ID_KEY, request_id),) if request_id else None
-            return method(request, timeout=context.time_remaining(), metadata=metadata, wait_for_ready=False)
+            timeout = remaining_seconds(context)
+            return method(request, timeout=timeout, metadata=metadata, wait_for_ready=False)
         except grpc.RpcError as error:
             code: grpc.StatusCode = error.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -242,7 +243,7 @@ class RunPodBackends:
         started = time.monotonic()
 
         def remaining() -> float:
-            deadline = context.time_remaining()
+            deadline = remaining_seconds(context)
             budget = self._max_wait_s - (time.monotonic() - started)
             return budget if deadline is None else min(budget, deadline)
 

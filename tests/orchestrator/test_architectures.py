@@ -201,3 +201,13 @@ def test_existing_minimal_input_works_on_the_single_endpoint(stack: dict[str, st
     assert output["words"] == []  # word_timestamps not asked for
     assert output["segments"] and all(segment["speaker"] for segment in output["segments"])
     assert output["duration"] == 12.0
+
+
+def test_grpc_stack_answers_a_call_without_a_deadline(stack: dict[str, str]) -> None:
+    """grpc reports "no deadline" as ~2**63 ns remaining; forwarding that as a timeout once failed
+    every call at once with DEADLINE_EXCEEDED."""
+    with grpc.insecure_channel(stack["grpc"]) as channel:
+        response = orchestrator_pb2_grpc.OrchestratorServiceStub(channel).Orchestrate(
+            orchestrator_pb2.OrchestrateRequest(audio=audio_pb2.Audio(content=AUDIO), diarize=True)
+        )
+    assert response.num_speakers >= 1 and response.duration == 12.0
