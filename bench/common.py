@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,15 +23,6 @@ def best_of(function: Callable[[], Any], repeats: int = 3) -> float:
         function()
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-def median_of(function: Callable[[], Any], repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from services.core.metrics import BATCH_SIZE, QUEUE_DEPTH
+
 log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
@@ -49,6 +51,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         self._queue: queue.Queue[tuple[ItemT, Future[ResultT]] | None] = queue.Queue()
         self._closed = False
         self.batch_sizes: deque[int] = deque(maxlen=1024)  # recent batch sizes, for metrics and tests
+        self.name = name
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -58,10 +61,6 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         future: Future[ResultT] = Future()
         self._queue.put((item, future))
         return future
-
-    def depth(self) -> int:
-        """Requests waiting for a batch (not counting the one being processed)."""
-        return self._queue.qsize()
 
     def close(self) -> None:
         """Finish the batch in progress; fail whatever is still queued."""
@@ -109,8 +108,10 @@ class MicroBatcher(Generic[ItemT, ResultT]):
                 return
             batch, closing = self._gather(first)
             live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+            QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
             if live:
                 self.batch_sizes.append(len(live))
+                BATCH_SIZE.labels(self.name).observe(len(live))
                 try:
                     results = self._process([item for item, _ in live])
                 except BaseException as error:  # every waiter must hear about it

@@ -14,6 +14,7 @@ from services.core.audio import AudioLimits, load_audio
 from services.core.context import CallContext
 from services.core.errors import DeadlineExceeded, InvalidRequest
 from services.core.formats import render_rttm
+from services.core.metrics import AUDIO_SECONDS
 from services.diarization.engine import DiarizationEngine
 
 # More speakers than this is a typo, not a meeting; clustering that many would take minutes.
@@ -93,6 +94,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         counts = speaker_counts(request)
         rendered_as = response_format(request.response_format)
         waveform = load_audio(request.audio, self._limits)
+        AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
         if not context.is_active():
             raise DeadlineExceeded("the deadline passed before diarization started")
         result = self._engine.diarize(

@@ -12,6 +12,7 @@ from services.core.errors import InvalidRequest
 from services.core.fetch import FetchPolicy
 from services.core.formats import render_document, requested_detail
 from services.core.merge import assign_speakers, split_segments_by_speaker
+from services.core.metrics import AUDIO_SECONDS
 from services.transcription.engine import EngineTranscript
 from services.transcription.runner import TranscriptionRunner
 
@@ -96,6 +97,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         turns = list(request.diarization_segments)
         check_turns(turns)
         waveform = load_audio(request.audio, self.limits, self.fetch_policy)
+        AUDIO_SECONDS.labels("transcription").inc(waveform.duration)
         transcript = self.runner.transcribe(waveform.samples, context)
         words, segments = transcript_messages(transcript, turns)
         with_segments, with_words = requested_detail(request)

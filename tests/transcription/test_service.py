@@ -223,3 +223,16 @@ def test_parakeet_server_transcription_answers_grpcurl_with_word_timestamps(spaw
     assert reply["words"][0].get("start", 0.0) == 0.0  # proto3 JSON omits zero values
     assert all(word["end"] > 0 for word in reply["words"])
     assert reply["duration"] == 4
+
+
+def test_metrics_count_audio_seconds_and_batch_sizes(stub) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    seconds_before = sample("parakeet_audio_seconds_total", {"service": "transcription"})
+    batches_before = sample("parakeet_batch_size_count", {"batcher": "transcription-batcher"})
+    transcribe(stub)
+    assert sample("parakeet_audio_seconds_total", {"service": "transcription"}) == seconds_before + 4.0
+    assert sample("parakeet_batch_size_count", {"batcher": "transcription-batcher"}) == batches_before + 1
