@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import av
@@ -138,6 +138,7 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         if samples.size == 0:
             raise InvalidRequest("the audio decodes to no samples (empty or truncated file)")
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)  # float WAVs can hold NaN
         np.clip(samples, -1.0, 1.0, out=samples)
         return Waveform(samples.astype(np.float32, copy=False))
     hint = f" as {format_hint!r}" if format_hint else ""
@@ -148,14 +149,24 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
 
 
 def load_audio(
-    audio: audio_pb2.Audio, limits: AudioLimits | None = None, fetch_policy: FetchPolicy | None = None
+    audio: audio_pb2.Audio,
+    limits: AudioLimits | None = None,
+    fetch_policy: FetchPolicy | None = None,
+    time_budget_s: float | None = None,
 ) -> Waveform:
-    """The request's audio, fetched if it is a URL, decoded to a 16 kHz mono waveform."""
+    """The request's audio, fetched if it is a URL, decoded to a 16 kHz mono waveform.
+
+    `time_budget_s` (the caller's remaining deadline) bounds a download, so a URL that trickles
+    bytes cannot hold a worker thread after the caller has gone.
+    """
     limits = limits or AudioLimits()
     source = audio.WhichOneof("source")
     if source == "content":
         return decode_bytes(audio.content, audio.format, limits)
     if source == "uri":
-        data = fetch_bytes(audio.uri, fetch_policy or FetchPolicy(max_bytes=limits.max_bytes))
+        policy = fetch_policy or FetchPolicy(max_bytes=limits.max_bytes)
+        if time_budget_s is not None:
+            policy = replace(policy, total_timeout_s=min(policy.total_timeout_s, time_budget_s))
+        data = fetch_bytes(audio.uri, policy)
         return decode_bytes(data, audio.format, limits)
     raise InvalidRequest("audio is required: set audio.uri (http/https URL) or audio.content (file bytes)")

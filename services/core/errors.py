@@ -15,7 +15,14 @@ class ServiceError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
+    # Messages quote the offending value; a megabyte of it would swamp a RunPod error and overflow
+    # grpc's 16 KiB trailer limit (turning INVALID_ARGUMENT into RESOURCE_EXHAUSTED).
+    MAX_MESSAGE_CHARS = 1000
+    _CUT = " ... (message cut)"
+
     def __init__(self, message: str) -> None:
+        if len(message) > self.MAX_MESSAGE_CHARS:
+            message = message[: self.MAX_MESSAGE_CHARS - len(self._CUT)] + self._CUT
         super().__init__(message)
         self.message = message
 

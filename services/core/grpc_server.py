@@ -189,7 +189,11 @@ class ServiceHost:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         names = [service.name for service in self.services]
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.options.max_workers),
+            # Enough threads for every admitted call plus probes: calls past the limit must reach the
+            # interceptor (and get RESOURCE_EXHAUSTED) instead of waiting in the executor's queue.
+            futures.ThreadPoolExecutor(
+                max_workers=max(self.options.max_workers, self.options.max_concurrent_requests + 4)
+            ),
             interceptors=[
                 ServiceInterceptor(
                     set(names),

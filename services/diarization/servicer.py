@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from services.core.audio import AudioLimits, load_audio
-from services.core.context import CallContext
+from services.core.context import CallContext, remaining_seconds
 from services.core.errors import DeadlineExceeded, InvalidRequest
 from services.core.formats import render_rttm
 from services.core.metrics import AUDIO_SECONDS
@@ -93,7 +93,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
     ) -> diarization_pb2.DiarizeResponse:
         counts = speaker_counts(request)
         rendered_as = response_format(request.response_format)
-        waveform = load_audio(request.audio, self._limits)
+        waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
         AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
         if not context.is_active():
             raise DeadlineExceeded("the deadline passed before diarization started")

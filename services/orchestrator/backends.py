@@ -84,6 +84,16 @@ class InProcessBackends:
         self._warm_up()
 
 
+def backend_timeout(context: CallContext) -> float | None:
+    """The caller's remaining time less a margin, so a slow backend times out first and the
+    orchestrator can still answer in time, naming the backend (or, with speakers_optional,
+    returning the transcript without speakers)."""
+    remaining = remaining_seconds(context)
+    if remaining is None:
+        return None
+    return max(remaining - min(0.5, 0.1 * remaining), 0.001)
+
+
 _GRPC_TO_ERROR: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceeded,
@@ -131,8 +141,7 @@ class GrpcBackends:
         try:
             request_id = current_request_id()
             metadata = ((REQUEST_ID_KEY, request_id),) if request_id else None
-            timeout = remaining_seconds(context)
-            return method(request, timeout=timeout, metadata=metadata, wait_for_ready=False)
+            return method(request, timeout=backend_timeout(context), metadata=metadata, wait_for_ready=False)
         except grpc.RpcError as error:
             code: grpc.StatusCode = error.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -243,7 +252,7 @@ class RunPodBackends:
         started = time.monotonic()
 
         def remaining() -> float:
-            deadline = remaining_seconds(context)
+            deadline = backend_timeout(context)
             budget = self._max_wait_s - (time.monotonic() - started)
             return budget if deadline is None else min(budget, deadline)
 

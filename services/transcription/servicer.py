@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
 from services.core.audio import AudioLimits, load_audio
-from services.core.context import CallContext
+from services.core.context import CallContext, remaining_seconds
 from services.core.errors import InvalidRequest
 from services.core.fetch import FetchPolicy
 from services.core.formats import render_document, requested_detail
@@ -96,7 +96,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         language = check_language(request.language)
         turns = list(request.diarization_segments)
         check_turns(turns)
-        waveform = load_audio(request.audio, self.limits, self.fetch_policy)
+        waveform = load_audio(request.audio, self.limits, self.fetch_policy, remaining_seconds(context))
         AUDIO_SECONDS.labels("transcription").inc(waveform.duration)
         transcript = self.runner.transcribe(waveform.samples, context)
         words, segments = transcript_messages(transcript, turns)

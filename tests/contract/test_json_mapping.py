@@ -174,3 +174,13 @@ def test_response_from_json_reads_what_response_to_json_wrote() -> None:
         document="SPEAKER audio 1 0.000 2.500 <NA> <NA> SPEAKER_00 <NA> <NA>\n",
     )
     assert response_from_json(response_to_json(response), diarization_pb2.DiarizeResponse) == response
+
+
+def test_error_messages_quoting_huge_values_are_cut_to_a_readable_size() -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_job_input(
+            {"audio": "https://x/a.wav", "response_format": "x" * 1_000_000}, diarization_pb2.DiarizeRequest
+        )
+    assert len(raised.value.message) == InvalidRequest.MAX_MESSAGE_CHARS
+    assert raised.value.message.startswith("unknown response_format 'xxx")
+    assert raised.value.message.endswith(" ... (message cut)")

@@ -88,3 +88,12 @@ def test_limits_on_bytes_and_duration() -> None:
         decode_bytes(wav, limits=AudioLimits(max_bytes=1000))
     with pytest.raises(LimitExceeded, match="longer than the limit of 2 s"):
         decode_bytes(wav, limits=AudioLimits(max_duration_s=2.0))
+
+
+def test_nan_and_infinite_float_samples_become_silence_and_full_scale() -> None:
+
+    samples = np.array([np.nan, np.inf, -np.inf, 0.25] * 4000, dtype=np.float32)
+    data = encode_signal(samples, "wav", "pcm_f32le", 16000, channels=1)
+    decoded = decode_bytes(data).samples
+    assert np.isfinite(decoded).all() and np.abs(decoded).max() <= 1.0
+    assert decoded[:4].tolist() == pytest.approx([0.0, 1.0, -1.0, 0.25], abs=1e-3)
