@@ -37,6 +37,16 @@ _DEMUXER_ALIASES = {
 }
 
 
+# The demuxers FFmpeg may pick. Without this list, content can select demuxers that open other
+# inputs themselves (hls fetches segment URLs past the SSRF guard, concat reads local files), so
+# only self-contained audio/video containers are allowed; nested opens get no protocol at all.
+AUDIO_DEMUXERS = (
+    "aac,ac3,aiff,amr,ape,asf,au,avi,caf,dsf,dts,eac3,f32le,flac,flv,matroska,mov,mp3,mpc,mpc8,"
+    "mpegts,ogg,s16le,tta,voc,w64,wav,wsaud,wv,xwma"
+)
+_OPEN_OPTIONS = {"format_whitelist": AUDIO_DEMUXERS, "protocol_whitelist": "none"}
+
+
 @dataclass(frozen=True)
 class AudioLimits:
     """Per-request limits; defaults suit a GPU worker transcribing up to a few hours."""
@@ -128,7 +138,7 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
     last_error: Exception | None = None
     for demuxer in dict.fromkeys(demuxers):
         try:
-            with av.open(io.BytesIO(data), mode="r", format=demuxer) as container:
+            with av.open(io.BytesIO(data), mode="r", format=demuxer, options=_OPEN_OPTIONS) as container:
                 chunks = list(_resampled_chunks(container, max_samples))
         except (InvalidRequest, LimitExceeded):
             raise

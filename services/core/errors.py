@@ -16,13 +16,18 @@ class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     # Messages quote the offending value; a megabyte of it would swamp a RunPod error and overflow
-    # grpc's 16 KiB trailer limit (turning INVALID_ARGUMENT into RESOURCE_EXHAUSTED).
+    # grpc's 16 KiB trailer limit (turning INVALID_ARGUMENT into RESOURCE_EXHAUSTED). The middle
+    # is cut, not the end: messages quote the value first and say what to change last.
     MAX_MESSAGE_CHARS = 1000
-    _CUT = " ... (message cut)"
+    _CUT = " ... ({} characters cut) ... "
 
     def __init__(self, message: str) -> None:
         if len(message) > self.MAX_MESSAGE_CHARS:
-            message = message[: self.MAX_MESSAGE_CHARS - len(self._CUT)] + self._CUT
+            cut = len(message) - self.MAX_MESSAGE_CHARS
+            marker = self._CUT.format(cut + len(self._CUT.format(cut)))
+            keep = self.MAX_MESSAGE_CHARS - len(marker)
+            head, tail = keep * 2 // 3, keep - keep * 2 // 3
+            message = message[:head] + marker + message[len(message) - tail :]
         super().__init__(message)
         self.message = message
 

@@ -77,8 +77,14 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
     return str(addresses[0])
 
 
-def _pool(scheme: str, host: str, address: str, port: int, policy: FetchPolicy) -> urllib3.HTTPConnectionPool:
-    timeout = urllib3.Timeout(connect=policy.connect_timeout_s, read=policy.read_timeout_s)
+def _pool(
+    scheme: str, host: str, address: str, port: int, policy: FetchPolicy, budget_s: float
+) -> urllib3.HTTPConnectionPool:
+    # No single socket wait may outlast what is left of the whole download's budget.
+    budget_s = max(budget_s, 0.05)
+    timeout = urllib3.Timeout(
+        connect=min(policy.connect_timeout_s, budget_s), read=min(policy.read_timeout_s, budget_s)
+    )
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
             address,
@@ -110,7 +116,8 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
         address = _resolve(host, port, policy)
         headers = {"Host": parsed.netloc or host, "User-Agent": "parakeet-grpc/0.1", "Accept": "*/*"}
         try:
-            with _pool(scheme, host, address, port, policy) as pool:
+            budget_s = policy.total_timeout_s - (time.monotonic() - started)
+            with _pool(scheme, host, address, port, policy, budget_s) as pool:
                 response = pool.urlopen(
                     "GET", parsed.request_uri, headers=headers, redirect=False, preload_content=False
                 )
@@ -124,6 +131,8 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
                 finally:
                     response.release_conn()
         except HTTPError as error:
+            if time.monotonic() - started >= policy.total_timeout_s:
+                raise InvalidRequest(_too_slow(policy)) from None
             raise InvalidRequest(f"could not fetch the audio URL ({type(error).__name__})") from None
     raise InvalidRequest(f"the audio URL redirected more than {policy.max_redirects} times")
 
@@ -133,10 +142,16 @@ def _read_capped(response: urllib3.BaseHTTPResponse, policy: FetchPolicy, starte
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
         raise LimitExceeded(f"the audio URL serves {declared} bytes; the limit is {policy.max_bytes} bytes")
     body = bytearray()
-    for chunk in response.stream(_CHUNK):
+    # read1 returns whatever one socket read brings, so a body that trickles a byte at a time
+    # (never slow enough for the read timeout) still meets the budget check between reads.
+    while chunk := response.read1(_CHUNK):
         body.extend(chunk)
         if len(body) > policy.max_bytes:
             raise LimitExceeded(f"the audio URL serves more than the limit of {policy.max_bytes} bytes")
         if time.monotonic() - started > policy.total_timeout_s:
-            raise InvalidRequest(f"fetching the audio URL took longer than {policy.total_timeout_s:.0f} s")
+            raise InvalidRequest(_too_slow(policy))
     return bytes(body)
+
+
+def _too_slow(policy: FetchPolicy) -> str:
+    return f"fetching the audio URL took longer than {policy.total_timeout_s:.0f} s"

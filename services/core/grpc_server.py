@@ -19,13 +19,14 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.core.errors import (
+    InvalidRequest,
     LimitExceeded,
     PreconditionFailed,
     ServiceError,
@@ -93,6 +94,32 @@ def _service_of(method: str) -> str:
     return method.strip("/").split("/", 1)[0]
 
 
+class _MalformedRequest(NamedTuple):
+    """Stands in for a request whose bytes did not parse, so the caller gets INVALID_ARGUMENT.
+
+    grpcio answers a deserializer that raises with INTERNAL, the code for a server bug.
+    """
+
+    problem: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    strict = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return strict(data)
+        except Exception as error:  # DecodeError, or anything a malformed message raises
+            return _MalformedRequest(
+                f"the request is not a valid {method} message ({type(error).__name__}); "
+                "send the protobuf message the method declares"
+            )
+
+    return deserialize
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """The one gate in front of every hosted RPC: auth, readiness, concurrency limit, errors, metrics.
 
@@ -148,6 +175,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 if not self._authorised(metadata):
                     raise Unauthenticated("this server needs an 'authorization: Bearer <token>' header")
                 self._readiness.check(service)
+                if isinstance(request, _MalformedRequest):
+                    raise InvalidRequest(request.problem)
                 if self._slots is not None:
                     acquired = self._slots.acquire(blocking=False)
                     if not acquired:
@@ -174,7 +203,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer, method),
             response_serializer=handler.response_serializer,
         )
 

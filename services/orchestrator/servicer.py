@@ -20,6 +20,7 @@ from services.core.merge import (
     build_utterances,
     split_segments_by_speaker,
 )
+from services.diarization.servicer import speaker_counts
 from services.orchestrator.backends import Backends
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.OrchestrateRequest, context: CallContext
     ) -> orchestrator_pb2.OrchestrateResponse:
         _check_format(request)
+        speaker_counts(_diarize_request(request))  # an impossible count is an error even without diarize
         if not request.audio.WhichOneof("source"):
             raise InvalidRequest(
                 "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)"

@@ -183,4 +183,5 @@ def test_error_messages_quoting_huge_values_are_cut_to_a_readable_size() -> None
         )
     assert len(raised.value.message) == InvalidRequest.MAX_MESSAGE_CHARS
     assert raised.value.message.startswith("unknown response_format 'xxx")
-    assert raised.value.message.endswith(" ... (message cut)")
+    assert " characters cut) ... " in raised.value.message
+    assert raised.value.message.endswith("'; use one of: json, verbose_json, text, srt, vtt, rttm")
