@@ -9,18 +9,29 @@ PY          := $(VENV)/bin/python
 BUF_VERSION := 1.75.0
 TOOLS       := .tools
 BUF         := $(TOOLS)/node_modules/.bin/buf
-EXTRAS      := asr,diarization,dev
+EXTRAS      := asr,diarization,eval,dev
 PROTO_FILES := $(sort $(wildcard proto/parakeet/v1/*.proto))
 STUBS_DIR   := clients/python
 # buf breaking compares the contract with this git ref; CI uses the last landed contract.
 BREAKING_AGAINST ?= $(shell cat .ci/breaking-baseline 2>/dev/null)
 
-.PHONY: help setup lock proto proto-check lint buf-lint buf-breaking test pytest serve fixtures bench clean
+.PHONY: help setup system-deps demo eval train-tdt lock proto proto-check lint buf-lint buf-breaking test pytest serve fixtures bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed $(BUF) ## create .venv with every pinned dependency, and the buf CLI
+setup: system-deps $(VENV)/.installed $(BUF) ## create .venv with every pinned dependency, the buf CLI, espeak-ng and sox
+
+# espeak-ng and sox synthesize the accuracy rig's speech (tests, `make demo`, `make eval`).
+# CI machines run as root and get them from Debian; elsewhere this says what to install.
+SYSTEM_PACKAGES := espeak-ng sox
+system-deps:
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; \
+	else echo "note: install $(SYSTEM_PACKAGES) (e.g. sudo apt-get install $(SYSTEM_PACKAGES)) for the accuracy tests and make demo" >&2; fi
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -74,6 +85,18 @@ fixtures: ## build the test models (random-weight NeMo TDT, pyannote pipeline) i
 
 bench: ## print the service's cost ratios with their floors (CPU-sized: a few minutes); writes bench/results/
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+DEMO_MODEL := services/eval/assets/tiny_tdt_espeak.nemo
+demo: ## synthesize a 2-speaker conversation and transcribe it offline with speakers, through the parakeet CLI
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(PY) -m services.eval.demo "$$dir/conversation.wav" && \
+	$(VENV)/bin/parakeet transcribe "$$dir/conversation.wav" --diarize --model $(DEMO_MODEL) --pipeline offline
+
+eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
+	$(PY) -m services.eval --check-floors $(EVAL_ARGS)
+
+train-tdt: ## retrain the tiny TDT fixture on synthesized speech (CPU, about half an hour)
+	nice -n 5 $(PY) -m tests.fixtures.train_tdt --out $(DEMO_MODEL) $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

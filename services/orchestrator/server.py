@@ -132,6 +132,21 @@ def backends_from_args(args: argparse.Namespace, diarization: bool = True) -> Ba
     )
 
 
+def embedded_backends(model: str = "", pipeline: str = "", diarization: bool = True) -> Backends:
+    """Both engines in this process, configured as the servers are (defaults and environment),
+    with an optional model and pipeline; for the embedded CLI and the evaluation rig."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for module in (transcription_server, diarization_server):
+        module.add_arguments(parser)
+    add_arguments(parser)
+    argv = ["--backend", "inprocess"]
+    if model:
+        argv += ["--model", model]
+    if pipeline:
+        argv += ["--pipeline", pipeline]
+    return backends_from_args(parser.parse_args(argv), diarization=diarization)
+
+
 def hosted_service(servicer: OrchestratorServicer) -> HostedService:
     """The OrchestratorService as a HostedService for ServiceHost."""
 

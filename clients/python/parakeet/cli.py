@@ -222,28 +222,11 @@ def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
             raise _service_error(error) from None
 
 
-def _engine_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The servers' own options with their defaults (and environment), plus --model/--pipeline."""
-    from services.diarization import server as diarization_server
-    from services.orchestrator import server as orchestrator_server
-    from services.transcription import server as transcription_server
-
-    parser = argparse.ArgumentParser(add_help=False)
-    for module in (transcription_server, diarization_server, orchestrator_server):
-        module.add_arguments(parser)
-    argv = ["--backend", "inprocess"]
-    if args.model:
-        argv += ["--model", args.model]
-    if args.pipeline:
-        argv += ["--pipeline", args.pipeline]
-    return parser.parse_args(argv)
-
-
-def _embedded_backends(args: argparse.Namespace, engine_args: argparse.Namespace) -> Backends:
+def _embedded_backends(args: argparse.Namespace) -> Backends:
     """In-process engines; without --diarize only the transcription model is loaded (no token needed)."""
-    from services.orchestrator.server import backends_from_args
+    from services.orchestrator.server import embedded_backends
 
-    return backends_from_args(engine_args, diarization=args.diarize)
+    return embedded_backends(args.model or "", args.pipeline or "", diarization=args.diarize)
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
@@ -274,7 +257,7 @@ def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.
 
     request = orchestrate_request(args.audio, **_request_options(args))
     try:
-        backends = _embedded_backends(args, _engine_args(args))
+        backends = _embedded_backends(args)
         with progress.step("loading the models" if args.diarize else "loading the model"):
             backends.warm_up()
         servicer = OrchestratorServicer(backends, max_concurrent_calls=1)

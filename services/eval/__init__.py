@@ -1,0 +1,1 @@
+"""Accuracy evaluation: a synthesized speech corpus with exact references, for ASR and diarization."""
