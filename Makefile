@@ -90,7 +90,7 @@ DEMO_MODEL := services/eval/assets/tiny_tdt_espeak.nemo
 demo: ## synthesize a 2-speaker conversation and transcribe it offline with speakers, through the parakeet CLI
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	$(PY) -m services.eval.demo "$$dir/conversation.wav" && \
-	$(VENV)/bin/parakeet transcribe "$$dir/conversation.wav" --diarize --model $(DEMO_MODEL) --pipeline offline
+	$(VENV)/bin/parakeet transcribe "$$dir/conversation.wav" --diarize --model $(DEMO_MODEL) --pipeline offline --format text
 
 eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
 	$(PY) -m services.eval --check-floors $(EVAL_ARGS)

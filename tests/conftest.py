@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,18 @@ from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 MODELS_DIR = REPO_ROOT / "tests" / "fixtures" / "models"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`espeak`-marked tests need Debian's espeak-ng (make setup installs it where it can).
+
+    On a developer's machine without it they skip; in CI (CI set) a missing espeak-ng fails
+    them, so the accuracy floors can never pass by not running."""
+    if item.get_closest_marker("espeak") and shutil.which("espeak-ng") is None:
+        message = "espeak-ng is not installed (apt-get install espeak-ng sox; make setup does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def free_port() -> int:

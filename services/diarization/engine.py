@@ -98,14 +98,26 @@ def _unused_plda() -> Any:
     return UnusedPLDA()
 
 
-def _stop_hook(should_stop: Callable[[], bool]) -> Callable[..., None]:
-    """A pyannote progress hook that aborts between steps once the caller has gone."""
+def stop_check(should_stop: Callable[[], bool] | None) -> Callable[..., None]:
+    """A check to call between steps (also a pyannote progress hook) that aborts with
+    DeadlineExceeded once the caller has gone; a no-op without `should_stop`."""
 
-    def hook(*_args: Any, **_kwargs: Any) -> None:
-        if should_stop():
+    def check(*_args: Any, **_kwargs: Any) -> None:
+        if should_stop is not None and should_stop():
             raise DeadlineExceeded("the deadline passed (or the call was cancelled) during diarization")
 
-    return hook
+    return check
+
+
+def torch_device(device: str) -> Any:
+    """The torch device for a --device value: auto picks the GPU when there is one."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PreconditionFailed(f"device {device!r} was requested but no CUDA GPU is visible")
+    return torch.device(device)
 
 
 def to_diarization(annotation: Any, duration: float) -> Diarization:
@@ -125,6 +137,14 @@ def to_diarization(annotation: Any, duration: float) -> Diarization:
         speaker = labels.setdefault(label, f"SPEAKER_{len(labels):02d}")
         turns.append(Turn(start, end, speaker))
     return Diarization(tuple(turns), len(labels))
+
+
+def warm_up_waveform() -> Waveform:
+    """A few seconds of tone and noise: enough for every diarization step to run once."""
+    seconds = np.arange(int(WARM_UP_SECONDS * SAMPLE_RATE), dtype=np.float64) / SAMPLE_RATE
+    noise = np.random.default_rng(0).standard_normal(seconds.size)
+    samples = 0.3 * np.sin(2 * np.pi * 220.0 * seconds) + 0.05 * noise
+    return Waveform(samples.astype(np.float32))
 
 
 class DiarizationEngine:
@@ -177,7 +197,7 @@ class DiarizationEngine:
             if self._pipeline is not None:
                 return
             pyannote = _import_pyannote()
-            device = self._torch_device()
+            device = torch_device(self.device)
             base, config = self._pipeline_config()
             self._localise(config, base)
             try:
@@ -198,10 +218,7 @@ class DiarizationEngine:
 
     def warm_up(self) -> None:
         """One pass over a few seconds of synthetic audio, so the first request is not the slow one."""
-        seconds = np.arange(int(WARM_UP_SECONDS * SAMPLE_RATE), dtype=np.float64) / SAMPLE_RATE
-        noise = np.random.default_rng(0).standard_normal(seconds.size)
-        samples = 0.3 * np.sin(2 * np.pi * 220.0 * seconds) + 0.05 * noise
-        self.diarize(Waveform(samples.astype(np.float32)))
+        self.diarize(warm_up_waveform())
 
     def diarize(
         self,
@@ -230,22 +247,13 @@ class DiarizationEngine:
             "max_speakers": max_speakers,
         }
         if should_stop is not None:
-            options["hook"] = _stop_hook(should_stop)
+            options["hook"] = stop_check(should_stop)
         with self._lock, torch.inference_mode():
             output = pipeline(audio, **options)
         annotation = output.exclusive_speaker_diarization if exclusive else output.speaker_diarization
         return to_diarization(annotation, waveform.duration)
 
     # -- loading ---------------------------------------------------------------------------
-
-    def _torch_device(self) -> Any:
-        import torch
-
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise PreconditionFailed(f"device {self.device!r} was requested but no CUDA GPU is visible")
-        return torch.device(self.device)
 
     def _pipeline_config(self) -> tuple[Path, dict[str, Any]]:
         """The pipeline's directory and its parsed config.yaml, from disk or the Hub cache."""

@@ -3,7 +3,9 @@
 Run `python -m services.diarization.handler` in the worker image; add
 `--rp_serve_api --rp_api_port N` for the SDK's local test API. Configured by the same options as
 the gRPC server, read from the environment: DIARIZATION_PIPELINE (a Hub id or local directory;
-default pyannote/speaker-diarization-3.1), DIARIZATION_DEVICE (auto|cpu|cuda),
+default pyannote/speaker-diarization-3.1; "offline" for the silero-vad+resemblyzer backend, which
+needs no token), DIARIZATION_FALLBACK (offline: use that backend, with a warning, when the
+pipeline cannot be loaded), DIARIZATION_DEVICE (auto|cpu|cuda),
 DIARIZATION_SEGMENTATION_BATCH_SIZE, DIARIZATION_EMBEDDING_BATCH_SIZE, and the token in
 HUGGINGFACE_ACCESS_TOKEN (or HF_TOKEN). Weights in RunPod's cached-model store are used without
 downloading.
@@ -22,14 +24,14 @@ from parakeet.v1 import diarization_pb2
 from services.core.context import CallContext
 from services.core.logs import configure_logging
 from services.core.runpod_shim import ready_or_refusing, serve_jobs
-from services.diarization.engine import DiarizationEngine
+from services.diarization.engines import Diarizer
 from services.diarization.server import add_arguments, engine_from_args
 from services.diarization.servicer import DiarizationServicer
 
 Diarize = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_pb2.DiarizeResponse]
 
 
-def engine_from_env(argv: Sequence[str] | None = None) -> DiarizationEngine:
+def engine_from_env(argv: Sequence[str] | None = None) -> Diarizer:
     """The engine the environment (and any known flags in argv) describe; the token is read by the engine."""
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
@@ -37,7 +39,7 @@ def engine_from_env(argv: Sequence[str] | None = None) -> DiarizationEngine:
     return engine_from_args(args)
 
 
-def prepare(engine: DiarizationEngine) -> Diarize:
+def prepare(engine: Diarizer) -> Diarize:
     engine.load()
     engine.warm_up()
     return DiarizationServicer(engine).Diarize

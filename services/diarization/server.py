@@ -16,17 +16,17 @@ import grpc
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc
 from services.core.audio import AudioLimits
 from services.core.grpc_server import HostedService
-from services.diarization.engine import DEFAULT_PIPELINE, DEVICES, DiarizationEngine
+from services.diarization.engine import DEFAULT_PIPELINE, DEVICES
+from services.diarization.engines import FALLBACKS, Diarizer, build_engine
+from services.diarization.offline import OFFLINE_PIPELINE
 from services.diarization.servicer import DiarizationServicer
 
 SERVICE_NAME: str = diarization_pb2.DESCRIPTOR.services_by_name["DiarizationService"].full_name
 
 
-def hosted_service(
-    engine: DiarizationEngine | None = None, limits: AudioLimits | None = None
-) -> HostedService:
+def hosted_service(engine: Diarizer | None = None, limits: AudioLimits | None = None) -> HostedService:
     """The DiarizationService over `engine` (default: speaker-diarization-3.1) for ServiceHost."""
-    engine = engine or DiarizationEngine()
+    engine = engine or build_engine()
     servicer = DiarizationServicer(engine, limits)
 
     def register(server: grpc.Server) -> None:
@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     Names are unique across services because `all` puts every service's options in one parser
     (the transcription service owns --model and --device). Defaults come from the environment
-    (DIARIZATION_PIPELINE, DIARIZATION_DEVICE, ...) so the RunPod worker is configured the same way.
+    (DIARIZATION_PIPELINE, DIARIZATION_DEVICE, DIARIZATION_FALLBACK, ...) so the RunPod worker is
+    configured the same way.
     """
     group = parser.add_argument_group("diarization")
     group.add_argument(
@@ -61,7 +62,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH_OR_HF_ID",
         help="pyannote pipeline: a local directory holding config.yaml, or a Hugging Face id such as "
         "pyannote/speaker-diarization-community-1 (default: %(default)s); gated repos need "
-        "HUGGINGFACE_ACCESS_TOKEN unless already in the local cache",
+        f"HUGGINGFACE_ACCESS_TOKEN unless already in the local cache. '{OFFLINE_PIPELINE}' is the "
+        "offline silero-vad+resemblyzer backend: no token or download, lower speaker accuracy",
+    )
+    fallback = os.environ.get("DIARIZATION_FALLBACK") or "none"
+    if fallback not in FALLBACKS:
+        parser.error(f"DIARIZATION_FALLBACK must be one of {', '.join(FALLBACKS)}, not {fallback!r}")
+    group.add_argument(
+        "--fallback-offline",
+        dest="diarization_fallback",
+        action="store_const",
+        const=OFFLINE_PIPELINE,
+        default=fallback,
+        help="when the pyannote pipeline cannot be loaded (weights or token missing), serve with the "
+        "offline backend instead, logging a warning, rather than refuse every call with "
+        "FAILED_PRECONDITION (env DIARIZATION_FALLBACK=offline; default: refuse)",
     )
     group.add_argument(
         "--diarization-device",
@@ -88,12 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_from_args(args: argparse.Namespace) -> DiarizationEngine:
-    return DiarizationEngine(
+def engine_from_args(args: argparse.Namespace) -> Diarizer:
+    return build_engine(
         pipeline=args.diarization_pipeline,
         device=args.diarization_device,
         segmentation_batch_size=args.diarization_segmentation_batch_size,
         embedding_batch_size=args.diarization_embedding_batch_size,
+        fallback=args.diarization_fallback,
     )
 
 

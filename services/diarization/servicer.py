@@ -15,7 +15,7 @@ from services.core.context import CallContext, remaining_seconds
 from services.core.errors import DeadlineExceeded, InvalidRequest
 from services.core.formats import render_rttm
 from services.core.metrics import AUDIO_SECONDS
-from services.diarization.engine import DiarizationEngine
+from services.diarization.engines import Diarizer
 
 # More speakers than this is a typo, not a meeting; clustering that many would take minutes.
 MAX_SPEAKERS = 100
@@ -82,9 +82,9 @@ def response_format(requested: audio_pb2.ResponseFormat) -> audio_pb2.ResponseFo
 
 
 class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
-    """Serves Diarize over a loaded DiarizationEngine."""
+    """Serves Diarize over a loaded engine (pyannote or the offline backend)."""
 
-    def __init__(self, engine: DiarizationEngine, limits: AudioLimits | None = None) -> None:
+    def __init__(self, engine: Diarizer, limits: AudioLimits | None = None) -> None:
         self._engine = engine
         self._limits = limits or AudioLimits()
 

@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m services.eval.demo OUT.wav", file=sys.stderr)
         return 2
     out = Path(args[0])
-    talk = conversation(DEMO_SEED, num_speakers=2, num_turns=4, overlap_probability=0.0, uri="demo")
+    talk = conversation(DEMO_SEED, num_speakers=2, num_turns=6, overlap_probability=0.0, uri="demo")
     write_wav(out, talk.audio)
     print(f"A synthesized conversation ({talk.duration:.1f} s, espeak-ng voices), as scripted:\n")
     for turn in sorted(talk.turns, key=lambda turn: turn.start):

@@ -10,7 +10,8 @@ reference RTTM and the word order are exact by construction rather than hand-lab
     python -m services.eval.synth --out DIR --seed 0 --sentences 100 --conversations 5
 
 writes `DIR/sentences/*.wav`, `DIR/conversations/*.{wav,rttm,json}` and a NeMo-style
-`DIR/manifest.jsonl` (`audio_filepath`, `text`, `duration`).
+`DIR/manifest.jsonl` (`audio_filepath`, `text`, `duration`; conversations add `uri`,
+`rttm_filepath` and `words_filepath`, the references services/eval/run.py scores against).
 """
 
 from __future__ import annotations
@@ -330,7 +331,14 @@ def write_corpus(
         }
         (conversation_dir / f"{uri}.json").write_text(json.dumps(reference, indent=1) + "\n")
         entries.append(
-            {"audio_filepath": str(wav), "text": talk.transcript(), "duration": round(talk.duration, 4)}
+            {
+                "audio_filepath": str(wav),
+                "text": talk.transcript(),
+                "duration": round(talk.duration, 4),
+                "uri": uri,
+                "rttm_filepath": str(conversation_dir / f"{uri}.rttm"),
+                "words_filepath": str(conversation_dir / f"{uri}.json"),
+            }
         )
     manifest = out / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries))

@@ -21,7 +21,7 @@ from services.eval import synth
 from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from tests.accuracy.test_trained_tdt import MODEL, RECIPE, TEST_SEED, WER_FLOOR, training_texts
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.espeak]
 
 SAMPLE_RATE = 16_000
 

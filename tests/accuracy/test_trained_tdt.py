@@ -8,7 +8,6 @@ voices; see tests/fixtures/train_tdt.py for the recipe.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,8 +31,7 @@ WER_FLOOR = 0.10
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt)"),
-    pytest.mark.skipif(not MODEL.exists(), reason=f"{MODEL} is missing (make train-tdt)"),
+    pytest.mark.espeak,
 ]
 
 

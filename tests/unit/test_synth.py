@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import wave
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from services.eval import synth
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt)")
+pytestmark = pytest.mark.espeak
 
 
 def test_same_seed_same_audio_bytes() -> None:

@@ -1,0 +1,275 @@
+"""The offline diarization backend (silero-vad + resemblyzer): accuracy on held-out synthesized
+conversations, speaker counts, silence, cancellation, and its selection: `--pipeline offline`,
+DIARIZATION_PIPELINE=offline on the RunPod worker, and the opt-in fallback when pyannote cannot
+load (never silent, never without the opt-in)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import logging
+import sys
+import types
+import wave
+from pathlib import Path
+
+import grpc
+import huggingface_hub.constants
+import numpy as np
+import pytest
+
+from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
+from services.core.audio import SAMPLE_RATE, Waveform
+from services.core.errors import DeadlineExceeded
+from services.core.runpod_shim import ready_or_refusing, run_job
+from services.diarization import server
+from services.diarization.engine import DiarizationEngine
+from services.diarization.engines import OfflineFallback, build_engine
+from services.diarization.handler import engine_from_env, prepare
+from services.diarization.offline import OFFLINE_NAME, OfflineDiarizationEngine
+from services.eval.synth import Conversation, conversation
+from tests.conftest import wait_for_health
+
+pytestmark = pytest.mark.espeak
+
+# Held out: the backend was tuned on seeds 1000 and up.
+HELD_OUT = [(seed, speakers) for seed in (0, 1) for speakers in (2, 3, 4)]
+DER_FLOOR = 0.10
+PYANNOTE_3_1 = "pyannote/speaker-diarization-3.1"
+WARNING = (
+    f"{PYANNOTE_3_1} unavailable (",
+    "): using the offline silero-vad+resemblyzer backend; speaker accuracy is lower",
+)
+
+
+@pytest.fixture(scope="module")
+def offline() -> OfflineDiarizationEngine:
+    engine = OfflineDiarizationEngine(device="cpu")
+    engine.load()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[Conversation]:
+    return [conversation(seed, speakers, num_turns=10) for seed, speakers in HELD_OUT]
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(SAMPLE_RATE)
+        writer.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def annotation(turns: list[tuple[float, float, str]], uri: str):  # type: ignore[no-untyped-def]
+    from pyannote.core import Annotation, Segment
+
+    result = Annotation(uri=uri)
+    for index, (start, end, speaker) in enumerate(turns):
+        result[Segment(start, end), index] = speaker
+    return result
+
+
+def assert_well_formed(turns: tuple, num_speakers: int, duration: float) -> None:  # type: ignore[type-arg]
+    """Time order, within the audio, never overlapping, labels by first appearance."""
+    assert [turn[:2] for turn in turns] == sorted(turn[:2] for turn in turns)
+    assert all(0.0 <= turn.start < turn.end <= duration for turn in turns)
+    assert all(prev.end <= turn.start for prev, turn in itertools.pairwise(turns))
+    firsts = list(dict.fromkeys(turn.speaker for turn in turns))
+    assert firsts == [f"SPEAKER_{index:02d}" for index in range(num_speakers)]
+
+
+def test_der_on_held_out_synthesized_conversations_is_within_the_floor(offline, held_out) -> None:
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    for talk in held_out:
+        result = offline.diarize(Waveform(talk.audio))
+        assert_well_formed(result.turns, result.num_speakers, talk.duration)
+        reference = annotation([(t.start, t.end, t.speaker) for t in talk.turns], talk.uri)
+        metric(reference, annotation(list(result.turns), talk.uri))
+    assert abs(metric) <= DER_FLOOR, metric.report(display=False).to_string()
+
+
+def test_num_speakers_is_honoured_exactly(offline, held_out) -> None:
+    talk = held_out[1]  # three speakers
+    for wanted in (1, 2, 3, 4):
+        result = offline.diarize(Waveform(talk.audio), num_speakers=wanted)
+        assert result.num_speakers == wanted
+        assert_well_formed(result.turns, wanted, talk.duration)
+
+
+def test_min_and_max_speakers_clamp_the_estimate(offline, held_out) -> None:
+    two, four = Waveform(held_out[0].audio), Waveform(held_out[2].audio)
+    assert offline.diarize(two).num_speakers == 2
+    assert offline.diarize(two, min_speakers=3).num_speakers == 3
+    assert offline.diarize(two, min_speakers=1, max_speakers=5).num_speakers == 2
+    assert offline.diarize(four, max_speakers=2).num_speakers == 2
+    assert offline.diarize(four, max_speakers=1).num_speakers == 1
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        np.zeros(5 * SAMPLE_RATE, dtype=np.float32),
+        np.random.default_rng(0).normal(0.0, 1e-4, 5 * SAMPLE_RATE).astype(np.float32),
+        np.zeros(100, dtype=np.float32),
+    ],
+    ids=["digital-silence", "faint-noise", "shorter-than-a-vad-chunk"],
+)
+def test_audio_without_speech_gives_no_turns(offline, samples) -> None:
+    result = offline.diarize(Waveform(samples), num_speakers=2)
+    assert result.turns == () and result.num_speakers == 0
+
+
+def test_a_single_short_utterance_is_one_speaker(offline, held_out) -> None:
+    first = held_out[0].turns[0]
+    clip = held_out[0].audio[int(first.start * SAMPLE_RATE) : int(first.end * SAMPLE_RATE)]
+    result = offline.diarize(Waveform(clip), num_speakers=3)
+    assert {turn.speaker for turn in result.turns} <= {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
+    assert offline.diarize(Waveform(clip[: SAMPLE_RATE // 2])).num_speakers == 1
+
+
+def test_should_stop_abandons_the_call_with_deadline_exceeded(offline, held_out) -> None:
+    with pytest.raises(DeadlineExceeded):
+        offline.diarize(Waveform(held_out[0].audio), should_stop=lambda: True)
+
+
+def test_the_encoder_is_resemblyzers_voice_encoder(offline, held_out, monkeypatch) -> None:
+    """The batched re-declaration computes what resemblyzer's own VoiceEncoder does.
+
+    resemblyzer imports webrtcvad only for a helper the backend does not use (and webrtcvad
+    2.0.10 needs pkg_resources at import), so a stand-in module lets the package import here.
+    """
+    import torch
+
+    monkeypatch.setitem(sys.modules, "webrtcvad", types.ModuleType("webrtcvad"))
+    for name in [name for name in sys.modules if name.startswith("resemblyzer")]:
+        monkeypatch.delitem(sys.modules, name)
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    clip = held_out[0].audio[SAMPLE_RATE : SAMPLE_RATE + 25_600]
+    ours = offline._mel_frames(clip, [(0, clip.size)])[:160]
+    gain = 10 ** (-30 / 20) / np.sqrt(np.mean(np.square(clip, dtype=np.float64)))
+    theirs = wav_to_mel_spectrogram((clip * gain).astype(np.float32))[:160]
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-3, atol=1e-6 * float(theirs.max()))
+    with torch.inference_mode():
+        reference = VoiceEncoder("cpu", verbose=False)(torch.from_numpy(theirs[None])).numpy()
+        embedded = offline._encoder(ours[None]).numpy()
+    np.testing.assert_allclose(embedded, reference, atol=1e-5)
+
+
+def test_the_grpc_service_serves_the_offline_engine(offline, held_out, start_host) -> None:
+    host = start_host([server.hosted_service(offline)])
+    wait_for_health(host.address, server.SERVICE_NAME, timeout=60)
+    talk = held_out[0]
+    with grpc.insecure_channel(host.address) as channel:
+        stub = diarization_pb2_grpc.DiarizationServiceStub(channel)
+        response = stub.Diarize(
+            diarization_pb2.DiarizeRequest(
+                audio=audio_pb2.Audio(content=wav_bytes(talk.audio)),
+                num_speakers=2,
+                response_format=audio_pb2.RESPONSE_FORMAT_RTTM,
+            ),
+            timeout=60,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Diarize(
+                diarization_pb2.DiarizeRequest(
+                    audio=audio_pb2.Audio(content=wav_bytes(talk.audio)), min_speakers=3, max_speakers=2
+                ),
+                timeout=60,
+            )
+    assert response.model == OFFLINE_NAME
+    assert response.num_speakers == 2
+    assert {turn.speaker for turn in response.segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert response.document.count("SPEAKER audio 1 ") == len(response.segments)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_runpod_worker_runs_offline_when_the_environment_says_so(held_out, monkeypatch) -> None:
+    monkeypatch.setenv("DIARIZATION_PIPELINE", "offline")
+    monkeypatch.setenv("DIARIZATION_DEVICE", "cpu")
+    monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
+    engine = engine_from_env(["--rp_serve_api"])
+    assert isinstance(engine, OfflineDiarizationEngine)
+    job = {"input": {"audio": base64.b64encode(wav_bytes(held_out[1].audio)).decode(), "audio_format": "wav"}}
+    output = run_job(job, diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(engine)))
+    assert output["model"] == OFFLINE_NAME
+    assert output["num_speakers"] == 3
+    assert output["segments"][0]["speaker"] == "SPEAKER_00"
+
+
+def test_selection_flags_and_environment(monkeypatch) -> None:
+    monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
+    monkeypatch.delenv("DIARIZATION_PIPELINE", raising=False)
+    assert isinstance(engine_from_env(["--pipeline", "offline"]), OfflineDiarizationEngine)
+    assert type(engine_from_env([])) is DiarizationEngine
+    flagged = engine_from_env(["--fallback-offline", "--diarization-device", "cpu"])
+    assert isinstance(flagged, OfflineFallback) and flagged.primary.pipeline == PYANNOTE_3_1
+    monkeypatch.setenv("DIARIZATION_FALLBACK", "offline")
+    assert isinstance(engine_from_env([]), OfflineFallback)
+    monkeypatch.setenv("DIARIZATION_FALLBACK", "pyannote")
+    with pytest.raises(SystemExit):
+        engine_from_env([])
+    with pytest.raises(ValueError, match="fallback must be one of none, offline"):
+        build_engine(fallback="yes")
+
+
+@pytest.fixture
+def no_pyannote(monkeypatch, tmp_path: Path) -> None:
+    """Offline, empty caches, no token: pyannote cannot load (the first-run situation)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "no-store"))
+    monkeypatch.delenv("HUGGINGFACE_ACCESS_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("DIARIZATION_PIPELINE", raising=False)
+    monkeypatch.setenv("DIARIZATION_DEVICE", "cpu")
+
+
+def test_with_the_opt_in_a_missing_pipeline_falls_back_with_a_warning(
+    no_pyannote, held_out, start_host, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services.diarization.engines")
+    engine = build_engine(PYANNOTE_3_1, device="cpu", fallback="offline")
+    host = start_host([server.hosted_service(engine)])
+    wait_for_health(host.address, server.SERVICE_NAME, timeout=60)
+    with grpc.insecure_channel(host.address) as channel:
+        response = diarization_pb2_grpc.DiarizationServiceStub(channel).Diarize(
+            diarization_pb2.DiarizeRequest(audio=audio_pb2.Audio(content=wav_bytes(held_out[0].audio))),
+            timeout=60,
+        )
+    assert response.model == f"{OFFLINE_NAME} (fallback for {PYANNOTE_3_1})"
+    assert response.num_speakers == 2
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert message.startswith(WARNING[0]) and message.endswith(WARNING[1])
+    assert "not found in the local Hugging Face caches" in message
+
+
+def test_the_runpod_worker_falls_back_only_when_told_to(no_pyannote, held_out, monkeypatch, caplog) -> None:
+    job = {"input": {"audio": base64.b64encode(wav_bytes(held_out[0].audio)).decode()}}
+    monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
+    refusing = ready_or_refusing(lambda: prepare(engine_from_env([])))
+    output = run_job(job, diarization_pb2.DiarizeRequest, refusing)
+    assert output["error_code"] == "FAILED_PRECONDITION"
+    assert str(output["error"]).startswith(f"{PYANNOTE_3_1}, pyannote/segmentation-3.0")
+    assert not [record for record in caplog.records if record.levelno == logging.WARNING]
+
+    monkeypatch.setenv("DIARIZATION_FALLBACK", "offline")
+    caplog.set_level(logging.WARNING, logger="services.diarization.engines")
+    serving = ready_or_refusing(lambda: prepare(engine_from_env([])))
+    output = run_job(job, diarization_pb2.DiarizeRequest, serving)
+    assert output["model"] == f"{OFFLINE_NAME} (fallback for {PYANNOTE_3_1})"
+    assert output["num_speakers"] == 2
+    assert any(WARNING[1] in record.getMessage() for record in caplog.records)
