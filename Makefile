@@ -95,7 +95,7 @@ demo: ## synthesize a 2-speaker conversation and transcribe it offline with spea
 eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
 	$(PY) -m services.eval --check-floors $(EVAL_ARGS)
 
-train-tdt: ## retrain the tiny TDT fixture on synthesized speech (CPU, about half an hour)
+train-tdt: ## retrain the tiny TDT fixture on synthesized speech (CPU, about 35 minutes)
 	nice -n 5 $(PY) -m tests.fixtures.train_tdt --out $(DEMO_MODEL) $(TRAIN_ARGS)
 
 clean:

@@ -4,9 +4,8 @@ The random-weight fixture could only show the hour's timestamps are ordered and 
 trained model shows the words themselves survive: a minute and a half of held-out sentences,
 transcribed in one pass with local attention (the path recordings past
 `local_attention_after_s` take), must match the script within the WER floor and lose or double
-no more words than full attention over the same recording does. (Both are a little worse than
-the sentences one by one, 2.3 % here: the model never heard more than a few seconds at once in
-training.)
+no more words than full attention over the same recording does (0.92 % for both, and for the
+sentences one by one, with the committed model).
 """
 
 from __future__ import annotations
