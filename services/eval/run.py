@@ -101,17 +101,10 @@ def embedded(model: str, pipeline: str, diarize: bool) -> Orchestrate:
 
 
 def remote(address: str, token: str | None) -> Orchestrate:
-    import grpc
+    from parakeet.client import ParakeetClient
 
-    from parakeet.v1 import orchestrator_pb2_grpc
-
-    limit = 256 * 1024 * 1024  # whole recordings travel as bytes
-    channel = grpc.insecure_channel(
-        address, options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
-    )
-    stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    return lambda request: stub.Orchestrate(request, metadata=metadata)
+    client = ParakeetClient(address, token=token, max_message_bytes=256 * 1024 * 1024)  # whole recordings
+    return client.orchestrate
 
 
 @dataclass

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import itertools
 
-import jiwer
 import numpy as np
 import pytest
 
 from services.eval import synth
+from services.eval.metrics import WordErrors
 from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from tests.accuracy.test_trained_tdt import MODEL, RECIPE, TEST_SEED, WER_FLOOR, training_texts
 
@@ -36,14 +36,15 @@ def test_local_attention_over_a_long_recording_keeps_every_word() -> None:
     assert duration > 60.0
 
     reference = " ".join(utterance.text for utterance in utterances)
-    scores = {}
+    scores: dict[str, WordErrors] = {}
     for name, after_s in (("local", 30.0), ("full", 3600.0)):
         engine = TranscriptionEngine(
             TranscriptionEngineConfig(model=str(MODEL), device="cpu", local_attention_after_s=after_s)
         )
         engine.load()
         (transcript,) = engine.transcribe([recording])
-        scores[name] = jiwer.process_words(reference, " ".join(word.word for word in transcript.words))
+        scores[name] = WordErrors()
+        scores[name].add(reference, " ".join(word.word for word in transcript.words))
         if name == "local":
             local = transcript
 

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import jiwer
 import pytest
 
 from parakeet.v1 import audio_pb2, transcription_pb2
 from services.core.batching import BatchPolicy
 from services.core.context import JobContext
 from services.eval import synth
+from services.eval.metrics import word_error_rate
 from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from services.transcription.runner import TranscriptionRunner
 from services.transcription.servicer import TranscriptionServicer
@@ -62,7 +62,7 @@ def test_held_out_word_error_rate(servicer) -> None:
         responses = list(pool.map(lambda u: transcribe(servicer, u.audio), held_out))
     references = [u.text for u in held_out]
     hypotheses = [response.text for response in responses]
-    wer = jiwer.wer(references, hypotheses)
+    wer = word_error_rate(references, hypotheses)
     report = "\n".join(f"{r!r} -> {h!r}" for r, h in zip(references, hypotheses, strict=True) if r != h)
     assert wer <= WER_FLOOR, f"WER {wer:.1%} > {WER_FLOOR:.0%}\n{report}"
 

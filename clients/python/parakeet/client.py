@@ -365,6 +365,12 @@ class ParakeetClient:
             min_speakers=min_speakers,
             max_speakers=max_speakers,
         )
+        return self.orchestrate(request, timeout=timeout)
+
+    def orchestrate(
+        self, request: orchestrator_pb2.OrchestrateRequest, *, timeout: float | None = None
+    ) -> orchestrator_pb2.OrchestrateResponse:
+        """Send a request built elsewhere (e.g. `orchestrate_request`, or read from a manifest)."""
         response: orchestrator_pb2.OrchestrateResponse = self._call(
             self._orchestrator.Orchestrate, request, timeout
         )
@@ -492,6 +498,12 @@ class AsyncParakeetClient:
             min_speakers=min_speakers,
             max_speakers=max_speakers,
         )
+        return await self.orchestrate(request, timeout=timeout)
+
+    async def orchestrate(
+        self, request: orchestrator_pb2.OrchestrateRequest, *, timeout: float | None = None
+    ) -> orchestrator_pb2.OrchestrateResponse:
+        """Send a request built elsewhere (e.g. `orchestrate_request`, or read from a manifest)."""
         response: orchestrator_pb2.OrchestrateResponse = await self._call(
             self._orchestrator.Orchestrate, request, timeout
         )
