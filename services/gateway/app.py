@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 # Multipart boundaries, part headers and the small form fields, on top of the file itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
+# How much of a refused upload is read and discarded so the client sees the 413 (middleware.py):
+# four times the limit, and at least 64 MiB so a small limit still answers typical uploads.
+DRAIN_FACTOR = 4
+MIN_DRAIN_BYTES = 64 * 1024 * 1024
 # Response headers: what served the request, what it asked for, what was accepted but ignored.
 MODEL_HEADER = "x-parakeet-model"
 REQUESTED_MODEL_HEADER = "x-parakeet-requested-model"
@@ -268,6 +272,11 @@ def create_app(settings: GatewaySettings, client: OrchestratorClient | None = No
     app.state.created = int(time.time())
     app.include_router(router)
     _install_error_handlers(app, settings)
-    app.add_middleware(UploadLimit, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    app.add_middleware(
+        UploadLimit,
+        max_body_bytes=max_body_bytes,
+        drain_bytes=max(DRAIN_FACTOR * max_body_bytes, MIN_DRAIN_BYTES),
+    )
     app.add_middleware(RequestIds)
     return app

@@ -91,12 +91,15 @@ class Scripted:
 
 
 @contextlib.contextmanager
-def serve_http(app: Any) -> Iterator[str]:
-    """Run an ASGI app under uvicorn in a thread on a loopback socket bound here (no port race)."""
+def serve_http(app: Any, **options: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread on a loopback socket bound here (no port race).
+
+    `options` go to uvicorn.Config (e.g. `http="h11"`; the default is httptools, as in production).
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 import time
@@ -199,6 +200,35 @@ def test_form_errors_are_400_naming_the_field(gateway) -> None:
     assert (bad_count.status_code, bad_count.json()["error"]["param"]) == (400, "num_speakers")
     streaming = httpx.post(url, files={"file": FILE}, data={"stream": "true"}, timeout=30)
     assert (streaming.status_code, streaming.json()["error"]["param"]) == (400, "stream")
+    assert gateway.backends.transcribe_requests == []
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ({"json": {"file": "not base64 at all!", "model": "whisper-1"}}, "file: Field required"),
+        ({"json": {"file": base64.b64encode(WAV).decode()}}, "file: Field required"),
+        (
+            {"data": {"file": base64.b64encode(WAV).decode()}},
+            "file: Value error, Expected UploadFile, received: <class 'str'>",
+        ),
+    ],
+    ids=["json-invalid-base64", "json-valid-base64", "form-text-field"],
+)
+def test_the_gateway_has_no_base64_or_json_audio_path(gateway, content, error) -> None:
+    """Audio arrives only as a multipart file; base64 in JSON or in a text field is refused, never decoded."""
+    response = httpx.post(f"{gateway.url}/v1/audio/transcriptions", timeout=30, **content)
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "error": {
+                "message": error,
+                "type": "invalid_request_error",
+                "param": "file",
+                "code": "invalid_argument",
+            }
+        },
+    )
     assert gateway.backends.transcribe_requests == []
 
 
