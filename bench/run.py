@@ -3,16 +3,20 @@
     python -m bench.run            # CPU-sized (tiny fixture model): a few minutes
     python -m bench.run --full     # adds 60-minute audio to the length sweep
     python -m bench.run --full-size  # parakeet-tdt-0.6b-v2-sized random-weight model (for a GPU)
+    python -m bench.run --figures 1,8 --rss-hours 1   # some figures only
 
-Every figure is a ratio of two things measured here, in this process, on this machine, unless
-it is an absolute GPU figure; the table says which floor each one must meet.
+Every ratio is of two things measured here, in this process, on this machine, interleaved pair
+by pair (bench.common.interleaved_ratio): the figure is the median of the per-pair ratios, printed
+with their min-max. The table says which floor each figure must meet.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -23,7 +27,21 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench.common import MODELS_DIR, REPO_ROOT, Row, best_of, report
+from bench.common import (
+    MODELS_DIR,
+    REPO_ROOT,
+    Measure,
+    Ratio,
+    Row,
+    best_of,
+    interleaved_ratio,
+    peak_rss_mb,
+    report,
+    silent_flac,
+    start_server,
+    stop_server,
+    timed,
+)
 from parakeet.v1 import (
     audio_pb2,
     diarization_pb2,
@@ -36,6 +54,7 @@ from services.core.batching import BatchPolicy
 from services.core.context import JobContext
 from services.core.grpc_server import ServerOptions, ServiceHost
 from services.core.runpod_shim import run_job
+from services.eval.run import FIXTURE_MODEL as TRAINED_MODEL
 from services.orchestrator.backends import InProcessBackends
 from services.orchestrator.servicer import OrchestratorServicer
 from services.transcription import server as transcription_server
@@ -63,26 +82,33 @@ def serve(servicer: TranscriptionServicer) -> ServiceHost:
     return host
 
 
-def service_overhead(engine: TranscriptionEngine, stub: Any) -> Row:
+def ratio_row(name: str, ratio: Ratio, floor: str, passed: bool | None, a_name: str, b_name: str) -> Row:
+    """A ratio figure: its median over the interleaved pairs, with their min-max beside it."""
+    return Row(name, ratio.median, "ratio", floor, passed, ratio.detail(a_name, b_name), ratio.spread)
+
+
+def service_overhead(engine: TranscriptionEngine, stub: Any, pairs: int) -> Row:
     """1. Transcribe over gRPC (decode, batcher, merge, render included) / the engine on samples."""
     wav = wav_bytes(sweep(120.0, seed=1))
     samples = decode_bytes(wav).samples
     request = transcription_pb2.TranscribeRequest(audio=audio_pb2.Audio(content=wav), word_timestamps=True)
     stub.Transcribe(request, timeout=600)
-    direct = best_of(lambda: engine.transcribe([samples]), 5)
-    over_grpc = best_of(lambda: stub.Transcribe(request, timeout=600), 5)
-    ratio = over_grpc / direct
-    return Row(
+    ratio = interleaved_ratio(
+        timed(lambda: stub.Transcribe(request, timeout=600)),
+        timed(lambda: engine.transcribe([samples])),
+        pairs,
+    )
+    return ratio_row(
         "1. gRPC Transcribe / engine in-process (2-min audio)",
         ratio,
-        "ratio",
         "<= 1.05",
-        ratio <= 1.05,
-        {"grpc_s": over_grpc, "engine_s": direct},
+        ratio.median <= 1.05,
+        "grpc",
+        "engine",
     )
 
 
-def runpod_vs_grpc(servicer: TranscriptionServicer, stub: Any) -> Row:
+def runpod_vs_grpc(servicer: TranscriptionServicer, stub: Any, pairs: int) -> Row:
     """2. The RunPod JSON path (job JSON -> proto -> servicer -> JSON) / gRPC, 10 MB of base64 audio."""
     seconds = 10 * 1024 * 1024 * 3 / 4 / 32000  # 16-bit mono at 16 kHz: 32 kB per second
     wav = wav_bytes(sweep(seconds, seed=2))
@@ -94,20 +120,18 @@ def runpod_vs_grpc(servicer: TranscriptionServicer, stub: Any) -> Row:
         json.dumps(output)
 
     stub.Transcribe(request, timeout=600)
-    grpc_s = best_of(lambda: stub.Transcribe(request, timeout=600), 5)
-    runpod_s = best_of(runpod_path, 5)
-    ratio = runpod_s / grpc_s
-    return Row(
+    ratio = interleaved_ratio(timed(runpod_path), timed(lambda: stub.Transcribe(request, timeout=600)), pairs)
+    return ratio_row(
         f"2. RunPod JSON path / gRPC ({len(job_text) / 1e6:.1f} MB job)",
         ratio,
-        "ratio",
         "<= 1.10",
-        ratio <= 1.10,
-        {"runpod_s": runpod_s, "grpc_s": grpc_s},
+        ratio.median <= 1.10,
+        "runpod",
+        "grpc",
     )
 
 
-def orchestrator_parallelism() -> Row:
+def orchestrator_parallelism(pairs: int) -> Row:
     """3. Orchestrate wall time / the two backends called one after the other, backends of equal cost."""
     cost_s = 0.5
 
@@ -123,16 +147,18 @@ def orchestrator_parallelism() -> Row:
     request = orchestrator_pb2.OrchestrateRequest(
         audio=audio_pb2.Audio(uri="https://example.com/a.wav"), diarize=True
     )
-    parallel = best_of(lambda: servicer.Orchestrate(request, JobContext(60)), 3)
-    sequential = best_of(lambda: (transcribe(None, None), diarize(None, None)), 3)
-    ratio = parallel / sequential
-    return Row(
+    ratio = interleaved_ratio(
+        timed(lambda: servicer.Orchestrate(request, JobContext(60))),
+        timed(lambda: (transcribe(None, None), diarize(None, None))),
+        pairs,
+    )
+    return ratio_row(
         "3. orchestrator parallel / sequential (equal backends)",
         ratio,
-        "ratio",
         "<= 0.65",
-        ratio <= 0.65,
-        {"parallel_s": parallel, "sequential_s": sequential},
+        ratio.median <= 0.65,
+        "parallel",
+        "sequential",
     )
 
 
@@ -187,69 +213,113 @@ def length_sweep(model: Path, lengths: list[float]) -> list[Row]:
     return rows
 
 
-def batching_throughput(engine: TranscriptionEngine, clients: int = 16) -> Row:
+def batching_throughput(engine: TranscriptionEngine, pairs: int, clients: int = 16) -> Row:
     """5. Requests per second with 16 concurrent clients, micro-batching on / off."""
     clips = [sweep(10.0, seed=10 + i) for i in range(clients)]
 
-    def throughput(policy: BatchPolicy) -> float:
-        runner = TranscriptionRunner(engine, policy)
-        runner.transcribe(clips[0], JobContext(600))
-        barrier = threading.Barrier(clients)
+    def burst(policy: BatchPolicy) -> Measure:
+        """Seconds for `clients` concurrent requests through a fresh runner (warmed up untimed)."""
 
-        def call(clip: np.ndarray) -> None:
-            barrier.wait()
-            runner.transcribe(clip, JobContext(600))
+        def measure() -> float:
+            runner = TranscriptionRunner(engine, policy)
+            runner.transcribe(clips[0], JobContext(600))
+            barrier = threading.Barrier(clients)
 
-        threads = [threading.Thread(target=call, args=(clip,)) for clip in clips]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        runner.close()
-        return clients / elapsed
+            def call(clip: np.ndarray) -> None:
+                barrier.wait()
+                runner.transcribe(clip, JobContext(600))
 
-    batched = max(throughput(BatchPolicy(max_batch_size=clients, max_wait_ms=10.0)) for _ in range(2))
-    single = max(throughput(BatchPolicy(max_batch_size=1, max_wait_ms=0.0)) for _ in range(2))
-    return Row(
+            threads = [threading.Thread(target=call, args=(clip,)) for clip in clips]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            runner.close()
+            return elapsed
+
+        return measure
+
+    # Unbatched time / batched time is batched throughput / unbatched throughput.
+    ratio = interleaved_ratio(
+        burst(BatchPolicy(max_batch_size=1, max_wait_ms=0.0)),
+        burst(BatchPolicy(max_batch_size=clients, max_wait_ms=10.0)),
+        pairs,
+    )
+    return ratio_row(
         f"5. throughput, {clients} concurrent clients: batching on / off",
-        batched / single,
-        "ratio",
+        ratio,
         "> 1",
-        batched > single,
-        {"batched_rps": batched, "unbatched_rps": single},
+        ratio.median > 1,
+        "unbatched",
+        "batched",
     )
 
 
 def cold_start(model: Path) -> Row:
     """6. Process start -> health SERVING, from a local model file."""
-    from tests.conftest import VENV_BIN, free_port, wait_for_health
-
-    port = free_port()
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "parakeet-server"),
-            "transcription",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model",
-            str(model),
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_health(f"127.0.0.1:{port}", "parakeet.v1.TranscriptionService", timeout=600)
-        elapsed = time.perf_counter() - started
-    finally:
-        process.terminate()
-        process.wait(30)
+    process, _ = start_server("transcription", "--model", str(model))
+    elapsed = time.perf_counter() - started
+    stop_server(process)
     return Row("6. cold start: process start -> SERVING", elapsed, "s")
+
+
+RSS_FLOOR_GB = 4.0
+
+
+def server_peak_rss(model: Path, hours: list[float]) -> list[Row]:
+    """8. Peak RSS (VmHWM) of a `parakeet-server transcription` process after transcribing silent
+    FLAC of each length in turn, shortest first: the peak since start, model load included.
+
+    Once a length misses the floor, longer ones are not sent: memory that grows with the length
+    would only grow further, and on a small machine the kernel would kill the server (or worse).
+    """
+    process, address = start_server("transcription", "--model", str(model))
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 256 * 1024 * 1024)])
+    stub = transcription_pb2_grpc.TranscriptionServiceStub(channel)
+    rows = []
+    missed = ""
+    try:
+        for length in sorted(hours):
+            name = f"8. transcription server, {length:g} h audio"
+            if missed:
+                rows.append(
+                    Row(
+                        f"{name}: peak RSS",
+                        math.nan,
+                        "GB",
+                        f"<= {RSS_FLOOR_GB:g}",
+                        False,
+                        {"skipped": missed},
+                    )
+                )
+                continue
+            flac = silent_flac(length * 3600)
+            request = transcription_pb2.TranscribeRequest(audio=audio_pb2.Audio(content=flac, format="flac"))
+            started = time.perf_counter()
+            stub.Transcribe(request, timeout=3600)
+            elapsed = time.perf_counter() - started
+            peak_gb = peak_rss_mb(process.pid) / 1024
+            detail = {"transcribe_s": elapsed, "flac_bytes": len(flac), "model": model.name}
+            rows.append(
+                Row(
+                    f"{name}: peak RSS",
+                    peak_gb,
+                    "GB",
+                    f"<= {RSS_FLOOR_GB:g}",
+                    peak_gb <= RSS_FLOOR_GB,
+                    detail,
+                )
+            )
+            rows.append(Row(f"{name}: Transcribe wall time", elapsed, "s", detail=detail))
+            if peak_gb > RSS_FLOOR_GB:
+                missed = f"not sent: {length:g} h already peaked at {peak_gb:.2f} GB"
+    finally:
+        channel.close()
+        stop_server(process)
+    return rows
 
 
 def decode_speed() -> list[Row]:
@@ -258,9 +328,23 @@ def decode_speed() -> list[Row]:
     seconds = 120.0
     for container, codec in (("mp3", "libmp3lame"), ("flac", "flac"), ("wav", "pcm_s16le")):
         data = encode(sweep(seconds, seed=4, rate=44100), container, codec, 44100)
-        elapsed = best_of(lambda data=data: decode_bytes(data), 3)
+        elapsed = best_of(functools.partial(decode_bytes, data), 3)
         rows.append(Row(f"7. decode {container} (44.1 kHz stereo)", elapsed * 3600 / seconds, "s/audio-hour"))
     return rows
+
+
+FIGURES = range(1, 9)
+
+
+def figure_list(text: str) -> set[int]:
+    chosen = {int(part) for part in text.split(",") if part.strip()}
+    if not chosen <= set(FIGURES):
+        raise argparse.ArgumentTypeError(f"figures are numbered {FIGURES[0]}-{FIGURES[-1]}")
+    return chosen
+
+
+def hours_list(text: str) -> list[float]:
+    return [float(part) for part in text.split(",")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,27 +355,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--full-size", action="store_true", help="parakeet-tdt-0.6b-v2-sized random-weight model"
     )
+    parser.add_argument(
+        "--figures",
+        type=figure_list,
+        default=set(FIGURES),
+        help="only these figures, e.g. 1,2,8 (default: all)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=7, help="interleaved pairs per ratio figure (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rss-hours",
+        type=hours_list,
+        default=[1.0, 3.0],
+        help="audio lengths of figure 8, hours (default: 1,3)",
+    )
     args = parser.parse_args(argv)
+    figures: set[int] = args.figures
 
-    model = model_path(args.full_size)
-    engine = TranscriptionEngine(TranscriptionEngineConfig(model=str(model)))
-    engine.load()
-    engine.warm_up()
-    servicer = TranscriptionServicer(
-        TranscriptionRunner(engine, BatchPolicy(max_batch_size=16, max_wait_ms=10.0))
-    )
-    host = serve(servicer)
-    channel = grpc.insecure_channel(
-        host.address, options=[("grpc.max_send_message_length", 256 * 1024 * 1024)]
-    )
-    stub = transcription_pb2_grpc.TranscriptionServiceStub(channel)
-    rows = [service_overhead(engine, stub), runpod_vs_grpc(servicer, stub), orchestrator_parallelism()]
-    channel.close()
-    host.drain(1.0)
-    rows += length_sweep(model, [30.0, 120.0, 600.0] + ([3600.0] if args.full else []))
-    rows.append(batching_throughput(engine))
-    rows.append(cold_start(model))
-    rows += decode_speed()
+    # Figure 8 alone needs no fixture model on CPU (it serves the trained one).
+    model = model_path(args.full_size) if args.full_size or figures - {8} else TRAINED_MODEL
+    rows: list[Row] = []
+    if figures & {1, 2, 3, 5}:
+        engine = TranscriptionEngine(TranscriptionEngineConfig(model=str(model)))
+        engine.load()
+        engine.warm_up()
+    if figures & {1, 2}:
+        servicer = TranscriptionServicer(
+            TranscriptionRunner(engine, BatchPolicy(max_batch_size=16, max_wait_ms=10.0))
+        )
+        host = serve(servicer)
+        channel = grpc.insecure_channel(
+            host.address, options=[("grpc.max_send_message_length", 256 * 1024 * 1024)]
+        )
+        stub = transcription_pb2_grpc.TranscriptionServiceStub(channel)
+        if 1 in figures:
+            rows.append(service_overhead(engine, stub, args.pairs))
+        if 2 in figures:
+            rows.append(runpod_vs_grpc(servicer, stub, args.pairs))
+        channel.close()
+        host.drain(1.0)
+    if 3 in figures:
+        rows.append(orchestrator_parallelism(args.pairs))
+    if 4 in figures:
+        rows += length_sweep(model, [30.0, 120.0, 600.0] + ([3600.0] if args.full else []))
+    if 5 in figures:
+        rows.append(batching_throughput(engine, args.pairs))
+    if 6 in figures:
+        rows.append(cold_start(model))
+    if 7 in figures:
+        rows += decode_speed()
+    if 8 in figures:
+        rows += server_peak_rss(model if args.full_size else TRAINED_MODEL, args.rss_hours)
     report(rows, "full-size" if args.full_size else "cpu")
     return 0 if all(row.passed is not False for row in rows) else 1
 

@@ -1,0 +1,113 @@
+"""`make bench`'s own machinery: interleaved ratios, the silent audio, the server memory figure."""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import common, run
+from services.core.audio import decode_bytes
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def scripted(name: str, times: list[float], calls: list[str]) -> common.Measure:
+    """A Measure that records that it ran and returns the next scripted time."""
+    remaining = iter(times)
+
+    def measure() -> float:
+        calls.append(name)
+        return next(remaining)
+
+    return measure
+
+
+def test_interleaved_ratio_alternates_the_sides_and_takes_the_median_of_pair_ratios() -> None:
+    calls: list[str] = []
+    a = scripted("a", [1.0, 1.2, 3.0, 1.1, 1.0], calls)
+    b = scripted("b", [1.0, 1.0, 2.0, 1.0, 0.5], calls)
+    ratio = common.interleaved_ratio(a, b, pairs=5)
+    # a b, b a, a b, b a, a b: each pair's runs are adjacent, and neither side always goes first.
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    assert ratio.ratios == pytest.approx([1.0, 1.2, 1.5, 1.1, 2.0])
+    assert ratio.median == pytest.approx(1.2)
+    assert ratio.spread == "1-2"
+    detail = ratio.detail("grpc", "engine")
+    assert detail["ratio_median"] == pytest.approx(1.2)
+    assert (detail["ratio_min"], detail["ratio_max"]) == pytest.approx((1.0, 2.0))
+    assert detail["ratio_iqr"] == pytest.approx([1.05, 1.75])
+    assert detail["grpc_s"] == [1.0, 1.2, 3.0, 1.1, 1.0]
+    assert detail["engine_median_s"] == pytest.approx(1.0)
+
+
+def test_a_noise_burst_on_one_block_does_not_move_the_median() -> None:
+    """The failure mode of best-of blocks: a slow spell during one side's block sets the ratio.
+    Interleaved, the burst lands on one pair, whose ratio is the max, not the median."""
+    calls: list[str] = []
+    a = scripted("a", [1.0, 1.0, 1.0, 1.0, 1.0], calls)
+    b = scripted("b", [1.0, 1.0, 1.0, 3.0, 1.0], calls)
+    ratio = common.interleaved_ratio(a, b, pairs=5)
+    assert ratio.median == pytest.approx(1.0)
+    assert min(ratio.ratios) == pytest.approx(1 / 3)
+
+
+def test_ratio_rows_print_the_median_with_its_spread(capsys, tmp_path, monkeypatch) -> None:
+    ratio = common.Ratio([0.9, 1.0, 1.3], [0.9, 1.0, 1.3], [1.0, 1.0, 1.0])
+    row = run.ratio_row("1. x / y", ratio, "<= 1.05", ratio.median <= 1.05, "x", "y")
+    assert (row.value, row.spread, row.passed) == (1.0, "0.9-1.3", True)
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(common, "REPO_ROOT", tmp_path.parent)
+    common.report([row], "test")
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("1. x / y"))
+    assert line.split() == ["1.", "x", "/", "y", "1", "0.9-1.3", "ratio", "<=", "1.05", "yes"]
+
+
+def test_silent_flac_is_exactly_that_long_and_silent() -> None:
+    flac = common.silent_flac(25.0)
+    waveform = decode_bytes(flac)
+    assert len(waveform.samples) == 25 * 16_000
+    assert float(abs(waveform.samples).max()) == 0.0
+
+
+def test_peak_rss_reads_the_processs_high_water_mark() -> None:
+    before = common.peak_rss_mb(os.getpid())
+    ballast = bytearray(200 * 1024 * 1024)  # touched: resident
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    assert common.peak_rss_mb(os.getpid()) >= before + 150
+    del ballast
+
+
+def test_bench_does_not_import_the_test_suites_conftest() -> None:
+    """Not at module level, nor inside a function: bench has its own server and port helpers."""
+    imported = set()
+    for path in (REPO_ROOT / "bench").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert "bench.common" in imported  # the walk sees bench's imports
+    assert not {name for name in imported if name == "tests.conftest" or name.startswith("tests.conftest.")}
+
+
+@pytest.mark.slow
+def test_server_peak_rss_measures_a_real_server_and_stops_past_the_floor(monkeypatch) -> None:
+    rows = run.server_peak_rss(run.TRAINED_MODEL, [0.01, 0.005])
+    assert [row.name for row in rows] == [
+        "8. transcription server, 0.005 h audio: peak RSS",
+        "8. transcription server, 0.005 h audio: Transcribe wall time",
+        "8. transcription server, 0.01 h audio: peak RSS",
+        "8. transcription server, 0.01 h audio: Transcribe wall time",
+    ]
+    short, long = rows[0], rows[2]
+    assert 0.2 < short.value <= long.value < run.RSS_FLOOR_GB  # GB: the model and NeMo, at least
+    assert short.passed and long.passed and short.floor == "<= 4"
+    monkeypatch.setattr(run, "RSS_FLOOR_GB", 0.1)
+    missed = run.server_peak_rss(run.TRAINED_MODEL, [0.005, 0.01])
+    assert [row.passed for row in missed] == [False, None, False]
+    assert math.isnan(missed[2].value)
+    assert missed[2].detail == {"skipped": f"not sent: 0.005 h already peaked at {missed[0].value:.2f} GB"}
