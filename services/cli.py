@@ -133,9 +133,19 @@ def _auth_token(args: argparse.Namespace) -> str:
     return os.environ.get("PARAKEET_AUTH_TOKEN", "").strip()
 
 
+def _stack_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`all` runs the orchestrator's backends itself: when they serve TLS (--tls-cert), the
+    orchestrator calls them over TLS trusting that certificate, unless --backend-tls-ca says
+    otherwise. (Its backend token already defaults to the servers' own.)"""
+    if args.command == "all" and args.tls_cert and not args.backend_tls_ca:
+        return argparse.Namespace(**{**vars(args), "backend_tls_ca": args.tls_cert})
+    return args
+
+
 def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
     """One ServiceHost per service the command names, each on its own port."""
     names = list(DEFAULT_PORTS) if args.command == "all" else [args.command]
+    args = _stack_defaults(args)
     return [
         ServiceHost(
             [SERVER_MODULES[name].hosted_service_from_args(args)],

@@ -2,8 +2,10 @@
 
 A server starts listening at once (so probes get an answer) but each hosted service reports
 NOT_SERVING, and its RPCs are refused with UNAVAILABLE, until its warm-up (model load and one
-forward pass) has finished. SIGTERM flips health to NOT_SERVING, lets in-flight calls finish
-within the grace period and refuses new ones.
+forward pass) has finished. A service that depends on others (the orchestrator on its gRPC
+backends) also gives a readiness probe, which the host polls after warm-up: health is SERVING
+only while the probe says ready. SIGTERM flips health to NOT_SERVING, lets in-flight calls
+finish within the grace period and refuses new ones.
 """
 
 from __future__ import annotations
@@ -47,13 +49,27 @@ def _no_warm_up() -> None:
     """Services without a model are ready as soon as they listen."""
 
 
+Probe = Callable[[], str | None]
+
+
 @dataclass(frozen=True)
 class HostedService:
-    """A servicer to host: its full proto name, how to add it to a server, how to warm it up."""
+    """A servicer to host: its full proto name, how to add it to a server, how to warm it up and,
+    optionally, how to tell whether it can serve right now.
+
+    `probe` is for services whose readiness is not theirs alone (the orchestrator's gRPC backends
+    warm up and drain on their own): after warm-up the host calls it every `probe_interval_s`
+    seconds, and health reports SERVING only while it returns None (else it returns why not,
+    which is logged). It drives health, so that load balancers route only to a service that can
+    serve; calls are still let through, so whatever the service can do meanwhile (a transcript
+    without speakers, say) is done, and the rest fails with the dependency's own error.
+    """
 
     name: str
     register: Callable[[grpc.Server], None]
     warm_up: Callable[[], None] = _no_warm_up
+    probe: Probe | None = None
+    probe_interval_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,10 @@ class ServiceHost:
         self.services = list(services)
         self._readiness = _Readiness()
         self.health = health.HealthServicer(experimental_non_blocking=True)
+        # What each probe last said (None: ready); health is SERVING when warm and not listed here.
+        self._probe_reasons: dict[str, str] = {}
+        self._serving: dict[str, bool] = {}
+        self._stopping = threading.Event()
         names = [service.name for service in self.services]
         self.server = grpc.server(
             # Enough threads for every admitted call plus probes: calls past the limit must reach the
@@ -256,6 +276,7 @@ class ServiceHost:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.options.host}:{self.options.port}")
         self._warm_up_thread = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+        self._probe_thread = threading.Thread(target=self._poll_probes, name="readiness-probes", daemon=True)
 
     @property
     def address(self) -> str:
@@ -274,13 +295,11 @@ class ServiceHost:
         return not self._warm_up_thread.is_alive()
 
     def _warm_up(self) -> None:
-        all_ready = True
         for service in self.services:
             try:
                 service.warm_up()
             except ServiceError as error:
                 self._record_failure(service.name, error)
-                all_ready = False
                 continue
             except Exception as error:
                 log.exception("warm-up of %s failed", service.name)
@@ -288,14 +307,57 @@ class ServiceHost:
                     f"{service.name} could not load its model ({type(error).__name__}); see the server log"
                 )
                 self._record_failure(service.name, reason)
-                all_ready = False
                 continue
             with self._readiness.lock:
                 self._readiness.ready.add(service.name)
-            self.health.set(service.name, SERVING)
-            log.info("%s is SERVING", service.name)
-        if all_ready:
-            self.health.set("", SERVING)
+            if service.probe is not None:
+                self._probe(service)
+            self._publish()
+        if any(s.probe is not None and s.name in self._readiness.ready for s in self.services):
+            self._probe_thread.start()
+
+    def _probe(self, service: HostedService) -> None:
+        """Ask `service`'s probe once and remember the answer (a probe that raises is not ready)."""
+        assert service.probe is not None
+        try:
+            reason = service.probe()
+        except Exception as error:
+            log.exception("the readiness probe of %s failed", service.name)
+            reason = f"its readiness probe failed ({type(error).__name__}); see the server log"
+        with self._readiness.lock:
+            before = self._probe_reasons.get(service.name)
+            if reason is None:
+                self._probe_reasons.pop(service.name, None)
+            else:
+                self._probe_reasons[service.name] = reason
+        if reason is not None and reason != before:
+            log.warning("%s is not ready: %s", service.name, reason)
+
+    def _poll_probes(self) -> None:
+        probed = [s for s in self.services if s.probe is not None and s.name in self._readiness.ready]
+        interval = min(s.probe_interval_s for s in probed)
+        while not self._stopping.wait(interval):
+            for service in probed:
+                self._probe(service)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Set health from warm-up and probes: each service, and the server ("") once all serve."""
+        with self._readiness.lock:
+            serving = {
+                s.name: s.name in self._readiness.ready and s.name not in self._probe_reasons
+                for s in self.services
+            }
+            # Every service starts NOT_SERVING (set in __init__).
+            changed = {name: now for name, now in serving.items() if self._serving.get(name, False) != now}
+            self._serving = serving
+        if self._stopping.is_set():
+            return
+        for name, now in changed.items():
+            self.health.set(name, SERVING if now else NOT_SERVING)
+            log.info("%s is %s", name, "SERVING" if now else "NOT_SERVING")
+        if changed:
+            self.health.set("", SERVING if all(serving.values()) else NOT_SERVING)
 
     def _record_failure(self, name: str, error: ServiceError) -> None:
         log.error("%s stays NOT_SERVING: %s", name, error.message)
@@ -304,6 +366,7 @@ class ServiceHost:
 
     def drain(self, grace_s: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace period."""
+        self._stopping.set()
         self.health.enter_graceful_shutdown()
         grace = self.options.grace_s if grace_s is None else grace_s
         self.server.stop(grace).wait()

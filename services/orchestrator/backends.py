@@ -4,7 +4,8 @@ All three speak the same proto messages behind one small interface, so the orche
 does not know (or care) which architecture it runs in:
 
 - in-process: the single-endpoint worker and the embedded CLI call the servicers directly;
-- gRPC: the generated stubs over reused channels, with the caller's deadline propagated;
+- gRPC: the generated stubs over reused channels, with the caller's deadline propagated, a bearer
+  token and TLS when configured, and the backends' health polled for the orchestrator's own;
 - RunPod: `/runsync` on the two split endpoints, falling back to `/status` polling when a job
   outlives runsync's wait.
 """
@@ -17,10 +18,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
 from services.core.context import CallContext, remaining_seconds
@@ -40,6 +42,13 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 
 TRANSCRIPTION = "transcription"
 DIARIZATION = "diarization"
+SERVICE_NAMES = {
+    TRANSCRIPTION: transcription_pb2.DESCRIPTOR.services_by_name["TranscriptionService"].full_name,
+    DIARIZATION: diarization_pb2.DESCRIPTOR.services_by_name["DiarizationService"].full_name,
+}
+# Where the token the orchestrator sends its gRPC backends comes from (services/orchestrator/server.py).
+BACKEND_AUTH_TOKEN_ENV = "PARAKEET_BACKEND_AUTH_TOKEN"
+BACKEND_AUTH_TOKEN_FLAG = "--backend-auth-token-file"
 
 
 class Backends(Protocol):
@@ -54,6 +63,15 @@ class Backends(Protocol):
     ) -> diarization_pb2.DiarizeResponse: ...
 
     def warm_up(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """Backends that can say whether they serve right now (the gRPC ones, through their health)."""
+
+    def not_ready(self) -> str | None:
+        """None while both backends serve, else why not (for the orchestrator's health)."""
+        ...
 
 
 TranscribeFn = Callable[
@@ -100,6 +118,10 @@ _GRPC_TO_ERROR: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    # A backend refusing the orchestrator's credentials is a configuration error, not an outage:
+    # retrying (what UNAVAILABLE tells clients) cannot help.
+    grpc.StatusCode.UNAUTHENTICATED: PreconditionFailed,
+    grpc.StatusCode.PERMISSION_DENIED: PreconditionFailed,
 }
 
 
@@ -120,34 +142,76 @@ class GrpcAddresses:
 
 
 class GrpcBackends:
-    """The split gRPC services; one channel each, reused for every call."""
+    """The split gRPC services; one channel each, reused for every call.
 
-    def __init__(self, addresses: GrpcAddresses, max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        options = [
+    `auth_token` goes to both as `authorization: Bearer <token>`; `root_certificates` (PEM) makes
+    the channels TLS, verifying the backends' certificates against them and against
+    `tls_server_name` when given (else the host in the address). `not_ready` asks both for
+    their health, for the orchestrator's own.
+    """
+
+    def __init__(
+        self,
+        addresses: GrpcAddresses,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        auth_token: str = "",
+        root_certificates: bytes | None = None,
+        tls_server_name: str = "",
+        health_timeout_s: float = 1.0,
+    ) -> None:
+        options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # A backend that was down (or not yet listening) is reconnected to within 2 s of its
+            # return, not after gRPC's default backoff of up to 2 minutes: health follows it.
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ]
-        self.addresses = addresses
-        self._channels = [
-            grpc.insecure_channel(addresses.transcription, options=options),
-            grpc.insecure_channel(addresses.diarization, options=options),
-        ]
-        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channels[0])
-        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channels[1])
+        if root_certificates is not None and tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self.addresses = {TRANSCRIPTION: addresses.transcription, DIARIZATION: addresses.diarization}
+        self.tls = root_certificates is not None
+        self._has_token = bool(auth_token)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {auth_token}"),) if auth_token else ()
+        )
+        self._health_timeout_s = health_timeout_s
+
+        def channel(address: str) -> grpc.Channel:
+            if root_certificates is None:
+                return grpc.insecure_channel(address, options=options)
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            return grpc.secure_channel(address, credentials, options=options)
+
+        self._channels = {name: channel(address) for name, address in self.addresses.items()}
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channels[TRANSCRIPTION])
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channels[DIARIZATION])
+        self._health = {name: health_pb2_grpc.HealthStub(channel) for name, channel in self._channels.items()}
+
+    def _credentials_error(self, backend: str, code: grpc.StatusCode, details: str) -> PreconditionFailed:
+        sent = "its token" if self._has_token else "no token"
+        return PreconditionFailed(
+            f"the {backend} backend at {self.addresses[backend]} refused the orchestrator's credentials "
+            f"({code.name}: {details}); the orchestrator sent {sent}: set {BACKEND_AUTH_TOKEN_ENV} "
+            f"(or {BACKEND_AUTH_TOKEN_FLAG}) on the orchestrator to the token the {backend} server expects"
+        )
 
     def _call(
         self, backend: str, method: Callable[..., ResponseT], request: Message, context: CallContext
     ) -> ResponseT:
         try:
             request_id = current_request_id()
-            metadata = ((REQUEST_ID_KEY, request_id),) if request_id else None
-            return method(request, timeout=backend_timeout(context), metadata=metadata, wait_for_ready=False)
+            metadata = self._metadata + (((REQUEST_ID_KEY, request_id),) if request_id else ())
+            return method(
+                request, timeout=backend_timeout(context), metadata=metadata or None, wait_for_ready=False
+            )
         except grpc.RpcError as error:
             code: grpc.StatusCode = error.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DeadlineExceeded(
                     f"the deadline passed while waiting for the {backend} backend"
                 ) from None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise self._credentials_error(backend, code, error.details() or code.name) from None
             raise backend_error(backend, code.name, error.details() or code.name) from None
 
     def transcribe(
@@ -169,8 +233,41 @@ class GrpcBackends:
     def warm_up(self) -> None:
         """Nothing to load: the backends warm themselves up and report it through health."""
 
+    def not_ready(self) -> str | None:
+        """None while both backends report SERVING, else why not, naming each that does not.
+
+        Both must serve, even though a call with diarize=false needs only transcription: a load
+        balancer routes by this, and most calls want speakers. A backend without a health service
+        (UNIMPLEMENTED: not one of ours) cannot be asked; its calls will tell."""
+        checks = {
+            backend: stub.Check.future(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAMES[backend]),
+                timeout=self._health_timeout_s,
+                metadata=self._metadata or None,
+            )
+            for backend, stub in self._health.items()
+        }
+        reasons: list[str] = []
+        for backend, check in checks.items():
+            where = f"the {backend} backend at {self.addresses[backend]}"
+            try:
+                status = check.result().status
+            except grpc.RpcError as error:
+                code: grpc.StatusCode = error.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    continue
+                if code == grpc.StatusCode.NOT_FOUND:
+                    reasons.append(f"{where} does not host {SERVICE_NAMES[backend]} (check its address)")
+                else:
+                    reasons.append(f"{where} does not answer health checks ({code.name}: {error.details()})")
+                continue
+            if status != health_pb2.HealthCheckResponse.SERVING:
+                name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+                reasons.append(f"{where} is {name}")
+        return "; ".join(reasons) or None
+
     def close(self) -> None:
-        for channel in self._channels:
+        for channel in self._channels.values():
             channel.close()
 
 

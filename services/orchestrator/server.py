@@ -5,12 +5,18 @@
 the embedded CLI) or `runpod` (the two split RunPod endpoints; the CPU orchestrator worker).
 Every option reads its default from the environment, so the RunPod worker is configured the
 same way as the gRPC server.
+
+With `--backend grpc` the orchestrator sends its backends a bearer token
+(`--backend-auth-token-file`, else env PARAKEET_BACKEND_AUTH_TOKEN, else its own token) and
+speaks TLS to them when given a CA (`--backend-tls-ca`; `parakeet-server all --tls-cert` uses
+that certificate); its health follows theirs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import grpc
 
@@ -20,11 +26,14 @@ from services.core.grpc_server import HostedService
 from services.diarization import server as diarization_server
 from services.diarization.servicer import DiarizationServicer
 from services.orchestrator.backends import (
+    BACKEND_AUTH_TOKEN_ENV,
+    BACKEND_AUTH_TOKEN_FLAG,
     RUNPOD_API_BASE,
     Backends,
     GrpcAddresses,
     GrpcBackends,
     InProcessBackends,
+    ReportsReadiness,
     RunPodBackends,
     RunPodEndpoint,
 )
@@ -33,6 +42,7 @@ from services.transcription import server as transcription_server
 
 SERVICE_NAME: str = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 BACKENDS = ("grpc", "inprocess", "runpod")
+OWN_AUTH_TOKEN_ENV = "PARAKEET_AUTH_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +66,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("DIARIZATION_ADDRESS"),
         metavar="HOST:PORT",
         help="DiarizationService for --backend grpc (default: 127.0.0.1 on the diarization port)",
+    )
+    group.add_argument(
+        BACKEND_AUTH_TOKEN_FLAG,
+        default=env(f"{BACKEND_AUTH_TOKEN_ENV}_FILE", ""),
+        metavar="FILE",
+        help="file holding the bearer token sent to the --backend grpc servers (env "
+        f"{BACKEND_AUTH_TOKEN_ENV}_FILE; else env {BACKEND_AUTH_TOKEN_ENV}; else this server's own "
+        "token, from --auth-token-file or PARAKEET_AUTH_TOKEN, so one shared token configures a stack)",
+    )
+    group.add_argument(
+        "--backend-tls-ca",
+        default=env("PARAKEET_BACKEND_TLS_CA", ""),
+        metavar="PEM",
+        help="call the --backend grpc servers over TLS, trusting these certificates (env "
+        "PARAKEET_BACKEND_TLS_CA; `all` with --tls-cert uses that certificate; default: plaintext)",
+    )
+    group.add_argument(
+        "--backend-tls-server-name",
+        default=env("PARAKEET_BACKEND_TLS_SERVER_NAME", ""),
+        metavar="NAME",
+        help="the name the backends' TLS certificates must carry, instead of the host in their "
+        "addresses (env PARAKEET_BACKEND_TLS_SERVER_NAME; e.g. localhost for `all` on 127.0.0.1)",
     )
     group.add_argument(
         "--transcription-endpoint-id",
@@ -116,6 +148,36 @@ def _runpod(args: argparse.Namespace) -> RunPodBackends:
     return RunPodBackends(endpoints["transcription"], endpoints["diarization"], api_key)
 
 
+def backend_auth_token(args: argparse.Namespace) -> str:
+    """The token for the gRPC backends: --backend-auth-token-file, else PARAKEET_BACKEND_AUTH_TOKEN,
+    else the orchestrator's own (--auth-token-file, else PARAKEET_AUTH_TOKEN); never a command-line
+    value, which ps would show."""
+    token_file = getattr(args, "backend_auth_token_file", "")
+    if token_file:
+        return Path(token_file).read_text().strip()
+    token = os.environ.get(BACKEND_AUTH_TOKEN_ENV, "").strip()
+    if token:
+        return token
+    own_file = getattr(args, "auth_token_file", None)
+    if own_file:
+        return Path(own_file).read_text().strip()
+    return os.environ.get(OWN_AUTH_TOKEN_ENV, "").strip()
+
+
+def _grpc(args: argparse.Namespace) -> GrpcBackends:
+    ca = getattr(args, "backend_tls_ca", "")
+    return GrpcBackends(
+        GrpcAddresses(
+            transcription=args.transcription_address
+            or f"127.0.0.1:{getattr(args, 'transcription_port', 50051)}",
+            diarization=args.diarization_address or f"127.0.0.1:{getattr(args, 'diarization_port', 50052)}",
+        ),
+        auth_token=backend_auth_token(args),
+        root_certificates=Path(ca).read_bytes() if ca else None,
+        tls_server_name=getattr(args, "backend_tls_server_name", ""),
+    )
+
+
 def backends_from_args(args: argparse.Namespace, diarization: bool = True) -> Backends:
     """The backends `--backend` names; `diarization=False` skips loading pyannote in process
     (the embedded CLI without --diarize needs no Hugging Face token)."""
@@ -123,13 +185,7 @@ def backends_from_args(args: argparse.Namespace, diarization: bool = True) -> Ba
         return _in_process(args, diarization)
     if args.backend == "runpod":
         return _runpod(args)
-    return GrpcBackends(
-        GrpcAddresses(
-            transcription=args.transcription_address
-            or f"127.0.0.1:{getattr(args, 'transcription_port', 50051)}",
-            diarization=args.diarization_address or f"127.0.0.1:{getattr(args, 'diarization_port', 50052)}",
-        )
-    )
+    return _grpc(args)
 
 
 def embedded_backends(model: str = "", pipeline: str = "", diarization: bool = True) -> Backends:
@@ -147,13 +203,24 @@ def embedded_backends(model: str = "", pipeline: str = "", diarization: bool = T
     return backends_from_args(parser.parse_args(argv), diarization=diarization)
 
 
-def hosted_service(servicer: OrchestratorServicer) -> HostedService:
-    """The OrchestratorService as a HostedService for ServiceHost."""
+def hosted_service(servicer: OrchestratorServicer, probe_interval_s: float = 1.0) -> HostedService:
+    """The OrchestratorService as a HostedService for ServiceHost.
+
+    Its health follows its backends': in process, their warm-up is its own; over gRPC their
+    health is polled every `probe_interval_s` seconds (SERVING only while both are); RunPod
+    scales its workers itself, so there is nothing to wait for."""
 
     def register(server: grpc.Server) -> None:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
-    return HostedService(name=SERVICE_NAME, register=register, warm_up=servicer.backends.warm_up)
+    backends = servicer.backends
+    return HostedService(
+        name=SERVICE_NAME,
+        register=register,
+        warm_up=backends.warm_up,
+        probe=backends.not_ready if isinstance(backends, ReportsReadiness) else None,
+        probe_interval_s=probe_interval_s,
+    )
 
 
 def hosted_service_from_args(args: argparse.Namespace) -> HostedService:

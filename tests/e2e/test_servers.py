@@ -224,15 +224,59 @@ def test_parakeet_server_all_lists_every_service_over_reflection(
     assert "received SIGTERM; draining" in output
 
 
-def test_parakeet_client_health_command(spawn) -> None:
-    port = free_port()
-    process = spawn("parakeet-server", "orchestrator", "--host", "127.0.0.1", "--port", str(port))
-    wait_for_health(f"127.0.0.1:{port}", ORCHESTRATOR, process=process)
-    result = subprocess.run(
-        [str(VENV_BIN / "parakeet"), "health", "--server", f"127.0.0.1:{port}"],
+def parakeet_health(address: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "parakeet"), "health", "--server", address],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_parakeet_client_health_command(spawn) -> None:
+    # RunPod backends scale themselves: nothing to wait for, the orchestrator serves at once.
+    port = free_port()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    process = spawn(
+        "parakeet-server",
+        "orchestrator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend",
+        "runpod",
+        "--transcription-endpoint-url",
+        nowhere,
+        "--diarization-endpoint-url",
+        nowhere,
+    )
+    wait_for_health(f"127.0.0.1:{port}", ORCHESTRATOR, process=process)
+    result = parakeet_health(f"127.0.0.1:{port}")
     assert result.returncode == 0
     assert result.stdout.strip() == f"{ORCHESTRATOR}: SERVING"
+
+
+def test_an_orchestrator_without_its_grpc_backends_is_not_serving(spawn) -> None:
+    """Its health follows its backends': with nobody at their addresses it stays NOT_SERVING."""
+    port = free_port()
+    process = spawn(
+        "parakeet-server",
+        "orchestrator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--transcription-address",
+        f"127.0.0.1:{free_port()}",
+        "--diarization-address",
+        f"127.0.0.1:{free_port()}",
+    )
+    address = f"127.0.0.1:{port}"
+    wait_for_health(address, ORCHESTRATOR, want=NOT_SERVING, process=process)
+    time.sleep(2.5)  # a few probe rounds
+    assert health_status(address, ORCHESTRATOR) == NOT_SERVING
+    result = parakeet_health(address)
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{ORCHESTRATOR}: NOT_SERVING"
+    assert "parakeet.v1.OrchestratorService is not ready: the transcription backend at" in process.output()
