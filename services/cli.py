@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parakeet-server",
         description="Run the parakeet gRPC services, with health checking and reflection.",
+        # No prefixes: `--auth-token SECRET` must not be taken as `--auth-token-file SECRET`
+        # (a token on the command line shows in `ps`, and would then be read as a path).
+        allow_abbrev=False,
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     parser.add_argument(
@@ -110,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="SERVICE")
     for name, description in DESCRIPTIONS.items():
-        command = commands.add_parser(name, help=description, description=description)
+        command = commands.add_parser(name, help=description, description=description, allow_abbrev=False)
         _add_transport_options(command)
         ports = DEFAULT_PORTS if name == "all" else {name: DEFAULT_PORTS[name]}
         for service in OPTIONS_OF[name]:
@@ -121,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                 flag, dest=f"{service}_port", type=int, default=port, help=f"{service} port (default: {port})"
             )
     # The gateway is HTTP, not gRPC: it brings its own --host/--port/--auth-token-file/--grace.
-    gateway = commands.add_parser("gateway", help=GATEWAY_DESCRIPTION, description=GATEWAY_DESCRIPTION)
+    gateway = commands.add_parser(
+        "gateway", help=GATEWAY_DESCRIPTION, description=GATEWAY_DESCRIPTION, allow_abbrev=False
+    )
     gateway_server.add_arguments(gateway)
     return parser
 
