@@ -24,6 +24,7 @@ from parakeet.v1 import diarization_pb2
 from services.core.context import CallContext
 from services.core.logs import configure_logging
 from services.core.runpod_shim import ready_or_refusing, serve_jobs
+from services.core.runtime_hygiene import prepare_process
 from services.diarization.engines import Diarizer
 from services.diarization.server import add_arguments, engine_from_args
 from services.diarization.servicer import DiarizationServicer
@@ -46,6 +47,7 @@ def prepare(engine: Diarizer) -> Diarize:
 
 
 def main() -> None:
+    prepare_process()  # before any model library loads: see services/core/runtime_hygiene.py
     configure_logging()
     engine = engine_from_env()
     serve_jobs(diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(engine)))

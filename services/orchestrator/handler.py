@@ -18,6 +18,7 @@ from parakeet.v1 import orchestrator_pb2
 from services.core.context import CallContext
 from services.core.logs import configure_logging
 from services.core.runpod_shim import ready_or_refusing, serve_jobs
+from services.core.runtime_hygiene import prepare_process
 from services.diarization import server as diarization_server
 from services.orchestrator.server import add_arguments, backends_from_args
 from services.orchestrator.servicer import OrchestratorServicer
@@ -39,6 +40,7 @@ def prepare() -> Callable[
 
 
 def main() -> None:
+    prepare_process()  # before any model library loads: see services/core/runtime_hygiene.py
     configure_logging()
     serve_jobs(orchestrator_pb2.OrchestrateRequest, ready_or_refusing(prepare))
 

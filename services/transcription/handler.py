@@ -15,6 +15,7 @@ from parakeet.v1 import transcription_pb2
 from services.core.context import CallContext
 from services.core.logs import configure_logging
 from services.core.runpod_shim import ready_or_refusing, serve_jobs
+from services.core.runtime_hygiene import prepare_process
 from services.transcription.server import add_arguments, build_servicer, warm_up
 
 
@@ -30,6 +31,7 @@ def prepare() -> Callable[
 
 
 def main() -> None:
+    prepare_process()  # before any model library loads: see services/core/runtime_hygiene.py
     configure_logging()
     serve_jobs(transcription_pb2.TranscribeRequest, ready_or_refusing(prepare))
 

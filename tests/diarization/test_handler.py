@@ -22,6 +22,7 @@ def expected_output(turns: list[tuple[float, float, str]], num_speakers: int) ->
         "model": "speaker-diarization-3.1-local",
         "response_format": "json",
         "document": "",
+        "warnings": [],
     }
 
 

@@ -138,6 +138,7 @@ def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
         "model": "speaker-diarization-3.1-local",
         "response_format": "json",
         "document": "",
+        "warnings": [],
     }
     failed = post(f"{base}/runsync", {"input": {"audio": audio, "num_speakers": 0}})
     assert failed["status"] == "FAILED"

@@ -24,17 +24,19 @@ class DiarizeRequest(_message.Message):
     def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., exclusive: _Optional[bool] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ...) -> None: ...
 
 class DiarizeResponse(_message.Message):
-    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document")
+    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document", "warnings")
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
     num_speakers: int
     duration: float
     model: str
     response_format: _audio_pb2.ResponseFormat
     document: str
-    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from parakeet.v1 import audio_pb2 as parakeet_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparakeet/v1/transcription.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\"\x90\x02\n\x11TranscribeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x36\n\x14\x64iarization_segments\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormatB\r\n\x0b_timestampsB\x12\n\x10_word_timestamps\"\xe7\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\x10\n\x08\x64uration\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x34\n\x0fresponse_format\x18\x07 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x08 \x01(\t2e\n\x14TranscriptionService\x12M\n\nTranscribe\x12\x1e.parakeet.v1.TranscribeRequest\x1a\x1f.parakeet.v1.TranscribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparakeet/v1/transcription.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\"\x90\x02\n\x11TranscribeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x36\n\x14\x64iarization_segments\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormatB\r\n\x0b_timestampsB\x12\n\x10_word_timestamps\"\xf9\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\x10\n\x08\x64uration\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x34\n\x0fresponse_format\x18\x07 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x08 \x01(\t\x12\x10\n\x08warnings\x18\t \x03(\t2e\n\x14TranscriptionService\x12M\n\nTranscribe\x12\x1e.parakeet.v1.TranscribeRequest\x1a\x1f.parakeet.v1.TranscribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSCRIBEREQUEST']._serialized_start=74
   _globals['_TRANSCRIBEREQUEST']._serialized_end=346
   _globals['_TRANSCRIBERESPONSE']._serialized_start=349
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=580
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=582
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=683
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=598
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=600
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=701
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ class TranscribeRequest(_message.Message):
     def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarization_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
-    __slots__ = ("text", "segments", "words", "duration", "language", "model", "response_format", "document")
+    __slots__ = ("text", "segments", "words", "duration", "language", "model", "response_format", "document", "warnings")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class TranscribeResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     text: str
     segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Segment]
     words: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Word]
@@ -41,4 +42,5 @@ class TranscribeResponse(_message.Message):
     model: str
     response_format: _audio_pb2.ResponseFormat
     document: str
-    def __init__(self, text: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[_audio_pb2.Segment, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[_audio_pb2.Word, _Mapping]]] = ..., duration: _Optional[float] = ..., language: _Optional[str] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[_audio_pb2.Segment, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[_audio_pb2.Word, _Mapping]]] = ..., duration: _Optional[float] = ..., language: _Optional[str] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
