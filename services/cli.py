@@ -23,6 +23,7 @@ from services.core.grpc_server import (
 )
 from services.core.logs import configure_logging
 from services.core.metrics import serve_metrics
+from services.core.runtime_hygiene import prepare_process
 from services.diarization import server as diarization_server
 from services.gateway import server as gateway_server
 from services.orchestrator import server as orchestrator_server
@@ -172,6 +173,7 @@ def build_hosts(args: argparse.Namespace) -> list[ServiceHost]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prepare_process()  # before any model library loads: no telemetry, no temp files left behind
     configure_logging(args.log_level, json_logs=args.log_format == "json")
     if args.command == "gateway":
         return gateway_server.run(args)
