@@ -8,6 +8,7 @@ duration are enforced while decoding, so an oversized file stops early instead o
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from parakeet.v1 import audio_pb2
 from services.core.errors import InvalidRequest, LimitExceeded
 from services.core.fetch import FetchPolicy, fetch_bytes
+from services.core.memory import note_audio
 
 SAMPLE_RATE = 16_000
 
@@ -78,52 +80,174 @@ def _demuxer(format_hint: str) -> str | None:
 # cost more than the resampling itself, and whole-file blocks would double peak memory.
 _RESAMPLE_BLOCK_S = 10.0
 
+# Full scale of each sample format (by its packed name): integer samples are divided by it, as
+# FFmpeg's own conversion to float does; unsigned 8-bit samples are centred on 128 first.
+_FULL_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2.0**31, "s64": 2.0**63, "flt": 1.0, "dbl": 1.0}
 
-def _as_mono(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
-    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
+
+@dataclass(frozen=True)
+class _Block:
+    """Decoded samples as PyAV returns them: (channels, n) for planar formats, (1, n * channels) packed."""
+
+    data: npt.NDArray[Any]
+    format: av.AudioFormat
+    channels: int
+    rate: int
 
 
-def _blocks(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
-    """Decoded frames joined into ~10 s frames of the same format, layout and rate."""
+def _blocks(frames: Iterator[av.AudioFrame]) -> Iterator[_Block]:
+    """Decoded frames joined into ~10 s blocks of the same format, channel count and rate."""
     pending: list[npt.NDArray[Any]] = []
     pending_samples = 0
-    shape: tuple[str, str, int] | None = None
+    shape: tuple[str, int, int] | None = None
+    fmt: av.AudioFormat | None = None
 
-    def flush() -> av.AudioFrame:
-        assert shape is not None
-        joined = av.AudioFrame.from_ndarray(np.concatenate(pending, axis=1), format=shape[0], layout=shape[1])
-        joined.sample_rate = shape[2]
-        return joined
+    def flush() -> _Block:
+        assert shape is not None and fmt is not None
+        data = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+        return _Block(data, fmt, shape[1], shape[2])
 
     for frame in frames:
-        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        key = (frame.format.name, frame.layout.nb_channels, frame.sample_rate)
         if pending and (key != shape or pending_samples >= _RESAMPLE_BLOCK_S * frame.sample_rate):
             yield flush()
             pending, pending_samples = [], 0
-        shape = key
+        shape, fmt = key, frame.format
         pending.append(frame.to_ndarray())
         pending_samples += frame.samples
     if pending:
         yield flush()
 
 
-def _resampled_chunks(
-    container: av.container.InputContainer, max_samples: int
-) -> Iterator[npt.NDArray[np.float32]]:
+def _mono(block: _Block) -> npt.NDArray[np.float32]:
+    """The block as float32 at full scale 1.0, channels averaged.
+
+    Averaging is what NeMo and pyannote do to multichannel audio themselves, and it needs no
+    channel layout: FFmpeg's resampler has none for 9, 11, 32, 64 or 96 channels (it refused
+    them) and, for the counts it knows, weighs channels by position without normalising (a
+    stereo file came out 1.41x louder, 5.1 clipped)."""
+    packed = block.format.packed.name
+    channels = block.channels
+    # Rows are channels: planar data already is; packed data interleaves them.
+    rows = block.data if block.format.is_planar else block.data.reshape(-1, channels).T
+    mono: npt.NDArray[np.float32]
+    if channels <= 8:  # row by row is fastest for few channels; a copy, so it can be scaled in place
+        mono = rows[0].astype(np.float32)
+        for row in rows[1:]:
+            mono += row
+    else:
+        mono = np.add.reduce(rows, axis=0, dtype=np.float32)
+    if packed == "u8":
+        mono -= 128.0 * channels
+    scale = _FULL_SCALE.get(packed, 1.0) * channels
+    if scale != 1.0:
+        mono *= np.float32(1.0 / scale)
+    return mono
+
+
+class _Samples:
+    """One growing float32 buffer the decoded audio is written into.
+
+    Sized up front from the duration the container declares (exact for WAV and FLAC, estimated
+    from the file size for headerless and some MP3 files), grown by half when that is short or
+    missing, and never sized past the duration limit. Growing and the final trim are
+    `ndarray.resize`, i.e. realloc, which glibc does with mremap for large blocks: neither copies
+    the samples, and the unused pages of a generous first reservation are never touched, so they
+    never count (growth zero-fills its new part). This replaced a list of ~10 s chunks joined by
+    np.concatenate, which peaked at three times the samples for a 3-hour file and left the chunks
+    on the heap, where glibc kept them after the request.
+    """
+
+    def __init__(self, declared_s: float | None, max_samples: int) -> None:
+        self._max_samples = max_samples
+        if declared_s is not None and math.isfinite(declared_s) and declared_s > 0:
+            expected = int(declared_s * SAMPLE_RATE)
+            capacity = expected + expected // 64 + SAMPLE_RATE  # resampler tails, estimated durations
+        else:
+            capacity = _DEFAULT_CAPACITY_S * SAMPLE_RATE
+        self._data = np.empty(min(capacity, max_samples + SAMPLE_RATE), dtype=np.float32)
+        self.size = 0
+
+    def append(self, chunk: npt.NDArray[np.float32]) -> None:
+        end = self.size + len(chunk)
+        if end > len(self._data):
+            capacity = max(end, min(len(self._data) * 3 // 2, self._max_samples + SAMPLE_RATE))
+            self._data.resize(capacity, refcheck=False)  # no views of _data exist
+        view = self._data[self.size : end]
+        view[:] = chunk
+        # float sources can hold NaN and values past full scale; per chunk, while it is in cache
+        np.nan_to_num(view, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        np.clip(view, -1.0, 1.0, out=view)
+        self.size = end
+
+    def take(self) -> npt.NDArray[np.float32]:
+        """The samples, trimmed to size in place; the buffer is empty afterwards."""
+        data, self._data = self._data, np.empty(0, dtype=np.float32)
+        data.resize(self.size, refcheck=False)
+        return data
+
+    def discard(self) -> None:
+        """Free the samples now (an exception's traceback would otherwise keep them alive)."""
+        self._data = np.empty(0, dtype=np.float32)
+
+
+# Initial size when the container declares no duration; grown as needed.
+_DEFAULT_CAPACITY_S = 60
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / av.time_base
+    return None
+
+
+def _decode_into(container: av.container.InputContainer, max_samples: int) -> _Samples:
     stream = next(iter(container.streams.audio), None)
     if stream is None:
         raise InvalidRequest("the file has no audio stream")
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    produced = 0
-    for block in _blocks(container.decode(stream)):
-        for out in resampler.resample(block):
-            chunk = _as_mono(out)
-            produced += len(chunk)
-            if produced > max_samples:
+    samples = _Samples(_declared_seconds(container, stream), max_samples)
+    try:
+        resampler: av.AudioResampler | None = None
+        resampler_rate = 0
+
+        def add(chunk: npt.NDArray[np.float32]) -> None:
+            if samples.size + len(chunk) > max_samples:
                 raise LimitExceeded(f"audio is longer than the limit of {max_samples / SAMPLE_RATE:.0f} s")
-            yield chunk
-    for out in resampler.resample(None):
-        yield _as_mono(out)
+            samples.append(chunk)
+
+        def drain(resampler: av.AudioResampler) -> None:
+            for out in resampler.resample(None):
+                samples.append(_frame_samples(out))  # a few samples of filter delay: no limit check
+
+        for block in _blocks(container.decode(stream)):
+            mono = _mono(block)
+            if block.rate == SAMPLE_RATE:
+                add(mono)
+                continue
+            if resampler is None or block.rate != resampler_rate:
+                if resampler is not None:
+                    drain(resampler)  # the rate changed mid-stream: one resampler per rate
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                resampler_rate = block.rate
+            frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = block.rate
+            del mono
+            for out in resampler.resample(frame):
+                add(_frame_samples(out))
+        if resampler is not None:
+            drain(resampler)
+    except BaseException:
+        samples.discard()
+        raise
+    finally:
+        note_audio(seconds=samples.size / SAMPLE_RATE)  # also when the duration limit stopped it
+    return samples
+
+
+def _frame_samples(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
+    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
 
 
 def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None = None) -> Waveform:
@@ -133,24 +257,22 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
         raise InvalidRequest("audio is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise LimitExceeded(f"audio is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+    note_audio(input_bytes=len(data))
     max_samples = int(limits.max_duration_s * SAMPLE_RATE)
     demuxers = [_demuxer(format_hint), None] if format_hint else [None]
     last_error: Exception | None = None
     for demuxer in dict.fromkeys(demuxers):
         try:
             with av.open(io.BytesIO(data), mode="r", format=demuxer, options=_OPEN_OPTIONS) as container:
-                chunks = list(_resampled_chunks(container, max_samples))
+                decoded = _decode_into(container, max_samples)
         except (InvalidRequest, LimitExceeded):
             raise
         except (av.FFmpegError, ValueError, EOFError, OSError) as error:
             last_error = error
             continue
-        samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        if samples.size == 0:
+        if decoded.size == 0:
             raise InvalidRequest("the audio decodes to no samples (empty or truncated file)")
-        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)  # float WAVs can hold NaN
-        np.clip(samples, -1.0, 1.0, out=samples)
-        return Waveform(samples.astype(np.float32, copy=False))
+        return Waveform(decoded.take())
     hint = f" as {format_hint!r}" if format_hint else ""
     raise InvalidRequest(
         f"could not decode the audio{hint} ({type(last_error).__name__}); send a common audio file "

@@ -41,6 +41,64 @@ def _parse_allowed(entries: str) -> tuple[frozenset[str], tuple[IPNetwork, ...]]
     return frozenset(names), tuple(networks)
 
 
+# IPv6 forms that carry an IPv4 address; a connection to one of them reaches (or is translated
+# to) that IPv4 host, so the IPv4 address is what is judged.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # the host's own IPv4 stack
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT, RFC 7915
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, RFC 4291: ::a.b.c.d
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 is the last 32 bits
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: operator-chosen prefix length
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056: the relay router's IPv4
+# Teredo (2001::/32, RFC 4380) carries a server and an obfuscated client IPv4: `.teredo`.
+# Public IPv6 hosts live in global unicast space; the rest of the IPv6 space is reserved.
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+# Where the IPv4 address sits after a NAT64 prefix of each length (RFC 6052 section 2.2): octet
+# 8 (bits 64-71, the "u" octet) is always zero and skipped.
+_RFC6052_OCTETS = {
+    32: (4, 5, 6, 7),
+    40: (5, 6, 7, 9),
+    48: (6, 7, 9, 10),
+    56: (7, 9, 10, 11),
+    64: (9, 10, 11, 12),
+    96: (12, 13, 14, 15),
+}
+
+
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    octets = address.packed
+    return ipaddress.IPv4Address(bytes(octets[i] for i in _RFC6052_OCTETS[prefix_length]))
+
+
+def embedded_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, ...] | None:
+    """The IPv4 address(es) an IPv6 transition address carries; None for any other address.
+
+    For the NAT64 local-use prefix the operator picks where the IPv4 address sits (a /48, /56,
+    /64 or /96 translation prefix), so every possible position is returned."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address in _IPV4_MAPPED or address in _IPV4_TRANSLATED:
+        return (ipaddress.IPv4Address(address.packed[12:]),)
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are themselves
+        return (ipaddress.IPv4Address(address.packed[12:]),)
+    if address in _NAT64_WELL_KNOWN:
+        return (_rfc6052_ipv4(address, 96),)
+    if address in _NAT64_LOCAL_USE:
+        return tuple(_rfc6052_ipv4(address, length) for length in (48, 56, 64, 96))
+    if address in _SIX_TO_FOUR:
+        return (ipaddress.IPv4Address(address.packed[2:6]),)
+    if address.teredo is not None:  # 2001::/32: (server, client), the client de-obfuscated
+        return address.teredo
+    return None
+
+
+def _is_public(address: IPAddress) -> bool:
+    if address.is_multicast or not address.is_global:
+        return False
+    return isinstance(address, ipaddress.IPv4Address) or address in _GLOBAL_UNICAST
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """Limits and the allow-list; `allow` holds host names, IPs or CIDRs reachable despite being internal."""
@@ -53,12 +111,29 @@ class FetchPolicy:
     allow: str = field(default_factory=lambda: os.environ.get(ALLOW_ENV, ""))
 
     def permits(self, host: str, address: IPAddress) -> bool:
+        return self.refusal(host, address) is None
+
+    def refusal(self, host: str, address: IPAddress) -> str | None:
+        """None when `host` may be fetched at `address`, else what is wrong with it ("" when the
+        address itself is non-public, else which IPv4 address inside it is).
+
+        An IPv6 address that embeds IPv4 addresses (IPv4-mapped, -translated or -compatible,
+        NAT64, 6to4, Teredo) is judged by those: each must be public or allow-listed. The
+        allow-list matches the host name, the address, or (for these forms) the IPv4 inside."""
         names, networks = _parse_allowed(self.allow)
-        if host.lower() in names or any(address in network for network in networks):
-            return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.is_global and not address.is_multicast
+        if host.lower() in names or _allowed(address, networks):
+            return None
+        inner = embedded_ipv4(address)
+        if inner is None:
+            return None if _is_public(address) else ""
+        for ipv4 in inner:
+            if not (_allowed(ipv4, networks) or _is_public(ipv4)):
+                return f"{address} carries the IPv4 address {ipv4}"
+        return None
+
+
+def _allowed(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in networks)
 
 
 def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
@@ -68,11 +143,12 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
     except (socket.gaierror, UnicodeError):
         raise InvalidRequest(f"cannot resolve the audio URL's host {host!r}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    refused = [a for a in addresses if not policy.permits(host, a)]
-    if refused or not addresses:
+    refusals = [reason for reason in (policy.refusal(host, a) for a in addresses) if reason is not None]
+    if refusals or not addresses:
+        detail = next((f"; {reason}" for reason in refusals if reason), "")
         raise InvalidRequest(
             f"the audio URL's host {host!r} resolves to a non-public address; "
-            f"only public http(s) URLs are fetched (operators can allow hosts with {ALLOW_ENV})"
+            f"only public http(s) URLs are fetched (operators can allow hosts with {ALLOW_ENV}){detail}"
         )
     return str(addresses[0])
 

@@ -14,6 +14,7 @@ from services.core.audio import AudioLimits, load_audio
 from services.core.context import CallContext, remaining_seconds
 from services.core.errors import DeadlineExceeded, InvalidRequest
 from services.core.formats import render_rttm
+from services.core.memory import track_audio
 from services.core.metrics import AUDIO_SECONDS
 from services.diarization.engines import Diarizer
 
@@ -88,6 +89,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         self._engine = engine
         self._limits = limits or AudioLimits()
 
+    @track_audio  # large requests give their memory back to the system when they end
     def Diarize(
         self, request: diarization_pb2.DiarizeRequest, context: CallContext
     ) -> diarization_pb2.DiarizeResponse:

@@ -15,6 +15,7 @@ from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, orchestrat
 from services.core.context import CallContext
 from services.core.errors import InvalidRequest, LimitExceeded, ServiceError
 from services.core.formats import render_document, requested_detail
+from services.core.memory import track_audio
 from services.core.merge import (
     assign_speakers,
     build_utterances,
@@ -64,6 +65,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.backends = backends
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="orchestrate")
 
+    @track_audio  # large requests give their memory back to the system when they end
     def Orchestrate(
         self, request: orchestrator_pb2.OrchestrateRequest, context: CallContext
     ) -> orchestrator_pb2.OrchestrateResponse:

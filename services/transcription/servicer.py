@@ -11,6 +11,7 @@ from services.core.context import CallContext, remaining_seconds
 from services.core.errors import InvalidRequest
 from services.core.fetch import FetchPolicy
 from services.core.formats import render_document, requested_detail
+from services.core.memory import track_audio
 from services.core.merge import assign_speakers, split_segments_by_speaker
 from services.core.metrics import AUDIO_SECONDS
 from services.transcription.engine import EngineTranscript
@@ -89,6 +90,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         self.limits = limits or AudioLimits()
         self.fetch_policy = fetch_policy
 
+    @track_audio  # large requests give their memory back to the system when they end
     def Transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext
     ) -> transcription_pb2.TranscribeResponse:
