@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.runpod_shim import parse_job_input
+from services.core.runpod_shim import LEGACY_FIELDS, parse_job_input
 from tests.reliability import media
 
 SERVICES = ("transcription", "diarization", "orchestrator")
@@ -238,6 +238,22 @@ def rttm_document(response: dict[str, Any]) -> None:
     assert lines and all(line.startswith("SPEAKER audio 1 ") for line in lines), response["document"]
 
 
+def ignoring(
+    *fields: str, then: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """The response names each of `fields` as ignored in its warnings (RunPod's legacy fields)."""
+
+    def check(response: dict[str, Any]) -> None:
+        for name in fields:
+            assert any(w.startswith(f"'{name}' is ignored: ") for w in response["warnings"]), response[
+                "warnings"
+            ]
+        if then is not None:
+            then(response)
+
+    return check
+
+
 def srt_document(response: dict[str, Any]) -> None:
     assert response["response_format"] == "srt"
     assert " --> " in response["document"], response["document"]
@@ -256,7 +272,16 @@ HUGE = 1_000_000
 
 
 def speakers(name: str, sends: str, counts: dict[str, Any], diarization: Outcome, **extra: Any) -> Case:
-    """A speaker-count case: diarization and orchestrator (diarize=true) get the counts."""
+    """A speaker-count case: diarization and orchestrator (diarize=true) get the counts.
+
+    The transcription endpoint over RunPod ignores num_speakers (a field the original service's
+    handlers read) with a warning, and refuses the counts no client of it ever sent."""
+    unknown = [key for key in counts if key not in LEGACY_FIELDS]
+    transcription = (
+        invalid(f'has no field named "{unknown[0]}"')
+        if unknown
+        else ok("transcribed (1 s), counts ignored", ignoring(*counts, then=lasts(1.0)))
+    )
     return Case(
         name=name,
         sends=sends,
@@ -264,7 +289,7 @@ def speakers(name: str, sends: str, counts: dict[str, Any], diarization: Outcome
         jobs={"orchestrator": {"audio": GOOD, "diarize": True, **counts}},
         expect=diarization,
         paths={
-            "runpod:transcription": invalid(f'has no field named "{next(iter(counts))}"'),
+            "runpod:transcription": transcription,
             "grpc:transcription": TRANSCRIBED_ONE_SECOND,
             **extra.pop("paths", {}),
         },
@@ -272,16 +297,23 @@ def speakers(name: str, sends: str, counts: dict[str, Any], diarization: Outcome
     )
 
 
-def turns_case(name: str, sends: str, turns: Any, transcription: Outcome, **extra: Any) -> Case:
-    """A diarization_segments case: only TranscriptionService has the field."""
+def turns_case(
+    name: str, sends: str, turns: Any, transcription: Outcome, mistyped: bool = False, **extra: Any
+) -> Case:
+    """A diarization_segments case: only TranscriptionService has the field.
+
+    The other RunPod endpoints accept it (the original transcription handler read it) and ignore
+    it, after checking its JSON types: a `mistyped` value is refused as on transcription, a
+    well-typed one is ignored and the (undecodable) audio is what fails."""
+    elsewhere = transcription if mistyped else COULD_NOT_DECODE
     return Case(
         name=name,
         sends=sends,
         job={"audio": NOT_AUDIO, "diarization_segments": turns},
         expect=transcription,
         paths={
-            "runpod:diarization": invalid('has no field named "diarization_segments"'),
-            "runpod:orchestrator": invalid('has no field named "diarization_segments"'),
+            "runpod:diarization": elsewhere,
+            "runpod:orchestrator": elsewhere,
             "grpc:diarization": COULD_NOT_DECODE,
             "grpc:orchestrator": COULD_NOT_DECODE,
             **extra.pop("paths", {}),
@@ -365,6 +397,15 @@ CORPUS: list[Case] = [
         invalid("'audio' must be an http(s) URL or base64-encoded audio; the string given is neither"),
         paths={"grpc": COULD_NOT_DECODE},
         grpc={"audio": {"content": base64.b64encode(b"!!! not base64 !!!").decode()}},
+        http_api=True,
+    ),
+    Case(
+        "bad-base64-content",
+        '"audio": {"content": "UklG!!!RiQ="} (gRPC: those bytes as content)',
+        {"audio": {"content": "UklG!!!RiQ="}},
+        invalid("'audio.content' is not valid base64: '!' at character 4 is not a base64 character"),
+        paths={"grpc": COULD_NOT_DECODE},
+        grpc={"audio": {"content": base64.b64encode(b"UklG!!!RiQ=").decode()}},
         http_api=True,
     ),
     Case(
@@ -697,7 +738,7 @@ CORPUS: list[Case] = [
         '"language": {"code": "en"}',
         {"audio": NOT_AUDIO, "language": {"code": "en"}},
         invalid("Failed to parse language field"),
-        paths={"runpod:diarization": invalid('has no field named "language"'), "grpc": COULD_NOT_DECODE},
+        paths={"grpc": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
     Case(
@@ -705,21 +746,14 @@ CORPUS: list[Case] = [
         '"language": "fr"',
         {"audio": NOT_AUDIO, "language": "fr"},
         invalid("language 'fr' is not supported: parakeet-tdt-0.6b-v2 transcribes English ('en')"),
-        paths={
-            "runpod:diarization": invalid('has no field named "language"'),
-            "grpc:diarization": COULD_NOT_DECODE,
-        },
+        paths={"diarization": COULD_NOT_DECODE},
     ),
     Case(
         "diarize-as-string",
         '"diarize": "yes"',
         {"audio": NOT_AUDIO, "diarize": "yes"},
         invalid("Failed to parse diarize field: Expected true or false without quotes"),
-        paths={
-            "runpod:transcription": invalid('has no field named "diarize"'),
-            "runpod:diarization": invalid('has no field named "diarize"'),
-            "grpc": COULD_NOT_DECODE,
-        },
+        paths={"grpc": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
     speakers(
@@ -759,7 +793,6 @@ CORPUS: list[Case] = [
         invalid("Couldn't parse integer: 2.5"),
         jobs={"diarization": {"audio": NOT_AUDIO, "num_speakers": "two"}},
         paths={
-            "runpod:transcription": invalid('has no field named "num_speakers"'),
             "runpod:diarization": invalid("Failed to parse num_speakers field"),
             "grpc": COULD_NOT_DECODE,
         },
@@ -770,10 +803,7 @@ CORPUS: list[Case] = [
         '"num_speakers": 2**40',
         {"audio": NOT_AUDIO, "num_speakers": 2**40},
         invalid("Failed to parse num_speakers field: Value out of range"),
-        paths={
-            "runpod:transcription": invalid('has no field named "num_speakers"'),
-            "grpc": COULD_NOT_DECODE,
-        },
+        paths={"grpc": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
     Case(
@@ -783,7 +813,9 @@ CORPUS: list[Case] = [
         invalid("num_speakers must be at least 1 (got -1)"),
         paths={
             "orchestrator": invalid("num_speakers must be at least 1 (got -1)"),
-            "runpod:transcription": invalid('has no field named "num_speakers"'),
+            "runpod:transcription": ok(
+                "transcribed (1 s), num_speakers ignored", ignoring("num_speakers", then=lasts(1.0))
+            ),
             "grpc:transcription": TRANSCRIBED_ONE_SECOND,
         },
     ),
@@ -881,6 +913,7 @@ CORPUS: list[Case] = [
         '"diarization_segments": {"start": 0}',
         {"start": 0},
         invalid("repeated field diarization_segments must be in []"),
+        mistyped=True,
         paths={"grpc:transcription": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
@@ -889,6 +922,7 @@ CORPUS: list[Case] = [
         '"diarization_segments": [{"start": "zero"}]',
         [{"start": "zero"}],
         invalid("Failed to parse start field: Couldn't parse float: zero"),
+        mistyped=True,
         paths={"grpc:transcription": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
@@ -897,6 +931,7 @@ CORPUS: list[Case] = [
         '"diarization_segments": [null]',
         [None],
         invalid("null is not allowed to be used as an element in a repeated field"),
+        mistyped=True,
         paths={"grpc:transcription": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),
@@ -906,10 +941,7 @@ CORPUS: list[Case] = [
         f'"language" of {HUGE:,} characters',
         {"audio": NOT_AUDIO, "language": "x" * HUGE},
         invalid("is not supported: parakeet-tdt-0.6b-v2 transcribes English"),
-        paths={
-            "runpod:diarization": invalid('has no field named "language"'),
-            "grpc:diarization": COULD_NOT_DECODE,
-        },
+        paths={"diarization": COULD_NOT_DECODE},
     ),
     Case(
         "huge-unknown-field-name",
