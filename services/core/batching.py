@@ -102,23 +102,27 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         return batch, False
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, closing = self._gather(first)
-            live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
-            QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
-            if live:
-                self.batch_sizes.append(len(live))
-                BATCH_SIZE.labels(self.name).observe(len(live))
-                try:
-                    results = self._process([item for item, _ in live])
-                except BaseException as error:  # every waiter must hear about it
-                    for _, future in live:
-                        future.set_exception(error)
-                else:
-                    for (_, future), result in zip(live, results, strict=True):
-                        future.set_result(result)
-            if closing:
-                return
+        while not self._run_batch(self._queue.get()):
+            pass
+
+    def _run_batch(self, first: tuple[ItemT, Future[ResultT]] | None) -> bool:
+        """One batch; True when the batcher is closing. A method of its own so that the batch's
+        items (hours of audio, for a long recording) are let go when it returns, not kept by the
+        worker's locals until the next item arrives."""
+        if first is None:
+            return True
+        batch, closing = self._gather(first)
+        live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
+        if live:
+            self.batch_sizes.append(len(live))
+            BATCH_SIZE.labels(self.name).observe(len(live))
+            try:
+                results = self._process([item for item, _ in live])
+            except BaseException as error:  # every waiter must hear about it
+                for _, future in live:
+                    future.set_exception(error)
+            else:
+                for (_, future), result in zip(live, results, strict=True):
+                    future.set_result(result)
+        return closing
