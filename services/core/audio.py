@@ -206,7 +206,7 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
 def _decode_into(container: av.container.InputContainer, max_samples: int) -> _Samples:
     stream = next(iter(container.streams.audio), None)
     if stream is None:
-        raise InvalidRequest("the file has no audio stream")
+        raise InvalidRequest("the file has no audio stream", reason="AUDIO_UNDECODABLE")
     samples = _Samples(_declared_seconds(container, stream), max_samples)
     try:
         resampler: av.AudioResampler | None = None
@@ -214,7 +214,10 @@ def _decode_into(container: av.container.InputContainer, max_samples: int) -> _S
 
         def add(chunk: npt.NDArray[np.float32]) -> None:
             if samples.size + len(chunk) > max_samples:
-                raise LimitExceeded(f"audio is longer than the limit of {max_samples / SAMPLE_RATE:.0f} s")
+                raise LimitExceeded(
+                    f"audio is longer than the limit of {max_samples / SAMPLE_RATE:.0f} s",
+                    reason="DURATION_LIMIT",
+                )
             samples.append(chunk)
 
         def drain(resampler: av.AudioResampler) -> None:
@@ -254,9 +257,11 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
     """Decode any container/codec PyAV reads, at any rate and channel count, to 16 kHz mono."""
     limits = limits or AudioLimits()
     if not data:
-        raise InvalidRequest("audio is empty (0 bytes)")
+        raise InvalidRequest("audio is empty (0 bytes)", reason="AUDIO_MISSING")
     if len(data) > limits.max_bytes:
-        raise LimitExceeded(f"audio is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+        raise LimitExceeded(
+            f"audio is {len(data)} bytes; the limit is {limits.max_bytes} bytes", reason="PAYLOAD_TOO_LARGE"
+        )
     note_audio(input_bytes=len(data))
     max_samples = int(limits.max_duration_s * SAMPLE_RATE)
     demuxers = [_demuxer(format_hint), None] if format_hint else [None]
@@ -271,12 +276,15 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
             last_error = error
             continue
         if decoded.size == 0:
-            raise InvalidRequest("the audio decodes to no samples (empty or truncated file)")
+            raise InvalidRequest(
+                "the audio decodes to no samples (empty or truncated file)", reason="AUDIO_UNDECODABLE"
+            )
         return Waveform(decoded.take())
     hint = f" as {format_hint!r}" if format_hint else ""
     raise InvalidRequest(
         f"could not decode the audio{hint} ({type(last_error).__name__}); send a common audio file "
-        "(wav, flac, mp3, ogg/opus, m4a, webm) or set audio_format"
+        "(wav, flac, mp3, ogg/opus, m4a, webm) or set audio_format",
+        reason="AUDIO_UNDECODABLE",
     )
 
 
@@ -301,4 +309,7 @@ def load_audio(
             policy = replace(policy, total_timeout_s=min(policy.total_timeout_s, time_budget_s))
         data = fetch_bytes(audio.uri, policy)
         return decode_bytes(data, audio.format, limits)
-    raise InvalidRequest("audio is required: set audio.uri (http/https URL) or audio.content (file bytes)")
+    raise InvalidRequest(
+        "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",
+        reason="AUDIO_MISSING",
+    )

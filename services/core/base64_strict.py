@@ -70,4 +70,4 @@ def decode_base64_field(value: str | bytes, field: str) -> bytes:
     try:
         return decode_base64_strict(value)
     except InvalidBase64 as error:
-        raise InvalidRequest(f"'{field}' is not valid base64: {error}") from None
+        raise InvalidRequest(f"'{field}' is not valid base64: {error}", reason="INVALID_BASE64") from None

@@ -141,14 +141,17 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise InvalidRequest(f"cannot resolve the audio URL's host {host!r}") from None
+        raise InvalidRequest(
+            f"cannot resolve the audio URL's host {host!r}", reason="URL_FETCH_FAILED"
+        ) from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     refusals = [reason for reason in (policy.refusal(host, a) for a in addresses) if reason is not None]
     if refusals or not addresses:
         detail = next((f"; {reason}" for reason in refusals if reason), "")
         raise InvalidRequest(
             f"the audio URL's host {host!r} resolves to a non-public address; "
-            f"only public http(s) URLs are fetched (operators can allow hosts with {ALLOW_ENV}){detail}"
+            f"only public http(s) URLs are fetched (operators can allow hosts with {ALLOW_ENV}){detail}",
+            reason="URL_FORBIDDEN",
         )
     return str(addresses[0])
 
@@ -183,10 +186,10 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
         try:
             parsed = urllib3.util.parse_url(url)
         except LocationParseError:
-            raise InvalidRequest("the audio URL is not a valid URL") from None
+            raise InvalidRequest("the audio URL is not a valid URL", reason="URL_FORBIDDEN") from None
         scheme = (parsed.scheme or "").lower()
         if scheme not in ("http", "https") or not parsed.host:
-            raise InvalidRequest("the audio URL must start with http:// or https://")
+            raise InvalidRequest("the audio URL must start with http:// or https://", reason="URL_FORBIDDEN")
         host = parsed.host.strip("[]")
         port = parsed.port or (443 if scheme == "https" else 80)
         address = _resolve(host, port, policy)
@@ -202,30 +205,43 @@ def fetch_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
                         url = urljoin(url, response.headers["Location"])
                         continue
                     if response.status != 200:
-                        raise InvalidRequest(f"fetching the audio URL failed: HTTP {response.status}")
+                        raise InvalidRequest(
+                            f"fetching the audio URL failed: HTTP {response.status}",
+                            reason="URL_FETCH_FAILED",
+                        )
                     return _read_capped(response, policy, started)
                 finally:
                     response.release_conn()
         except HTTPError as error:
             if time.monotonic() - started >= policy.total_timeout_s:
-                raise InvalidRequest(_too_slow(policy)) from None
-            raise InvalidRequest(f"could not fetch the audio URL ({type(error).__name__})") from None
-    raise InvalidRequest(f"the audio URL redirected more than {policy.max_redirects} times")
+                raise InvalidRequest(_too_slow(policy), reason="URL_FETCH_FAILED") from None
+            raise InvalidRequest(
+                f"could not fetch the audio URL ({type(error).__name__})", reason="URL_FETCH_FAILED"
+            ) from None
+    raise InvalidRequest(
+        f"the audio URL redirected more than {policy.max_redirects} times", reason="URL_FETCH_FAILED"
+    )
 
 
 def _read_capped(response: urllib3.BaseHTTPResponse, policy: FetchPolicy, started: float) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-        raise LimitExceeded(f"the audio URL serves {declared} bytes; the limit is {policy.max_bytes} bytes")
+        raise LimitExceeded(
+            f"the audio URL serves {declared} bytes; the limit is {policy.max_bytes} bytes",
+            reason="PAYLOAD_TOO_LARGE",
+        )
     body = bytearray()
     # read1 returns whatever one socket read brings, so a body that trickles a byte at a time
     # (never slow enough for the read timeout) still meets the budget check between reads.
     while chunk := response.read1(_CHUNK):
         body.extend(chunk)
         if len(body) > policy.max_bytes:
-            raise LimitExceeded(f"the audio URL serves more than the limit of {policy.max_bytes} bytes")
+            raise LimitExceeded(
+                f"the audio URL serves more than the limit of {policy.max_bytes} bytes",
+                reason="PAYLOAD_TOO_LARGE",
+            )
         if time.monotonic() - started > policy.total_timeout_s:
-            raise InvalidRequest(_too_slow(policy))
+            raise InvalidRequest(_too_slow(policy), reason="URL_FETCH_FAILED")
     return bytes(body)
 
 

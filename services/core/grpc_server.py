@@ -24,9 +24,12 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from parakeet.errors import error_info
 from services.core.errors import (
     InvalidRequest,
     LimitExceeded,
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The trailer grpcio-status (grpc_status.rpc_status) reads a `google.rpc.Status` from.
+GRPC_DETAILS_METADATA_KEY = "grpc-status-details-bin"
 
 
 def _no_warm_up() -> None:
@@ -102,7 +107,9 @@ class _Readiness:
             failure = self.failures.get(service)
         if failure is not None:
             raise failure
-        raise ServiceUnavailable(f"{service} is warming up; retry once health reports SERVING")
+        raise ServiceUnavailable(
+            f"{service} is warming up; retry once health reports SERVING", reason="WARMING_UP"
+        )
 
 
 def _service_of(method: str) -> str:
@@ -136,13 +143,38 @@ def _lenient(deserializer: Callable[[bytes], Any] | None, method: str) -> Callab
     return deserialize
 
 
+@dataclass(frozen=True)
+class _RichStatus(grpc.Status):  # type: ignore[misc]
+    """What `abort_with_status` takes: code, message, and trailers carrying the status details."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _status(error: ServiceError, request_id: str) -> _RichStatus:
+    """The error as a rich status: its code and message, and a `google.rpc.Status` in the
+    `grpc-status-details-bin` trailer holding an ErrorInfo with its reason (grpcio-status's
+    format, which `grpc_status.rpc_status.from_call` reads). abort_with_status replaces the
+    trailers already set, so the request id goes in again."""
+    detail = any_pb2.Any()
+    detail.Pack(error_info(error.reason, error.metadata))
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    return _RichStatus(
+        error.code,
+        error.message,
+        ((REQUEST_ID_KEY, request_id), (GRPC_DETAILS_METADATA_KEY, status.SerializeToString())),
+    )
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """The one gate in front of every hosted RPC: auth, readiness, concurrency limit, errors, metrics.
 
     - a bearer token, when configured, is compared in constant time (UNAUTHENTICATED otherwise);
     - calls before warm-up get UNAVAILABLE, after a failed warm-up its FAILED_PRECONDITION;
     - more than `max_concurrent` calls at once get RESOURCE_EXHAUSTED instead of queueing forever;
-    - ServiceError maps to its status code, anything else to INTERNAL without a traceback;
+    - ServiceError maps to its status code with an ErrorInfo naming its reason (rich status
+      details), anything else to INTERNAL without a traceback;
     - every call is counted and timed, and logged with its request id (x-request-id metadata).
 
     Health and reflection pass through untouched, so probes work without a token.
@@ -192,24 +224,33 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                     raise Unauthenticated("this server needs an 'authorization: Bearer <token>' header")
                 self._readiness.check(service)
                 if isinstance(request, _MalformedRequest):
-                    raise InvalidRequest(request.problem)
+                    raise InvalidRequest(request.problem, reason="MALFORMED_REQUEST")
                 if self._slots is not None:
                     acquired = self._slots.acquire(blocking=False)
                     if not acquired:
                         raise LimitExceeded(
                             f"the server is serving its limit of {self._max_concurrent} concurrent requests; "
-                            "retry with backoff"
+                            "retry with backoff",
+                            reason="CONCURRENCY_LIMIT",
+                            metadata={"limit": str(self._max_concurrent)},
                         )
                 with request_scope(request_id):
                     return behaviour(request, context)
             except ServiceError as error:
                 code = error.code
-                log.info("%s %s -> %s: %s", short, request_id, code.name, error.message)
-                context.abort(error.code, error.message)
+                log.info("%s %s -> %s (%s): %s", short, request_id, code.name, error.reason, error.message)
+                context.abort_with_status(_status(error, request_id))
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error in %s (request %s)", method, request_id)
-                context.abort(code, f"internal error in {method} (request {request_id}); see the server log")
+                context.abort_with_status(
+                    _status(
+                        ServiceError(
+                            f"internal error in {method} (request {request_id}); see the server log"
+                        ),
+                        request_id,
+                    )
+                )
             finally:
                 if acquired and self._slots is not None:
                     self._slots.release()
@@ -304,7 +345,8 @@ class ServiceHost:
             except Exception as error:
                 log.exception("warm-up of %s failed", service.name)
                 reason = PreconditionFailed(
-                    f"{service.name} could not load its model ({type(error).__name__}); see the server log"
+                    f"{service.name} could not load its model ({type(error).__name__}); see the server log",
+                    reason="MODEL_NOT_LOADED",
                 )
                 self._record_failure(service.name, reason)
                 continue

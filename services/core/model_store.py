@@ -130,13 +130,15 @@ def resolve(
         raise PreconditionFailed(
             f"{', '.join(repos)} not found in the local Hugging Face caches ({searched}) and HF_HUB_OFFLINE "
             f"is set: download {'it' if len(repos) == 1 else 'them'} into one of those caches{accept}, "
-            f"e.g. `hf download {repos[0]}`, or unset HF_HUB_OFFLINE"
+            f"e.g. `hf download {repos[0]}`, or unset HF_HUB_OFFLINE",
+            reason="MODEL_NOT_LOADED",
         )
     token = token or hub_token() or _stored_token()
     if gated_missing and token is None:
         raise PreconditionFailed(
             f"no Hugging Face token to download {', '.join(repos)}: accept the conditions of "
-            f"{_accept_list(gated_missing)} and set HUGGINGFACE_ACCESS_TOKEN (or HF_TOKEN) to a token of that account"
+            f"{_accept_list(gated_missing)} and set HUGGINGFACE_ACCESS_TOKEN (or HF_TOKEN) to a token of that account",
+            reason="MODEL_NOT_LOADED",
         )
     return {**found, **_download(missing, token, allow_patterns)}
 
@@ -210,5 +212,5 @@ def _download(
             f"log, or place a copy in {primary_cache()}"
         )
     if problems:
-        raise PreconditionFailed("; ".join(problems))
+        raise PreconditionFailed("; ".join(problems), reason="MODEL_NOT_LOADED")
     return found

@@ -4,7 +4,8 @@ Each RunPod handler is this shim over the same servicer the gRPC server hosts: t
 turned into the servicer's request message with protobuf `json_format` (after accepting the
 shapes existing clients send: `audio` as a bare URL or base64 string, `audio_format` beside it,
 `response_format` as "json"/"srt"/...), the servicer runs, and the response goes back as JSON
-with snake_case names. Errors come back as `{"error": "..."}` with the same message gRPC sends.
+with snake_case names. Errors come back as `{"error": "...", "error_code": "INVALID_ARGUMENT",
+"reason": "AUDIO_UNDECODABLE"}` with the same message, code and ErrorInfo reason gRPC sends.
 
 Every endpoint accepts every field the original service's RunPod handlers read (LEGACY_FIELDS),
 so the input an existing client sends works on each one; a field that means nothing on an
@@ -189,10 +190,13 @@ def _audio_from_string(value: str) -> audio_pb2.Audio:
     except InvalidBase64 as error:
         raise InvalidRequest(
             "'audio' must be an http(s) URL or base64-encoded audio; the string given is neither "
-            f"(as base64: {error})"
+            f"(as base64: {error})",
+            reason="INVALID_FIELD",
         ) from None
     if not content:
-        raise InvalidRequest("'audio' is empty; send an http(s) URL or base64-encoded audio")
+        raise InvalidRequest(
+            "'audio' is empty; send an http(s) URL or base64-encoded audio", reason="AUDIO_MISSING"
+        )
     return audio_pb2.Audio(content=content)
 
 
@@ -202,7 +206,8 @@ def _normalise_response_format(value: Any) -> Any:
     name = value.strip().lower()
     if name not in response_format_names():
         raise InvalidRequest(
-            f"unknown response_format {value!r}; use one of: {', '.join(response_format_names())}"
+            f"unknown response_format {value!r}; use one of: {', '.join(response_format_names())}",
+            reason="INVALID_FIELD",
         )
     return _FORMAT_PREFIX + name.upper()
 
@@ -211,14 +216,16 @@ def _check_ignored(name: str, value: Any, request_name: str) -> None:
     """A legacy field the endpoint ignores must still have the type the original handlers read."""
     if name == "temperature":
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise InvalidRequest(f"'temperature' must be a number (it is ignored), not {value!r}")
+            raise InvalidRequest(
+                f"'temperature' must be a number (it is ignored), not {value!r}", reason="INVALID_FIELD"
+            )
         return
     carrier = _CARRIERS[name]
     try:
         json_format.ParseDict({name: value}, carrier())
     except json_format.ParseError as error:
         where = str(error).replace(f"{carrier.DESCRIPTOR.name}.", f"{request_name}.")
-        raise InvalidRequest(f"invalid job input: {where}") from None
+        raise InvalidRequest(f"invalid job input: {where}", reason="INVALID_FIELD") from None
 
 
 @dataclass
@@ -232,7 +239,10 @@ class ParsedJob(Generic[RequestT]):
 def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[RequestT]:
     """Build `request_type` from a RunPod job's `input` object, with warnings for ignored fields."""
     if not isinstance(job_input, Mapping):
-        raise InvalidRequest('the job needs an "input" object, e.g. {"input": {"audio": "https://..."}}')
+        raise InvalidRequest(
+            'the job needs an "input" object, e.g. {"input": {"audio": "https://..."}}',
+            reason="INVALID_FIELD",
+        )
     descriptor = cast(Descriptor, request_type.DESCRIPTOR)  # the upb twin of Descriptor at runtime
     endpoint = _endpoint(descriptor)
     fields = dict(job_input)
@@ -245,7 +255,8 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
         if name not in LEGACY_FIELDS:
             raise InvalidRequest(
                 f'invalid job input: the {endpoint} endpoint has no field named "{name}"; '
-                f"it accepts: {', '.join(accepted_fields(request_type))}"
+                f"it accepts: {', '.join(accepted_fields(request_type))}",
+                reason="UNKNOWN_FIELD",
             )
         value = fields.pop(name)
         if value is None:
@@ -256,13 +267,17 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
     if "response_format" in fields:
         fields["response_format"] = _normalise_response_format(fields["response_format"])
     if audio_format is not None and not isinstance(audio_format, str):
-        raise InvalidRequest('\'audio_format\' must be a string such as "wav" or "mp3"')
+        raise InvalidRequest(
+            '\'audio_format\' must be a string such as "wav" or "mp3"', reason="INVALID_FIELD"
+        )
     try:
         request = json_format.ParseDict(with_strict_bytes(fields, descriptor), request_type())
     except json_format.ParseError as error:
-        raise InvalidRequest(f"invalid job input: {error}") from None
+        raise InvalidRequest(f"invalid job input: {error}", reason="INVALID_FIELD") from None
     if audio_value is None:
-        raise InvalidRequest("'audio' is required: an http(s) URL or base64-encoded audio")
+        raise InvalidRequest(
+            "'audio' is required: an http(s) URL or base64-encoded audio", reason="AUDIO_MISSING"
+        )
     audio = request.audio  # type: ignore[attr-defined]
     if isinstance(audio_value, str):
         audio.CopyFrom(_audio_from_string(audio_value))
@@ -272,9 +287,12 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
                 with_strict_bytes(audio_value, cast(Descriptor, audio.DESCRIPTOR), "audio."), audio
             )
         except json_format.ParseError as error:
-            raise InvalidRequest(f"invalid 'audio': {error}") from None
+            raise InvalidRequest(f"invalid 'audio': {error}", reason="INVALID_FIELD") from None
     else:
-        raise InvalidRequest("'audio' must be a string (http(s) URL or base64) or an object with uri/content")
+        raise InvalidRequest(
+            "'audio' must be a string (http(s) URL or base64) or an object with uri/content",
+            reason="INVALID_FIELD",
+        )
     if audio_format:
         audio.format = audio_format
     return ParsedJob(request, warnings)
@@ -307,6 +325,7 @@ def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]
     """A worker's JSON output as a response message (the inverse of `response_to_json`)."""
     fields = dict(output)
     fields.pop("error_code", None)
+    fields.pop("reason", None)
     if "response_format" in fields:
         fields["response_format"] = _normalise_response_format(fields["response_format"])
     return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
@@ -355,7 +374,8 @@ def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[Req
     except Exception as error:
         log.exception("warm-up failed")
         failure = PreconditionFailed(
-            f"the model could not be loaded ({type(error).__name__}); see the worker log"
+            f"the model could not be loaded ({type(error).__name__}); see the worker log",
+            reason="MODEL_NOT_LOADED",
         )
     log.error("serving errors only: %s", failure.message)
 
@@ -393,8 +413,8 @@ def run_job(
         parsed = parse_job(job.get("input"), request_type)
         return output_with_warnings(servicer(parsed.request, JobContext(timeout_s)), parsed.warnings)
     except ServiceError as error:
-        # error_code lets a caller of this worker (the orchestrator) keep the gRPC status.
-        return {"error": error.message, "error_code": error.code.name}
+        # error_code and reason let a caller of this worker (the orchestrator) keep both.
+        return {"error": error.message, "error_code": error.code.name, "reason": error.reason}
     except Exception:
         log.exception("unhandled error in job %s", job.get("id", "?"))
-        return {"error": "internal error; see the worker log"}
+        return {"error": "internal error; see the worker log", "error_code": "INTERNAL", "reason": "INTERNAL"}

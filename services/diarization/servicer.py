@@ -50,17 +50,28 @@ def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
             continue
         if value < 1:
             raise InvalidRequest(
-                f"{name} must be at least 1 (got {value}); leave it unset to let the model estimate"
+                f"{name} must be at least 1 (got {value}); leave it unset to let the model estimate",
+                reason="INVALID_FIELD",
             )
         if value > MAX_SPEAKERS:
-            raise InvalidRequest(f"{name} must be at most {MAX_SPEAKERS} (got {value})")
+            raise InvalidRequest(
+                f"{name} must be at most {MAX_SPEAKERS} (got {value})", reason="INVALID_FIELD"
+            )
     low, high, exact = counts.min_speakers, counts.max_speakers, counts.num_speakers
     if low is not None and high is not None and low > high:
-        raise InvalidRequest(f"min_speakers ({low}) must not be greater than max_speakers ({high})")
+        raise InvalidRequest(
+            f"min_speakers ({low}) must not be greater than max_speakers ({high})", reason="INVALID_FIELD"
+        )
     if exact is not None and low is not None and exact < low:
-        raise InvalidRequest(f"num_speakers ({exact}) is below min_speakers ({low}); set one or the other")
+        raise InvalidRequest(
+            f"num_speakers ({exact}) is below min_speakers ({low}); set one or the other",
+            reason="INVALID_FIELD",
+        )
     if exact is not None and high is not None and exact > high:
-        raise InvalidRequest(f"num_speakers ({exact}) is above max_speakers ({high}); set one or the other")
+        raise InvalidRequest(
+            f"num_speakers ({exact}) is above max_speakers ({high}); set one or the other",
+            reason="INVALID_FIELD",
+        )
     return counts
 
 
@@ -98,7 +109,9 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
         AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
         if not context.is_active():
-            raise DeadlineExceeded("the deadline passed before diarization started")
+            raise DeadlineExceeded(
+                "the deadline passed before diarization started", reason="DEADLINE_EXCEEDED"
+            )
         result = self._engine.diarize(
             waveform,
             num_speakers=counts.num_speakers,

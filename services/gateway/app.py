@@ -8,7 +8,7 @@
 The gateway checks only what it must before the call: the bearer token (constant-time), the
 upload size, and form values OpenAI's API itself defines (response_format, granularities).
 Everything else, from decoding to speaker counts to language, is the orchestrator's to refuse,
-and its status and message come back through `errors.GRPC_TO_HTTP`. The bearer token and the
+and its message comes back with the HTTP status its reason maps to (`errors.http_status_for`). The bearer token and the
 request id (`x-request-id`, made up when absent) go on to the orchestrator as gRPC metadata.
 """
 
@@ -114,17 +114,15 @@ def _install_error_handlers(app: FastAPI, settings: GatewaySettings) -> None:
             f"{'.'.join(str(p) for p in problem.get('loc', ())[1:]) or 'request'}: {problem.get('msg', 'invalid')}"
             for problem in problems
         )
-        return _error_response(
-            GatewayError.for_code(grpc.StatusCode.INVALID_ARGUMENT, message or "invalid request", param)
-        )
+        return _error_response(GatewayError.for_reason("INVALID_FIELD", message or "invalid request", param))
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         if isinstance(error, UploadTooLarge) or error.status_code == 413:
             limit = settings.max_upload_bytes
             return _error_response(
-                GatewayError.for_code(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                GatewayError.for_reason(
+                    "PAYLOAD_TOO_LARGE",
                     f"the upload is larger than this server's limit of {limit} bytes ({limit / _MIB:.1f} MiB)",
                     param="file",
                 )

@@ -1,14 +1,17 @@
-"""gRPC status codes -> HTTP statuses and OpenAI error bodies, in one table.
+"""Error reasons -> HTTP statuses and OpenAI error bodies, read from the one reasons table.
 
 The gateway makes no decisions of its own about a request; when the orchestrator refuses one,
-its status code picks the HTTP status here and its message (which already says what to change)
-goes to the client unchanged. Errors the gateway raises itself (a missing form field, a bad
-token, an oversized upload) use the same table, so a client sees the same status and `code`
-whichever layer refused the request.
+the reason in its status details (`google.rpc.ErrorInfo`) picks the HTTP status from
+`parakeet.errors.REASONS` and its message (which already says what to change) goes to the
+client unchanged. A status without an ErrorInfo (grpcio's own refusals, an unreachable
+orchestrator) counts as its code's default reason. Errors the gateway raises itself (a missing
+form field, a bad token, an oversized upload) use the same table, so a client sees the same
+status, `code` and `reason` whichever layer refused the request.
 
-The body is OpenAI's: `{"error": {"message", "type", "param", "code"}}`, with `code` the gRPC
-status name in lower case ("invalid_argument", "unavailable", ...), so an HTTP client can look
-the meaning up in the proto's documented errors.
+The body is OpenAI's, `{"error": {"message", "type", "param", "code"}}`, with `code` the gRPC
+status name in lower case ("invalid_argument", "unavailable", ...), plus `reason`, the
+machine-readable reason ("DURATION_LIMIT", "CONCURRENCY_LIMIT", ...). A retryable reason is
+answered with `Retry-After: 1`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import Any
 
 import grpc
 
+from parakeet.errors import default_reason, reason_info, reason_of
+
 
 @dataclass(frozen=True)
 class HttpStatus:
-    """How one gRPC status is answered over HTTP: status, OpenAI error type, optional Retry-After."""
+    """How one reason is answered over HTTP: status, OpenAI error type, optional Retry-After."""
 
     status: int
     type: str
@@ -34,31 +39,11 @@ PERMISSION = "permission_error"
 RATE_LIMIT = "rate_limit_error"
 SERVER = "server_error"
 
-GRPC_TO_HTTP: dict[grpc.StatusCode, HttpStatus] = {
-    grpc.StatusCode.INVALID_ARGUMENT: HttpStatus(400, INVALID_REQUEST),
-    grpc.StatusCode.OUT_OF_RANGE: HttpStatus(400, INVALID_REQUEST),
-    grpc.StatusCode.UNAUTHENTICATED: HttpStatus(401, AUTHENTICATION),
-    grpc.StatusCode.PERMISSION_DENIED: HttpStatus(403, PERMISSION),
-    grpc.StatusCode.NOT_FOUND: HttpStatus(404, INVALID_REQUEST),
-    # Over a size or duration limit. Concurrency is RESOURCE_EXHAUSTED too: see CONCURRENCY_LIMIT.
-    grpc.StatusCode.RESOURCE_EXHAUSTED: HttpStatus(413, INVALID_REQUEST),
-    # A model is not loaded or its token is missing: the server cannot serve this, yet.
-    grpc.StatusCode.FAILED_PRECONDITION: HttpStatus(503, SERVER),
-    grpc.StatusCode.UNAVAILABLE: HttpStatus(503, SERVER, retry_after_s=1),
-    grpc.StatusCode.DEADLINE_EXCEEDED: HttpStatus(504, SERVER),
-    grpc.StatusCode.UNIMPLEMENTED: HttpStatus(501, SERVER),
-}
-# The one RESOURCE_EXHAUSTED that retrying fixes: the server was at its concurrent-call limit.
-CONCURRENCY_LIMIT = HttpStatus(429, RATE_LIMIT, retry_after_s=1)
-# UNKNOWN, INTERNAL, DATA_LOSS, ABORTED, CANCELLED: a server-side failure the client cannot fix.
-FALLBACK = HttpStatus(500, SERVER)
-
-# gRPC carries no detail beyond code and message; the interceptor's concurrency refusal is the only
-# RESOURCE_EXHAUSTED whose message speaks of concurrent requests (services.core.grpc_server).
-_CONCURRENCY_MARKER = "concurrent requests"
+# OpenAI's error type for each HTTP status the table uses; 5xx are all server errors.
+_OPENAI_TYPES = {401: AUTHENTICATION, 403: PERMISSION, 429: RATE_LIMIT}
 
 # HTTP statuses the gateway meets without a gRPC status (routing, body parsing) -> the gRPC code
-# that means the same, so their `code` reads like every other error's.
+# that means the same, so their `code` and `reason` read like every other error's.
 HTTP_TO_GRPC: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -73,11 +58,11 @@ HTTP_TO_GRPC: dict[int, grpc.StatusCode] = {
 }
 
 
-def http_status_for(code: grpc.StatusCode, message: str = "") -> HttpStatus:
-    """The HTTP answer for a gRPC status (and, for RESOURCE_EXHAUSTED, its message)."""
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _CONCURRENCY_MARKER in message:
-        return CONCURRENCY_LIMIT
-    return GRPC_TO_HTTP.get(code, FALLBACK)
+def http_status_for(reason: str) -> HttpStatus:
+    """The HTTP answer for a reason (`parakeet.errors.REASONS`; an unknown one is a 500)."""
+    info = reason_info(reason)
+    error_type = _OPENAI_TYPES.get(info.http_status, SERVER if info.http_status >= 500 else INVALID_REQUEST)
+    return HttpStatus(info.http_status, error_type, 1 if info.retryable else None)
 
 
 class GatewayError(Exception):
@@ -91,6 +76,7 @@ class GatewayError(Exception):
         code: str,
         param: str | None = None,
         retry_after_s: int | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -99,19 +85,31 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.retry_after_s = retry_after_s
+        self.reason = reason or code.upper()
+
+    @classmethod
+    def for_reason(
+        cls, reason: str, message: str, param: str | None = None, code: grpc.StatusCode | None = None
+    ) -> GatewayError:
+        """The error for a reason, whether the orchestrator or the gateway raised it. `code` is
+        the status code it came with (the table's code for the reason when not given)."""
+        answer = http_status_for(reason)
+        code = code or reason_info(reason).code
+        return cls(
+            answer.status, message, answer.type, code.name.lower(), param, answer.retry_after_s, reason
+        )
 
     @classmethod
     def for_code(cls, code: grpc.StatusCode, message: str, param: str | None = None) -> GatewayError:
-        """The error for a gRPC status code, whether the orchestrator or the gateway raised it."""
-        answer = http_status_for(code, message)
-        return cls(answer.status, message, answer.type, code.name.lower(), param, answer.retry_after_s)
+        """The error for a gRPC status code without a reason of its own: its default reason's."""
+        return cls.for_reason(default_reason(code), message, param, code)
 
     @classmethod
     def for_http_status(cls, status: int, message: str, param: str | None = None) -> GatewayError:
         """An error met before any gRPC call (routing, body parsing), keeping its HTTP status."""
         code = HTTP_TO_GRPC.get(status, grpc.StatusCode.UNKNOWN)
         error_type = INVALID_REQUEST if 400 <= status < 500 else SERVER
-        return cls(status, message, error_type, code.name.lower(), param)
+        return cls(status, message, error_type, code.name.lower(), param, reason=default_reason(code))
 
     def body(self) -> dict[str, Any]:
         """OpenAI's error body, which the openai client turns into `APIStatusError.body`."""
@@ -121,6 +119,7 @@ class GatewayError(Exception):
                 "type": self.error_type,
                 "param": self.param,
                 "code": self.code,
+                "reason": self.reason,
             }
         }
 
@@ -129,8 +128,12 @@ class GatewayError(Exception):
 
 
 def from_rpc_error(error: grpc.RpcError) -> GatewayError:
-    """A failed Orchestrate call as the HTTP error to answer with; the message is passed on as is."""
+    """A failed Orchestrate call as the HTTP error to answer with; the message is passed on as is,
+    the HTTP status is chosen by the status's ErrorInfo reason (never by its message)."""
     code: grpc.StatusCode = error.code()
     details: str = error.details() or code.name
-    too_large = http_status_for(code, details).status == 413
-    return GatewayError.for_code(code, details, param="file" if too_large else None)
+    reason = reason_of(error)
+    if reason is None or reason_info(reason).code != code:
+        reason = default_reason(code)
+    too_large = http_status_for(reason).status == 413
+    return GatewayError.for_reason(reason, details, param="file" if too_large else None, code=code)

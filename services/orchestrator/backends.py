@@ -24,16 +24,16 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from parakeet.errors import REASONS, default_reason, reason_of
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
 from services.core.context import CallContext, remaining_seconds
 from services.core.errors import (
     DeadlineExceeded,
-    InvalidRequest,
     LimitExceeded,
     PreconditionFailed,
     ServiceError,
     ServiceUnavailable,
-    Unimplemented,
+    error_for_reason,
 )
 from services.core.logs import REQUEST_ID_KEY, current_request_id
 from services.core.runpod_shim import request_to_json, response_from_json
@@ -112,27 +112,39 @@ def backend_timeout(context: CallContext) -> float | None:
     return max(remaining - min(0.5, 0.1 * remaining), 0.001)
 
 
-_GRPC_TO_ERROR: dict[grpc.StatusCode, type[ServiceError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceeded,
-    grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
-    # A backend refusing the orchestrator's credentials is a configuration error, not an outage:
-    # retrying (what UNAVAILABLE tells clients) cannot help.
-    grpc.StatusCode.UNAUTHENTICATED: PreconditionFailed,
-    grpc.StatusCode.PERMISSION_DENIED: PreconditionFailed,
-}
+def backend_error(backend: str, code_name: str, message: str, reason: str | None = None) -> ServiceError:
+    """A backend's failure as our error, keeping the backend's reason (`parakeet.errors.REASONS`).
+
+    The caller's mistakes (INVALID_ARGUMENT, RESOURCE_EXHAUSTED) pass on as they are; other known
+    codes keep code and reason, their message naming the backend; a backend refusing the
+    orchestrator's credentials is a configuration error (BACKEND_CREDENTIALS), not an outage:
+    retrying cannot help. Anything else (a backend's bug, a status we do not know) is
+    BACKEND_UNAVAILABLE, unless an UNAVAILABLE backend named a reason of its own (WARMING_UP).
+    A backend without ErrorInfo gets its code's default reason."""
+    code = getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return PreconditionFailed(f"{backend} backend: {message}", reason="BACKEND_CREDENTIALS")
+    if reason not in REASONS or REASONS[reason].code != code:
+        reason = default_reason(code)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return error_for_reason(reason, message)
+    if code in _KEPT_CODES:
+        return error_for_reason(reason, f"{backend} backend: {message}")
+    # UNAVAILABLE keeps a specific reason (WARMING_UP); a bug or a bare status is BACKEND_UNAVAILABLE.
+    specific = code == grpc.StatusCode.UNAVAILABLE and reason != default_reason(code)
+    return ServiceUnavailable(
+        f"{backend} backend unavailable: {message}", reason=reason if specific else "BACKEND_UNAVAILABLE"
+    )
 
 
-def backend_error(backend: str, code_name: str, message: str) -> ServiceError:
-    """A backend's failure as our error: the caller's mistakes keep their code, the rest is UNAVAILABLE."""
-    error_type = _GRPC_TO_ERROR.get(getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN))
-    if error_type is InvalidRequest or error_type is LimitExceeded:
-        return error_type(message)
-    if error_type is not None:
-        return error_type(f"{backend} backend: {message}")
-    return ServiceUnavailable(f"{backend} backend unavailable: {message}")
+# The backend codes whose reason the orchestrator passes on with the backend named in the message.
+_KEPT_CODES = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -192,7 +204,8 @@ class GrpcBackends:
         return PreconditionFailed(
             f"the {backend} backend at {self.addresses[backend]} refused the orchestrator's credentials "
             f"({code.name}: {details}); the orchestrator sent {sent}: set {BACKEND_AUTH_TOKEN_ENV} "
-            f"(or {BACKEND_AUTH_TOKEN_FLAG}) on the orchestrator to the token the {backend} server expects"
+            f"(or {BACKEND_AUTH_TOKEN_FLAG}) on the orchestrator to the token the {backend} server expects",
+            reason="BACKEND_CREDENTIALS",
         )
 
     def _call(
@@ -212,7 +225,7 @@ class GrpcBackends:
                 ) from None
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 raise self._credentials_error(backend, code, error.details() or code.name) from None
-            raise backend_error(backend, code.name, error.details() or code.name) from None
+            raise backend_error(backend, code.name, error.details() or code.name, reason_of(error)) from None
 
     def transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext
@@ -320,14 +333,18 @@ class RunPodBackends:
         except urllib.error.HTTPError as error:
             if error.code in (401, 403):
                 raise PreconditionFailed(
-                    f"the {backend} endpoint refused RUNPOD_API_KEY (HTTP {error.code}); check the key"
+                    f"the {backend} endpoint refused RUNPOD_API_KEY (HTTP {error.code}); check the key",
+                    reason="BACKEND_CREDENTIALS",
                 ) from None
-            raise ServiceUnavailable(f"{backend} backend unavailable: HTTP {error.code} from {url}") from None
+            raise ServiceUnavailable(
+                f"{backend} backend unavailable: HTTP {error.code} from {url}", reason="BACKEND_UNAVAILABLE"
+            ) from None
         except TimeoutError:
             raise DeadlineExceeded(f"the deadline passed while waiting for the {backend} backend") from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise ServiceUnavailable(
-                f"{backend} backend unavailable: {type(error).__name__} calling {url}"
+                f"{backend} backend unavailable: {type(error).__name__} calling {url}",
+                reason="BACKEND_UNAVAILABLE",
             ) from None
 
     def run_job(
@@ -344,7 +361,8 @@ class RunPodBackends:
         if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
             raise LimitExceeded(
                 f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
-                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead"
+                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
+                reason="PAYLOAD_TOO_LARGE",
             )
         started = time.monotonic()
 
@@ -357,7 +375,9 @@ class RunPodBackends:
         while reply.get("status") not in _TERMINAL:
             job_id = reply.get("id")
             if not job_id:
-                raise ServiceUnavailable(f"{backend} backend answered without a job id: {reply}")
+                raise ServiceUnavailable(
+                    f"{backend} backend answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE"
+                )
             if remaining() <= 0:
                 raise DeadlineExceeded(
                     f"the deadline passed while the {backend} job {job_id} was still running"
@@ -369,7 +389,9 @@ class RunPodBackends:
             if not isinstance(output, dict):
                 output = {}
             message = str(reply.get("error") or reply["status"])
-            raise backend_error(backend, str(output.get("error_code", "UNAVAILABLE")), message)
+            raise backend_error(
+                backend, str(output.get("error_code", "UNAVAILABLE")), message, output.get("reason")
+            )
         return response_from_json(reply.get("output") or {}, response_type)
 
     def transcribe(

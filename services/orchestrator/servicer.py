@@ -73,7 +73,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         speaker_counts(_diarize_request(request))  # an impossible count is an error even without diarize
         if not request.audio.WhichOneof("source"):
             raise InvalidRequest(
-                "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)"
+                "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",
+                reason="AUDIO_MISSING",
             )
         diarization: Future[diarization_pb2.DiarizeResponse] | None = None
         if request.diarize:

@@ -27,7 +27,8 @@ def check_language(language: str) -> str:
     if code in _ENGLISH or code.startswith("en-") or code.startswith("en_"):
         return MODEL_LANGUAGE
     raise InvalidRequest(
-        f"language {language!r} is not supported: parakeet-tdt-0.6b-v2 transcribes English ('en')"
+        f"language {language!r} is not supported: parakeet-tdt-0.6b-v2 transcribes English ('en')",
+        reason="INVALID_FIELD",
     )
 
 
@@ -36,11 +37,16 @@ def check_turns(turns: Sequence[audio_pb2.SpeakerTurn], field: str = "diarizatio
     for index, turn in enumerate(turns):
         where = f"{field}[{index}]"
         if not (math.isfinite(turn.start) and math.isfinite(turn.end)):
-            raise InvalidRequest(f"{where}: start and end must be finite numbers of seconds")
+            raise InvalidRequest(
+                f"{where}: start and end must be finite numbers of seconds", reason="INVALID_FIELD"
+            )
         if turn.start < 0 or turn.end < turn.start:
-            raise InvalidRequest(f"{where}: needs 0 <= start <= end (got start={turn.start}, end={turn.end})")
+            raise InvalidRequest(
+                f"{where}: needs 0 <= start <= end (got start={turn.start}, end={turn.end})",
+                reason="INVALID_FIELD",
+            )
         if not turn.speaker.strip():
-            raise InvalidRequest(f"{where}: speaker label is empty")
+            raise InvalidRequest(f"{where}: speaker label is empty", reason="INVALID_FIELD")
 
 
 def check_transcript_format(response_format: int) -> None:

@@ -133,10 +133,12 @@ def test_run_job_maps_service_errors_to_error_objects() -> None:
     assert run_job(job, diarization_pb2.DiarizeRequest, _unimplemented) == {
         "error": "Diarize is not implemented by this server yet",
         "error_code": "UNIMPLEMENTED",
+        "reason": "UNIMPLEMENTED",
     }
     assert run_job({"id": "j2", "input": {}}, diarization_pb2.DiarizeRequest, _unimplemented) == {
         "error": "'audio' is required: an http(s) URL or base64-encoded audio",
         "error_code": "INVALID_ARGUMENT",
+        "reason": "AUDIO_MISSING",
     }
 
 
@@ -144,7 +146,11 @@ def test_run_job_hides_unexpected_exceptions() -> None:
     result = run_job(
         {"id": "j3", "input": {"audio": "https://x/a.wav"}}, diarization_pb2.DiarizeRequest, _crash
     )
-    assert result == {"error": "internal error; see the worker log"}
+    assert result == {
+        "error": "internal error; see the worker log",
+        "error_code": "INTERNAL",
+        "reason": "INTERNAL",
+    }
 
 
 def test_request_to_json_is_the_inverse_of_parse_job_input() -> None:

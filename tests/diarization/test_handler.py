@@ -37,7 +37,7 @@ def test_job_output_equals_a_direct_pipeline_call(engine, speech, reference) -> 
 
 def error_of(output: dict[str, object], code: str) -> object:
     """The error message of a failed job (the shim may add the gRPC code beside it)."""
-    assert set(output) <= {"error", "error_code"}
+    assert set(output) <= {"error", "error_code", "reason"}
     assert output.get("error_code", code) == code
     return output["error"]
 

@@ -47,16 +47,21 @@ class Scripted:
     # When set, transcribe waits for it: a call is then known to be in flight until the test sets it.
     gate: threading.Event | None = None
     warm_up_error: Exception | None = None
+    # When set, transcribe raises it once the audio is decoded (a backend's refusal).
+    transcribe_error: Exception | None = None
+    limits: AudioLimits = field(default_factory=AudioLimits)
     transcribe_requests: list[transcription_pb2.TranscribeRequest] = field(default_factory=list)
     diarize_requests: list[diarization_pb2.DiarizeRequest] = field(default_factory=list)
     metadata: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def transcribe(self, request: transcription_pb2.TranscribeRequest, context: Any):
-        waveform = load_audio(request.audio, AudioLimits())
+        waveform = load_audio(request.audio, self.limits)
         with self.lock:
             self.transcribe_requests.append(request)
             self.metadata.append(dict(context.invocation_metadata()))
+        if self.transcribe_error is not None:
+            raise self.transcribe_error
         time.sleep(self.delay_s)
         if self.gate is not None:
             self.gate.wait(10)

@@ -11,12 +11,13 @@ import grpc
 import httpx
 import openai
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from parakeet.v1 import audio_pb2
 from services.core.audio import AudioLimits, load_audio
-from services.core.errors import InvalidRequest, PreconditionFailed
+from services.core.errors import InvalidRequest, LimitExceeded, PreconditionFailed
 from services.gateway.app import FORM_OVERHEAD_BYTES
-from services.gateway.errors import GatewayError, http_status_for
+from services.gateway.errors import GatewayError, HttpStatus, from_rpc_error, http_status_for
 from services.gateway.settings import GatewaySettings
 from tests.conftest import free_port
 from tests.gateway.conftest import TEXT, WAV, Scripted
@@ -44,17 +45,12 @@ def error_of(raised: pytest.ExceptionInfo[openai.APIStatusError]) -> tuple[int, 
     [
         (grpc.StatusCode.INVALID_ARGUMENT, "bad", 400, "invalid_request_error"),
         (grpc.StatusCode.UNAUTHENTICATED, "who", 401, "authentication_error"),
-        (
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "audio is 9 bytes; the limit is 8 bytes",
-            413,
-            "invalid_request_error",
-        ),
+        # Without a reason, RESOURCE_EXHAUSTED is a size refusal, whatever its message says.
         (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "the server is serving its limit of 4 concurrent requests; retry with backoff",
-            429,
-            "rate_limit_error",
+            413,
+            "invalid_request_error",
         ),
         (grpc.StatusCode.FAILED_PRECONDITION, "no token", 503, "server_error"),
         (grpc.StatusCode.UNAVAILABLE, "draining", 503, "server_error"),
@@ -64,15 +60,86 @@ def error_of(raised: pytest.ExceptionInfo[openai.APIStatusError]) -> tuple[int, 
         (grpc.StatusCode.UNKNOWN, "?", 500, "server_error"),
     ],
 )
-def test_grpc_codes_map_to_http(code, message, status, error_type) -> None:
+def test_grpc_codes_without_a_reason_map_to_http(code, message, status, error_type) -> None:
     error = GatewayError.for_code(code, message)
     assert (error.status, error.error_type) == (status, error_type)
     assert error.body() == {
-        "error": {"message": message, "type": error_type, "param": None, "code": code.name.lower()}
+        "error": {
+            "message": message,
+            "type": error_type,
+            "param": None,
+            "code": code.name.lower(),
+            "reason": code.name,
+        }
     }
-    assert http_status_for(code, message).status == status
-    retry = {"retry-after": "1"} if status == 429 or code == grpc.StatusCode.UNAVAILABLE else {}
+    retry = {"retry-after": "1"} if code == grpc.StatusCode.UNAVAILABLE else {}
     assert error.headers() == retry
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "error_type", "code", "retry_after"),
+    [
+        ("PAYLOAD_TOO_LARGE", 413, "invalid_request_error", "resource_exhausted", None),
+        ("DURATION_LIMIT", 413, "invalid_request_error", "resource_exhausted", None),
+        ("CONCURRENCY_LIMIT", 429, "rate_limit_error", "resource_exhausted", "1"),
+        ("AUDIO_UNDECODABLE", 400, "invalid_request_error", "invalid_argument", None),
+        ("URL_FORBIDDEN", 400, "invalid_request_error", "invalid_argument", None),
+        ("MODEL_NOT_LOADED", 503, "server_error", "failed_precondition", None),
+        ("BACKEND_CREDENTIALS", 503, "server_error", "failed_precondition", None),
+        ("WARMING_UP", 503, "server_error", "unavailable", "1"),
+        ("BACKEND_UNAVAILABLE", 503, "server_error", "unavailable", "1"),
+        ("UNAUTHENTICATED", 401, "authentication_error", "unauthenticated", None),
+        ("NO_SUCH_REASON_YET", 500, "server_error", "unknown", None),
+    ],
+)
+def test_reasons_map_to_http(reason, status, error_type, code, retry_after) -> None:
+    error = GatewayError.for_reason(reason, "message")
+    assert (error.status, error.error_type, error.code, error.reason) == (status, error_type, code, reason)
+    assert http_status_for(reason) == HttpStatus(status, error_type, None if retry_after is None else 1)
+    assert error.headers() == ({} if retry_after is None else {"retry-after": retry_after})
+
+
+class FakeRpcError(grpc.RpcError):
+    """A failed call as grpcio hands it over: code, details and the rich-status trailer."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, reason: str | None) -> None:
+        self._code, self._details = code, details
+        self._trailers: tuple = ()
+        if reason is not None:
+            status = status_pb2.Status(code=code.value[0], message=details)
+            status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="parakeet.v1"))
+            self._trailers = (("grpc-status-details-bin", status.SerializeToString()),)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple:
+        return self._trailers
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "status", "param"),
+    [
+        # The message speaks of concurrent requests; the reason says the payload is too large.
+        ("the server is serving its limit of 4 concurrent requests", "PAYLOAD_TOO_LARGE", 413, "file"),
+        ("audio is 9 bytes; the limit is 8 bytes", "CONCURRENCY_LIMIT", 429, None),
+        ("audio is longer than the limit of 600 s", "DURATION_LIMIT", 413, "file"),
+        ("over some limit", None, 413, "file"),
+    ],
+)
+def test_the_http_status_of_a_refusal_follows_its_reason_not_its_message(
+    message, reason, status, param
+) -> None:
+    error = from_rpc_error(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason))
+    assert (error.status, error.reason, error.param, error.message) == (
+        status,
+        reason or "RESOURCE_EXHAUSTED",
+        param,
+        message,
+    )
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -91,6 +158,7 @@ def test_upload_at_the_limit_passes_and_one_byte_over_is_413(start_gateway) -> N
         "type": "invalid_request_error",
         "param": "file",
         "code": "resource_exhausted",
+        "reason": "PAYLOAD_TOO_LARGE",
     }
     assert over.backends.transcribe_requests == []
 
@@ -118,6 +186,7 @@ def test_a_body_far_over_the_limit_is_refused_before_it_is_read(start_gateway) -
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "resource_exhausted"
+    assert response.json()["error"]["reason"] == "PAYLOAD_TOO_LARGE"
     assert gateway.backends.transcribe_requests == []
 
 
@@ -126,7 +195,12 @@ def test_orchestrator_size_refusal_is_413_with_its_message(start_gateway) -> Non
     with pytest.raises(openai.APIStatusError) as raised:
         transcribe(gateway)
     status, error = error_of(raised)
-    assert (status, error["code"], error["param"]) == (413, "resource_exhausted", "file")
+    assert (status, error["code"], error["param"], error["reason"]) == (
+        413,
+        "resource_exhausted",
+        "file",
+        "RESOURCE_EXHAUSTED",
+    )
     refusal = re.fullmatch(r"SERVER: Received message larger than max \((\d+) vs\. (\d+)\)", error["message"])
     assert refusal is not None, error["message"]
     assert int(refusal[1]) > len(WAV) and int(refusal[2]) == len(WAV) // 2
@@ -157,6 +231,7 @@ def test_concurrency_limit_is_429_with_retry_after(start_gateway) -> None:
         "type": "rate_limit_error",
         "param": None,
         "code": "resource_exhausted",
+        "reason": "CONCURRENCY_LIMIT",
     }
 
 
@@ -175,6 +250,7 @@ def test_undecodable_file_is_400_with_the_orchestrators_message(gateway) -> None
             "type": "invalid_request_error",
             "param": None,
             "code": "invalid_argument",
+            "reason": "AUDIO_UNDECODABLE",
         },
     )
 
@@ -226,6 +302,7 @@ def test_the_gateway_has_no_base64_or_json_audio_path(gateway, content, error) -
                 "type": "invalid_request_error",
                 "param": "file",
                 "code": "invalid_argument",
+                "reason": "INVALID_FIELD",
             }
         },
     )
@@ -239,7 +316,13 @@ def test_failed_precondition_is_503_with_its_reason(start_gateway) -> None:
         transcribe(gateway)
     assert error_of(raised) == (
         503,
-        {"message": reason, "type": "server_error", "param": None, "code": "failed_precondition"},
+        {
+            "message": reason,
+            "type": "server_error",
+            "param": None,
+            "code": "failed_precondition",
+            "reason": "FAILED_PRECONDITION",
+        },
     )
     health = httpx.get(f"{gateway.url}/health", timeout=10)
     assert (health.status_code, health.json()) == (503, {"status": "NOT_SERVING"})
@@ -272,6 +355,7 @@ def test_gateway_deadline_is_504(start_gateway) -> None:
             "type": "server_error",
             "param": None,
             "code": "deadline_exceeded",
+            "reason": "DEADLINE_EXCEEDED",
         },
     )
 
@@ -306,6 +390,52 @@ def test_orchestrator_token_refusal_passes_through_as_401(start_gateway) -> None
             "type": "authentication_error",
             "param": None,
             "code": "unauthenticated",
+            "reason": "UNAUTHENTICATED",
         },
     )
     assert transcribe(gateway, api_key=TOKEN).text == TEXT
+
+
+def test_too_long_audio_is_413_with_reason_duration_limit(start_gateway) -> None:
+    gateway = start_gateway(Scripted(limits=AudioLimits(max_duration_s=2.0)))
+    with pytest.raises(openai.APIStatusError) as raised:
+        transcribe(gateway)
+    assert error_of(raised) == (
+        413,
+        {
+            "message": "audio is longer than the limit of 2 s",
+            "type": "invalid_request_error",
+            "param": "file",
+            "code": "resource_exhausted",
+            "reason": "DURATION_LIMIT",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "status", "error_type"),
+    [
+        (
+            "the server is serving its limit of 1 concurrent requests",
+            "PAYLOAD_TOO_LARGE",
+            413,
+            "invalid_request_error",
+        ),
+        ("audio is 9 bytes; the limit is 8 bytes", "CONCURRENCY_LIMIT", 429, "rate_limit_error"),
+    ],
+    ids=["concurrency-words-payload-reason", "size-words-concurrency-reason"],
+)
+def test_the_orchestrators_reason_picks_429_or_413_whatever_the_message_says(
+    start_gateway, message, reason, status, error_type
+) -> None:
+    gateway = start_gateway(Scripted(transcribe_error=LimitExceeded(message, reason=reason)))
+    response = httpx.post(f"{gateway.url}/v1/audio/transcriptions", files={"file": FILE}, timeout=30)
+    assert response.status_code == status
+    assert response.json()["error"] == {
+        "message": message,
+        "type": error_type,
+        "param": "file" if status == 413 else None,
+        "code": "resource_exhausted",
+        "reason": reason,
+    }
+    assert response.headers.get("retry-after") == ("1" if status == 429 else None)

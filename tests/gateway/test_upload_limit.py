@@ -41,6 +41,7 @@ REFUSAL = {
     "type": "invalid_request_error",
     "param": "file",
     "code": "resource_exhausted",
+    "reason": "PAYLOAD_TOO_LARGE",
 }
 
 # Each client sends the 20 MB upload with `Connection: close` (urllib always does) and returns

@@ -4,6 +4,9 @@ caller's deadline, and the metric names docs/reliability.md lists."""
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -15,11 +18,11 @@ import pytest
 
 from parakeet.v1 import transcription_pb2, transcription_pb2_grpc
 from services.core import metrics
-from services.core.audio import decode_bytes
+from services.core.audio import AudioLimits, decode_bytes
 from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
 from services.transcription.runner import TranscriptionRunner
 from services.transcription.servicer import TranscriptionServicer
-from tests.conftest import REPO_ROOT, wait_for_health
+from tests.conftest import REPO_ROOT, VENV_BIN, wait_for_health
 from tests.reliability import media
 from tests.reliability.conftest import Loopback, ResolverGuard
 from tests.reliability.scripted import ScriptedTranscriber
@@ -170,3 +173,92 @@ def test_a_download_stops_when_the_callers_deadline_passes(
         assert closed, "the download went on after the caller's deadline"
     finally:
         host.drain(0.2)
+
+
+# -- the reason of an over-limit call, as grpcurl shows it -----------------------------------------
+
+
+def grpcurl_error(address: str, request: dict[str, object]) -> str:
+    """What grpcurl prints for a failed Transcribe: code, message and the status details."""
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "grpcurl"),
+            "-plaintext",
+            "-d",
+            json.dumps(request),
+            address,
+            f"{SERVICE}/Transcribe",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and result.stdout == "", result
+    return result.stderr
+
+
+@pytest.mark.parametrize("blocking_server", [{"max_concurrent_requests": 1}], indirect=True)
+def test_grpcurl_shows_the_concurrency_limits_error_info(blocking_server: tuple[Blocking, str]) -> None:
+    _servicer, address = blocking_server
+    with grpc.insecure_channel(address) as channel:
+        holder = transcription_pb2_grpc.TranscriptionServiceStub(channel).Transcribe.future(
+            transcription_pb2.TranscribeRequest(), timeout=20
+        )
+        deadline = time.monotonic() + 10
+        while metrics.IN_FLIGHT.labels("Transcribe")._value.get() < 1:  # the holder has the only slot
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        try:
+            shown = grpcurl_error(address, {})
+        finally:
+            holder.cancel()
+    assert shown == (
+        "ERROR:\n"
+        "  Code: ResourceExhausted\n"
+        "  Message: the server is serving its limit of 1 concurrent requests; retry with backoff\n"
+        "  Details:\n"
+        '  1)\t{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"parakeet.v1",'
+        '"metadata":{"limit":"1"},"reason":"CONCURRENCY_LIMIT"}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "audio", "message", "reason"),
+    [
+        (
+            AudioLimits(max_duration_s=0.5),
+            media.good_wav,
+            "audio is longer than the limit of 0 s",
+            "DURATION_LIMIT",
+        ),
+        (AudioLimits(max_bytes=100), media.good_wav, None, "PAYLOAD_TOO_LARGE"),
+    ],
+    ids=["duration", "size"],
+)
+def test_grpcurl_shows_the_reason_of_an_over_limit_audio(limits, audio, message, reason) -> None:
+    runner = TranscriptionRunner(ScriptedTranscriber())
+    servicer = TranscriptionServicer(runner, limits=limits)
+
+    def register(server: grpc.Server) -> None:
+        transcription_pb2_grpc.add_TranscriptionServiceServicer_to_server(servicer, server)
+
+    host = ServiceHost(
+        [HostedService(SERVICE, register)], ServerOptions(host="127.0.0.1", port=0, grace_s=0.2)
+    )
+    host.start()
+    try:
+        wait_for_health(host.address, SERVICE, timeout=30)
+        data = audio()
+        message = message or f"audio is {len(data)} bytes; the limit is 100 bytes"
+        shown = grpcurl_error(host.address, {"audio": {"content": base64.b64encode(data).decode()}})
+    finally:
+        host.drain(0.2)
+        runner.close()
+    assert shown == (
+        "ERROR:\n"
+        "  Code: ResourceExhausted\n"
+        f"  Message: {message}\n"
+        "  Details:\n"
+        '  1)\t{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"parakeet.v1",'
+        f'"reason":"{reason}"}}\n'
+    )

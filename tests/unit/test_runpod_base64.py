@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 
@@ -82,6 +83,7 @@ def test_anything_else_is_refused_with_the_reason(text: str, problem: str) -> No
     with pytest.raises(InvalidRequest) as named:
         decode_base64_field(text, "audio.content")
     assert named.value.message == f"'audio.content' is not valid base64: {problem}"
+    assert (named.value.code, named.value.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_BASE64")
 
 
 @pytest.mark.parametrize("request_type", REQUEST_TYPES, ids=lambda t: t.DESCRIPTOR.name)
@@ -112,7 +114,10 @@ def test_a_job_with_invalid_base64_never_reaches_the_servicer(
 ) -> None:
     servicer = Recorder()
     output = run_job({"id": "b64", "input": {"audio": audio}}, request_type, servicer)
-    assert output == {"error": error, "error_code": "INVALID_ARGUMENT"}
+    # A bytes field that is not base64 is INVALID_BASE64; a bare string that is neither a URL
+    # nor base64 is a wrong value of 'audio' (it may be a file:// path), INVALID_FIELD.
+    reason = "INVALID_FIELD" if error.startswith("'audio' must be") else "INVALID_BASE64"
+    assert output == {"error": error, "error_code": "INVALID_ARGUMENT", "reason": reason}
     assert servicer.requests == []
 
 

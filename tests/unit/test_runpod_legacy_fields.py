@@ -245,7 +245,7 @@ def test_a_field_no_client_ever_sent_is_an_error_listing_the_accepted_ones(
 ) -> None:
     error = f'invalid job input: the {endpoint} endpoint has no field named "colour"; it accepts: {accepted}'
     assert outputs(endpoint, {"audio": AUDIO, "colour": "blue"}) == (
-        {"error": error, "error_code": "INVALID_ARGUMENT"},
+        {"error": error, "error_code": "INVALID_ARGUMENT", "reason": "UNKNOWN_FIELD"},
         None,
     )
 
@@ -274,7 +274,7 @@ def test_an_ignored_field_of_the_wrong_type_is_still_named(
     endpoint: str, field: str, value: object, error: str, outputs
 ) -> None:
     assert outputs(endpoint, {"audio": AUDIO, field: value}) == (
-        {"error": error, "error_code": "INVALID_ARGUMENT"},
+        {"error": error, "error_code": "INVALID_ARGUMENT", "reason": "INVALID_FIELD"},
         None,
     )
 

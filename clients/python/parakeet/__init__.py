@@ -13,17 +13,8 @@ from here, so client and servers can never disagree on the wire format. `Parakee
 from parakeet.client import (
     AsyncParakeetClient,
     AudioSource,
-    DeadlineExceeded,
-    FailedPrecondition,
-    Internal,
-    InvalidArgument,
     ParakeetClient,
-    ParakeetError,
-    ResourceExhausted,
     ResponseFormatLike,
-    Unauthenticated,
-    Unavailable,
-    Unimplemented,
     audio_message,
     diarize_request,
     format_names,
@@ -31,10 +22,24 @@ from parakeet.client import (
     response_format,
     transcribe_request,
 )
+from parakeet.errors import (
+    REASONS,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ParakeetError,
+    Reason,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "REASONS",
     "AsyncParakeetClient",
     "AudioSource",
     "DeadlineExceeded",
@@ -43,6 +48,7 @@ __all__ = [
     "InvalidArgument",
     "ParakeetClient",
     "ParakeetError",
+    "Reason",
     "ResourceExhausted",
     "ResponseFormatLike",
     "Unauthenticated",

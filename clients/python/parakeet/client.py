@@ -5,7 +5,8 @@ In the spirit of NVIDIA riva's `riva.client.asr`: small functions build the requ
 `AsyncParakeetClient` (asyncio, `grpc.aio`), send them and hand back the response messages
 untouched. What the wrapper adds is only what every caller would otherwise rewrite: audio from a
 path, URL or bytes; response formats by their short names ("srt"); a bearer token and default
-deadline on every call; and `ParakeetError` subclasses instead of raw `grpc.RpcError`s.
+deadline on every call; and `ParakeetError` subclasses (`parakeet.errors`, with the server's
+machine-readable `reason` and whether the call is `retryable`) instead of raw `grpc.RpcError`s.
 
     with ParakeetClient("127.0.0.1:50053") as client:
         result = client.transcribe("call.wav", diarize=True, response_format="srt")
@@ -23,6 +24,17 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# Re-exported: the errors were defined here before parakeet.errors held them.
+from parakeet.errors import REQUEST_ID_KEY as REQUEST_ID_KEY
+from parakeet.errors import DeadlineExceeded as DeadlineExceeded
+from parakeet.errors import FailedPrecondition as FailedPrecondition
+from parakeet.errors import Internal as Internal
+from parakeet.errors import InvalidArgument as InvalidArgument
+from parakeet.errors import ParakeetError as ParakeetError
+from parakeet.errors import ResourceExhausted as ResourceExhausted
+from parakeet.errors import Unauthenticated as Unauthenticated
+from parakeet.errors import Unavailable as Unavailable
+from parakeet.errors import Unimplemented as Unimplemented
 from parakeet.v1 import (
     audio_pb2,
     diarization_pb2,
@@ -41,119 +53,8 @@ ResponseFormatLike = str | int
 
 # The servers accept 64 MiB messages by default; gRPC's own 4 MiB default would refuse a long WAV.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-REQUEST_ID_KEY = "x-request-id"
 _FORMAT_PREFIX = "RESPONSE_FORMAT_"
 _URL_SCHEMES = ("http://", "https://")
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-class ParakeetError(Exception):
-    """A call failed; `code` is the gRPC status, `details` the server's message (what to change).
-
-    Catch a subclass (`InvalidArgument`, `Unavailable`, ...) for one kind of failure, or this
-    class for all of them. `str(error)` is the details.
-    """
-
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
-
-    def __init__(
-        self, details: str, code: grpc.StatusCode | None = None, request_id: str | None = None
-    ) -> None:
-        super().__init__(details)
-        self.details = details
-        # The server's id for the call (x-request-id), to find it in the server log.
-        self.request_id = request_id
-        if code is not None:
-            self.code = code
-
-    @staticmethod
-    def for_code(code: grpc.StatusCode, details: str, request_id: str | None = None) -> ParakeetError:
-        """The subclass for `code` (ParakeetError itself for the rare ones), carrying `details`."""
-        return _ERROR_TYPES.get(code, ParakeetError)(details, code, request_id)
-
-    @staticmethod
-    def from_rpc_error(error: grpc.RpcError) -> ParakeetError:
-        """A `grpc.RpcError` (sync or aio) as the matching subclass."""
-        code: grpc.StatusCode = error.code()
-        return ParakeetError.for_code(code, error.details() or code.name, _request_id(error))
-
-
-def _request_id(error: grpc.RpcError) -> str | None:
-    """The x-request-id trailer the servers attach to every answer, when the error carries one."""
-    trailing = getattr(error, "trailing_metadata", None)
-    try:
-        metadata = trailing() if callable(trailing) else None
-    except Exception:  # an error raised before the call started has no trailers to read
-        return None
-    for key, value in metadata or ():
-        if key == REQUEST_ID_KEY:
-            return str(value)
-    return None
-
-
-class InvalidArgument(ParakeetError):
-    """The request is wrong: audio missing or undecodable, impossible speaker counts, bad format."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class ResourceExhausted(ParakeetError):
-    """Over a server limit (payload size, duration, concurrent calls)."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class FailedPrecondition(ParakeetError):
-    """The server cannot serve this: a model is not loaded, a token is missing or not accepted."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class Unavailable(ParakeetError):
-    """Transient: the server (or a backend) is starting, draining or down. Retrying may help."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class DeadlineExceeded(ParakeetError):
-    """The deadline passed before the result was ready."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Unauthenticated(ParakeetError):
-    """The server wants a bearer token and got none, or a wrong one."""
-
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class Unimplemented(ParakeetError):
-    """The server does not host this service (e.g. asking a transcription server to orchestrate)."""
-
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
-class Internal(ParakeetError):
-    """A server bug; the server log has the details."""
-
-    code = grpc.StatusCode.INTERNAL
-
-
-_ERROR_TYPES: dict[grpc.StatusCode, type[ParakeetError]] = {
-    error_type.code: error_type
-    for error_type in (
-        InvalidArgument,
-        ResourceExhausted,
-        FailedPrecondition,
-        Unavailable,
-        DeadlineExceeded,
-        Unauthenticated,
-        Unimplemented,
-        Internal,
-    )
-}
 
 
 # -- request builders --------------------------------------------------------------------------
