@@ -3,8 +3,12 @@
 Loads parakeet-tdt-0.6b-v2 (or any NeMo RNNT/TDT checkpoint) from a `.nemo` file, a local
 directory or a Hugging Face id (local caches first, see services.core.model_store), puts it in
 eval mode on the GPU when there is one, and transcribes batches of in-memory 16 kHz waveforms
-with TDT word and segment timestamps. Recordings longer than `local_attention_after_s` switch the
-encoder to local attention for their pass, which keeps memory linear in length (an hour fits).
+with TDT word and segment timestamps.
+
+Recordings up to `window_s` go through the model whole, several to a pass. Longer ones are
+transcribed as overlapping windows of `window_s` (services.transcription.windows plans them and
+merges their words at the seams), `window_batch_size` windows to a pass, so peak memory is set by
+the window and the batch, never by the recording's length.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import numpy.typing as npt
 from services.core.audio import SAMPLE_RATE
 from services.core.errors import PreconditionFailed
 from services.core.model_store import RepoFile, looks_like_repo_id, resolve
+from services.transcription.windows import FrameWord, merge_windows, plan_windows
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "nvidia/parakeet-tdt-0.6b-v2"
-FULL_ATTENTION = "rel_pos"  # parakeet's own setting, restored after a long recording
-LOCAL_ATTENTION = "rel_pos_local_attn"
+GPU_WINDOW_BATCH_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,26 @@ class TranscriptionEngineConfig:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
-    local_attention_after_s: float = 5 * 60.0  # full attention is O(T^2) in memory; see docs/deploy.md
-    local_attention_context: int = 256
+    # Longer recordings are cut into windows this long (full attention within each); memory
+    # follows the window, not the recording. Measured choices: docs/deploy.md.
+    window_s: float = 120.0
+    window_overlap_s: float = 16.0
+    # Windows per forward pass; that many windows' worth of samples also caps a pass of short
+    # recordings (padded to the longest).
+    # None: 1 on CPU (batching does not speed it up there), 4 on a GPU.
+    window_batch_size: int | None = None
     word_confidence: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.window_s >= 1.0:
+            raise ValueError(f"window must be at least 1 s (got {self.window_s} s)")
+        if not 0 <= self.window_overlap_s < self.window_s / 2:
+            raise ValueError(
+                f"window overlap must be in [0, window/2) (window {self.window_s} s, "
+                f"overlap {self.window_overlap_s} s)"
+            )
+        if self.window_batch_size is not None and self.window_batch_size < 1:
+            raise ValueError(f"window batch size must be at least 1 (got {self.window_batch_size})")
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,35 @@ def _hypothesis_to_transcript(hypothesis: Any) -> EngineTranscript:
         for entry in stamps.get("segment", [])
     ]
     return EngineTranscript(text=str(hypothesis.text), words=words, segments=segments)
+
+
+def _frame_words(hypothesis: Any, first_frame: int) -> list[FrameWord]:
+    """A window's words in frames of the recording (its own offsets moved by its first frame)."""
+    stamps = hypothesis.timestamp if isinstance(hypothesis.timestamp, dict) else {}
+    confidences = list(getattr(hypothesis, "word_confidence", None) or [])
+    return [
+        FrameWord(
+            word=str(entry["word"]),
+            start=first_frame + int(entry["start_offset"]),
+            end=first_frame + int(entry["end_offset"]),
+            confidence=float(confidences[index]) if index < len(confidences) else None,
+        )
+        for index, entry in enumerate(stamps.get("word", []))
+    ]
+
+
+def _batches(lengths: Sequence[int], budget: int) -> Iterator[list[int]]:
+    """Indices in order, grouped so that no group, padded to its longest, holds more than `budget` samples."""
+    group: list[int] = []
+    longest = 0
+    for index, length in enumerate(lengths):
+        if group and (len(group) + 1) * max(longest, length) > budget:
+            yield group
+            group, longest = [], 0
+        group.append(index)
+        longest = max(longest, length)
+    if group:
+        yield group
 
 
 class TranscriptionEngine:
@@ -180,41 +230,88 @@ class TranscriptionEngine:
         noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.01
         self.transcribe([noise])
 
-    @contextlib.contextmanager
-    def _attention(self, local: bool) -> Iterator[None]:
-        if not local:
-            yield
-            return
-        encoder_cfg = self._model.cfg.encoder
-        attention = encoder_cfg.get("self_attention_model", FULL_ATTENTION)
-        context = list(encoder_cfg.get("att_context_size", [-1, -1]))
-        chunking = int(encoder_cfg.get("subsampling_conv_chunking_factor", 1))
-        size = self.config.local_attention_context
-        self._model.change_attention_model(LOCAL_ATTENTION, [size, size], update_config=False)
-        self._model.change_subsampling_conv_chunking_factor(1, update_config=False)
-        try:
-            yield
-        finally:
-            self._model.change_attention_model(attention, context, update_config=False)
-            self._model.change_subsampling_conv_chunking_factor(chunking, update_config=False)
+    @property
+    def _frame_samples(self) -> int:
+        """Samples per encoder frame (the unit of TDT timestamps): hop length times subsampling."""
+        hop = round(float(self._model.cfg.preprocessor.window_stride) * SAMPLE_RATE)
+        return hop * int(self._model.encoder.subsampling_factor)
+
+    @property
+    def _window_batch_size(self) -> int:
+        if self.config.window_batch_size is not None:
+            return self.config.window_batch_size
+        return GPU_WINDOW_BATCH_SIZE if self._device.startswith("cuda") else 1
+
+    def _frames(self, seconds: float) -> int:
+        return round(seconds * SAMPLE_RATE / self._frame_samples)
 
     def transcribe(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[EngineTranscript]:
-        """Transcribe 16 kHz mono waveforms; short ones in one batch, long ones one at a time."""
+        """Transcribe 16 kHz mono waveforms: short ones whole, in bounded batches; long ones in windows."""
         if self._model is None:
             raise PreconditionFailed("the transcription model is not loaded")
-        limit = self.config.local_attention_after_s * SAMPLE_RATE
+        window = self._frames(self.config.window_s) * self._frame_samples
         results: list[EngineTranscript | None] = [None] * len(waveforms)
-        short = [i for i, wave in enumerate(waveforms) if len(wave) <= limit]
-        if short:
-            for index, transcript in zip(
-                short, self._run([waveforms[i] for i in short], local=False), strict=True
-            ):
-                results[index] = transcript
-        for index in (i for i, wave in enumerate(waveforms) if len(wave) > limit):
-            results[index] = self._run([waveforms[index]], local=True)[0]
+        short = [i for i, wave in enumerate(waveforms) if len(wave) <= window]
+        # Short recordings share passes (the micro-batcher's point), up to the audio of a window batch.
+        for group in _batches([len(waveforms[i]) for i in short], self._window_batch_size * window):
+            indices = [short[position] for position in group]
+            hypotheses = self._decode([waveforms[i] for i in indices])
+            for index, hypothesis in zip(indices, hypotheses, strict=True):
+                results[index] = _hypothesis_to_transcript(hypothesis)
+        for index in (i for i, wave in enumerate(waveforms) if len(wave) > window):
+            results[index] = self._transcribe_windowed(waveforms[index])
         return [result for result in results if result is not None]
 
-    def _run(self, waveforms: Sequence[npt.NDArray[np.float32]], local: bool) -> list[EngineTranscript]:
+    def _transcribe_windowed(self, samples: npt.NDArray[np.float32]) -> EngineTranscript:
+        """One long recording through overlapping windows, batched; their words merged at the seams."""
+        frame = self._frame_samples
+        windows = plan_windows(
+            -(-len(samples) // frame),
+            self._frames(self.config.window_s),
+            self._frames(self.config.window_overlap_s),
+        )
+        words: list[list[FrameWord]] = []
+        size = self._window_batch_size
+        for first in range(0, len(windows), size):
+            batch = windows[first : first + size]
+            # Slices are views: the recording is never copied, only each pass's windows are batched.
+            hypotheses = self._decode([samples[w.start * frame : w.end * frame] for w in batch])
+            words += [_frame_words(h, w.start) for h, w in zip(hypotheses, batch, strict=True)]
+            del hypotheses
+        return self._transcript_from_words(merge_windows(windows, words))
+
+    def _transcript_from_words(self, words: Sequence[FrameWord]) -> EngineTranscript:
+        """Seconds, segments and text from recording-frame words, computed as NeMo computes them."""
+        from nemo.collections.asr.parts.utils.timestamp_utils import get_segment_offsets
+
+        stride = self._model.cfg["preprocessor"]["window_stride"]
+        subsampling = self._model.encoder.subsampling_factor
+
+        def seconds(offset: int) -> float:
+            return float(offset * stride * subsampling)  # NeMo's process_timestamp_outputs
+
+        decoding = self._model.decoding
+        segments = (
+            get_segment_offsets(
+                [{"word": w.word, "start_offset": w.start, "end_offset": w.end} for w in words],
+                segment_delimiter_tokens=getattr(decoding, "segment_seperators", [".", "!", "?"]),
+                supported_punctuation=getattr(decoding, "supported_punctuation", None),
+                segment_gap_threshold=getattr(decoding, "segment_gap_threshold", None),
+            )
+            if words
+            else []
+        )
+        return EngineTranscript(
+            text=" ".join(w.word for w in words),
+            words=[WordTiming(w.word, seconds(w.start), seconds(w.end), w.confidence) for w in words],
+            segments=[
+                SegmentTiming(str(s["segment"]), seconds(s["start_offset"]), seconds(s["end_offset"]))
+                for s in segments
+            ],
+        )
+
+    def _decode(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[Any]:
+        """NeMo hypotheses (with timestamps) for one forward pass over `waveforms`."""
         import torch
 
         autocast = (
@@ -222,8 +319,8 @@ class TranscriptionEngine:
             if self._autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        with self._attention(local), torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast:
             hypotheses = self._model.transcribe(
                 list(waveforms), batch_size=len(waveforms), timestamps=True, verbose=False
             )
-        return [_hypothesis_to_transcript(hypothesis) for hypothesis in hypotheses]
+        return list(hypotheses)

@@ -59,11 +59,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a request waits for others to share its batch (default: %(default)s)",
     )
     group.add_argument(
-        "--local-attention-after",
+        "--window-seconds",
         type=float,
-        default=float(_env("TRANSCRIPTION_LOCAL_ATTENTION_AFTER_S", "300")),
+        default=float(_env("TRANSCRIPTION_WINDOW_S", "120")),
         metavar="SECONDS",
-        help="recordings longer than this use local attention, so memory stays linear (default: %(default)s)",
+        help="recordings longer than this are transcribed in overlapping windows this long, so peak memory "
+        "depends on the window, not on the recording (env TRANSCRIPTION_WINDOW_S; default: %(default)s)",
+    )
+    group.add_argument(
+        "--window-overlap",
+        type=float,
+        default=float(_env("TRANSCRIPTION_WINDOW_OVERLAP_S", "16")),
+        metavar="SECONDS",
+        help="overlap of neighbouring windows; words are handed over in its middle "
+        "(env TRANSCRIPTION_WINDOW_OVERLAP_S; default: %(default)s)",
+    )
+    group.add_argument(
+        "--window-batch-size",
+        type=int,
+        default=int(_env("TRANSCRIPTION_WINDOW_BATCH_SIZE", "0")) or None,
+        help="windows per forward pass, which also caps the audio of one pass of short recordings "
+        "(env TRANSCRIPTION_WINDOW_BATCH_SIZE; default: 1 on CPU, 4 on a GPU)",
     )
     group.add_argument(
         "--max-audio-seconds",
@@ -80,7 +96,9 @@ def build_servicer(args: argparse.Namespace) -> TranscriptionServicer:
             model=args.model,
             device=args.device,
             precision=args.precision,
-            local_attention_after_s=args.local_attention_after,
+            window_s=args.window_seconds,
+            window_overlap_s=args.window_overlap,
+            window_batch_size=args.window_batch_size,
         )
     )
     runner = TranscriptionRunner(
