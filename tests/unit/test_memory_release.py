@@ -23,12 +23,13 @@ MB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 
-# Shared by the scripts: RSS and peak RSS in MB, a resettable peak, and silent FLAC made frame by
-# frame (a 3-hour file is 2 MB and takes a few seconds; no 3-hour array is ever built for it).
+# Shared by the scripts: RSS and peak RSS in MB, a resettable peak, and the bench's silent FLAC
+# (made block by block: a 3-hour file is 2 MB and no 3-hour array is ever built for it).
 PRELUDE = """
 import io, json, sys, time
 import av
 import numpy as np
+from bench.common import silent_flac
 
 def status(key):
     with open("/proc/self/status") as lines:
@@ -40,21 +41,6 @@ def reset_peak():
     with open("/proc/self/clear_refs", "w") as control:
         control.write("5")
 
-def silent_flac(seconds, rate=16000):
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as output:
-        stream = output.add_stream("flac", rate=rate, layout="mono")
-        block = np.zeros((1, 4608), np.int16)
-        total = int(seconds * rate)
-        for offset in range(0, total, 4608):
-            frame = av.AudioFrame.from_ndarray(block[:, : min(4608, total - offset)], format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = offset
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
 """
 
 
