@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
-import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import pytest
@@ -41,6 +38,7 @@ from services.transcription.servicer import TranscriptionServicer
 from tests.conftest import free_port
 from tests.reliability import media
 from tests.reliability.scripted import ScriptedTranscriber
+from tests.runsync_stub import runsync_stub
 
 TRANSCRIPTION = "parakeet.v1.TranscriptionService"
 TOO_LONG = "audio is longer than the limit of 0 s"
@@ -86,33 +84,8 @@ def test_a_runpod_workers_output_names_the_reason() -> None:
 def runpod_worker() -> Iterator[str]:
     """A /runsync stand-in: the transcription worker's run_job, FAILED jobs as RunPod reports them."""
     servicer = over_limit_transcription()
-
-    class Runsync(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            output = run_job({"id": "x", **job}, transcription_pb2.TranscribeRequest, servicer.Transcribe)
-            reply: dict[str, Any] = (
-                {"status": "FAILED", "error": output["error"], "output": output}
-                if "error" in output
-                else {"status": "COMPLETED", "output": output}
-            )
-            body = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runsync)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with runsync_stub({"": (transcription_pb2.TranscribeRequest, servicer.Transcribe)}) as runsync:
+        yield runsync.base
 
 
 def test_the_runpod_backend_keeps_the_workers_reason(runpod_worker: str) -> None:

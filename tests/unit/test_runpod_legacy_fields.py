@@ -12,8 +12,6 @@ in `warnings`. A field no client ever sent is still an INVALID_ARGUMENT naming i
 from __future__ import annotations
 
 import base64
-import http.server
-import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from services.transcription.engine import TranscriptionEngine, TranscriptionEngi
 from services.transcription.runner import TranscriptionRunner
 from services.transcription.servicer import TranscriptionServicer
 from tests.diarization.helpers import synthesize
+from tests.runsync_stub import runsync_stub
 
 AUDIO = base64.b64encode(synthesize()).decode()
 TURNS = [
@@ -291,38 +290,11 @@ def test_the_orchestrators_runpod_backend_round_trips_through_the_new_workers(
     """The orchestrator worker calls the split endpoints with request_to_json and reads their
     output with response_from_json; the split workers now print `warnings`, which it reads typed."""
 
-    class Runsync(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            endpoint = self.path.split("/")[1]
-            job = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            output = run_job({"id": "split", **job}, REQUEST_TYPES[endpoint], servicers[endpoint])
-            jobs.append((endpoint, job["input"], output))
-            reply = (
-                {"status": "FAILED", "error": output["error"], "output": output}
-                if "error" in output
-                else {
-                    "status": "COMPLETED",
-                    "output": output,
-                }
-            )
-            body = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    jobs: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runsync)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    stub = {name: (REQUEST_TYPES[name], servicers[name]) for name in ("transcription", "diarization")}
+    with runsync_stub(stub) as runsync:
         backends = RunPodBackends(
-            RunPodEndpoint("t", f"{base}/transcription"),
-            RunPodEndpoint("d", f"{base}/diarization"),
+            RunPodEndpoint("t", f"{runsync.base}/transcription"),
+            RunPodEndpoint("d", f"{runsync.base}/diarization"),
             api_key="k",
         )
         over_runpod = OrchestratorServicer(backends).Orchestrate
@@ -332,9 +304,7 @@ def test_the_orchestrators_runpod_backend_round_trips_through_the_new_workers(
         }
         output = run_job(job, orchestrator_pb2.OrchestrateRequest, over_runpod)
         in_process = run_job(job, orchestrator_pb2.OrchestrateRequest, servicers["orchestrator"])
-    finally:
-        server.shutdown()
-        server.server_close()
+    jobs = runsync.jobs
     assert sorted(endpoint for endpoint, *_ in jobs) == ["diarization", "transcription"]
     for _endpoint, sent, answered in jobs:
         assert "temperature" not in sent and "error" not in answered
