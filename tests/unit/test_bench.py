@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ast
 import math
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,12 +75,30 @@ def test_silent_flac_is_exactly_that_long_and_silent() -> None:
 
 
 def test_peak_rss_reads_the_processs_high_water_mark() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # the suite's earlier tests set a high peak: reset it
-    before = common.peak_rss_mb(os.getpid())
-    ballast = bytearray(200 * 1024 * 1024)  # touched: resident
-    ballast[::4096] = b"x" * len(ballast[::4096])
-    assert common.peak_rss_mb(os.getpid()) >= before + 150
-    del ballast
+    """Read from a fresh child: this process's allocator may reuse freed pages without raising VmHWM."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BALLAST_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        before = float(child.stdout.readline())
+        assert child.stdout.readline().strip() == "touched"
+        assert common.peak_rss_mb(child.pid) >= before + 190
+    finally:
+        child.kill()
+        child.wait()
+
+
+_BALLAST_CHILD = """
+import sys
+from pathlib import Path
+hwm = next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:'))
+print(int(hwm.split()[1]) / 1024, flush=True)
+ballast = bytearray(200 * 1024 * 1024)
+ballast[::4096] = b'x' * len(ballast[::4096])
+print('touched', flush=True)
+sys.stdin.read()
+"""
 
 
 def test_bench_does_not_import_the_test_suites_conftest() -> None:
