@@ -19,7 +19,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY clients/python clients/python
-COPY services services
+COPY parakeet_server parakeet_server
 RUN pip install --constraint requirements.lock ".[${EXTRAS}]"
 
 FROM build AS models
@@ -56,4 +56,4 @@ USER 10001
 EXPOSE 50053
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s \
   CMD ["parakeet", "health", "--server", "127.0.0.1:50053"]
-CMD ["python", "-m", "services.orchestrator.handler"]
+CMD ["python", "-m", "parakeet_server.orchestrator.handler"]

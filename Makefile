@@ -50,10 +50,10 @@ lock: ## re-resolve pyproject.toml's pins into requirements.lock (in a throw-awa
 	rm -rf /tmp/parakeet-lock-venv
 
 proto: ## regenerate the Python stubs in clients/python from proto/
-	$(PY) -m services.tools.codegen --out $(STUBS_DIR)
+	$(PY) -m tools.codegen --out $(STUBS_DIR)
 
 proto-check: ## fail when the committed stubs differ from what proto/ generates
-	$(PY) -m services.tools.codegen --check --out $(STUBS_DIR)
+	$(PY) -m tools.codegen --check --out $(STUBS_DIR)
 
 buf-lint: $(BUF)
 	$(BUF) lint
@@ -65,9 +65,9 @@ buf-breaking: $(BUF) ## fail on wire/JSON-breaking changes against BREAKING_AGAI
 	else echo "buf breaking: no baseline contract yet"; fi
 
 lint: buf-lint ## ruff, mypy --strict on hand-written code, buf lint, hadolint
-	$(PY) -m ruff check services clients/python tests
-	$(PY) -m ruff format --check services clients/python tests
-	$(PY) -m mypy services clients/python/parakeet
+	$(PY) -m ruff check parakeet_server tools eval bench clients/python tests
+	$(PY) -m ruff format --check parakeet_server tools eval bench clients/python tests
+	$(PY) -m mypy parakeet_server tools eval clients/python/parakeet
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.transcription Dockerfile.diarization Dockerfile.orchestrator
 
 pytest:
@@ -86,14 +86,14 @@ fixtures: ## build the test models (random-weight NeMo TDT, pyannote pipeline) i
 bench: ## print the service's cost ratios with their floors (CPU-sized: a few minutes); writes bench/results/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-DEMO_MODEL := services/eval/assets/tiny_tdt_espeak.nemo
+DEMO_MODEL := eval/assets/tiny_tdt_espeak.nemo
 demo: ## synthesize a 2-speaker conversation and transcribe it offline with speakers, through the parakeet CLI
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
-	$(PY) -m services.eval.demo "$$dir/conversation.wav" && \
+	$(PY) -m eval.demo "$$dir/conversation.wav" && \
 	$(VENV)/bin/parakeet transcribe "$$dir/conversation.wav" --diarize --model $(DEMO_MODEL) --pipeline offline --format text
 
 eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
-	$(PY) -m services.eval --check-floors $(EVAL_ARGS)
+	$(PY) -m eval --check-floors $(EVAL_ARGS)
 
 train-tdt: ## retrain the tiny TDT fixture on synthesized speech (CPU, about 35 minutes)
 	nice -n 5 $(PY) -m tests.fixtures.train_tdt --out $(DEMO_MODEL) $(TRAIN_ARGS)

@@ -42,6 +42,7 @@ from bench.common import (
     stop_server,
     timed,
 )
+from eval.run import FIXTURE_MODEL as TRAINED_MODEL
 from parakeet.v1 import (
     audio_pb2,
     diarization_pb2,
@@ -49,18 +50,17 @@ from parakeet.v1 import (
     transcription_pb2,
     transcription_pb2_grpc,
 )
-from services.core.audio import decode_bytes
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.core.grpc_server import ServerOptions, ServiceHost
-from services.core.runpod_shim import run_job
-from services.eval.run import FIXTURE_MODEL as TRAINED_MODEL
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription import server as transcription_server
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.audio import decode_bytes
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
+from parakeet_server.core.runpod_shim import run_job
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription import server as transcription_server
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.audio_samples import encode, sweep, wav_bytes
 
 
@@ -165,7 +165,7 @@ def orchestrator_parallelism(pairs: int) -> Row:
 LENGTH_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from tests.audio_samples import sweep
 
 def kb(field):

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
+from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core.runpod_shim import run_job
+from parakeet_server.core.runpod_shim import run_job
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The whole offline stack on synthesized conversations: right words, right speakers.
 
 Trained tiny TDT + offline diarization (silero-vad + resemblyzer), joined by the orchestrator:
-the scores come from services/eval (the code `make eval` runs), on conversations whose seeds
+the scores come from eval (the code `make eval` runs), on conversations whose seeds
 neither the ASR training nor the diarization tuning (seeds 1000 and up) saw.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from eval.run import FIXTURE_MODEL, Floors, Orchestrate, embedded, evaluate, read_manifest, remote
+from eval.synth import write_corpus
 from parakeet.v1 import orchestrator_pb2_grpc
-from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from services.eval.run import FIXTURE_MODEL, Floors, Orchestrate, embedded, evaluate, read_manifest, remote
-from services.eval.synth import write_corpus
-from services.orchestrator.server import SERVICE_NAME
-from services.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
+from parakeet_server.orchestrator.server import SERVICE_NAME
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from tests.conftest import REPO_ROOT, wait_for_health
 
 pytestmark = [pytest.mark.slow, pytest.mark.espeak]
@@ -54,7 +54,7 @@ def conversations(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def over_grpc(in_process: Orchestrate) -> Iterator[Orchestrate]:
     """The same stack behind a real gRPC OrchestratorService on loopback."""
-    from services.orchestrator.server import embedded_backends
+    from parakeet_server.orchestrator.server import embedded_backends
 
     servicer = OrchestratorServicer(embedded_backends(str(FIXTURE_MODEL), "offline"))
 
@@ -88,7 +88,7 @@ def test_conversations_come_back_with_the_right_words_and_speakers(
 
 def test_make_eval_prints_every_score_and_holds_the_floors(tmp_path: Path) -> None:
     scores = tmp_path / "scores.json"
-    command = [sys.executable, "-m", "services.eval", "--sentences", "12", "--conversations", "1"]
+    command = [sys.executable, "-m", "eval", "--sentences", "12", "--conversations", "1"]
     result = subprocess.run(
         [*command, "--check-floors", "--quiet", "--json", str(scores)],
         cwd=REPO_ROOT,

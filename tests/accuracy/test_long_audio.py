@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from services.eval import synth
-from services.eval.metrics import WordErrors, normalise_text
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.windows import plan_windows
+from eval import synth
+from eval.metrics import WordErrors, normalise_text
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.windows import plan_windows
 from tests.accuracy.test_trained_tdt import MODEL, RECIPE, TEST_SEED, WER_FLOOR, training_texts
 from tests.conftest import REPO_ROOT
 
@@ -182,8 +182,8 @@ HOUR_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from services.eval import synth
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from eval import synth
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from tests.accuracy.test_trained_tdt import MODEL, RECIPE, TEST_SEED, training_texts
 
 def kb(field):

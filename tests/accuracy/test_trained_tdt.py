@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from eval import synth
+from eval.metrics import word_error_rate
 from parakeet.v1 import audio_pb2, transcription_pb2
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.eval import synth
-from services.eval.metrics import word_error_rate
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.audio_samples import wav_bytes
 from tests.conftest import REPO_ROOT
 from tests.fixtures.train_tdt import RECIPE, TEST_SEED, TRAIN_SEED

@@ -23,19 +23,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from parakeet import ParakeetClient, orchestrate_request
 from parakeet.v1 import diarization_pb2_grpc, orchestrator_pb2
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.core.grpc_server import HostedService, ServerOptions
-from services.diarization import server as diarization_server
-from services.diarization.engine import DiarizationEngine
-from services.diarization.servicer import DiarizationServicer
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription import server as transcription_server
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.core.grpc_server import HostedService, ServerOptions
+from parakeet_server.diarization import server as diarization_server
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription import server as transcription_server
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.audio_samples import sweep, wav_bytes
 from tests.conftest import REPO_ROOT, wait_for_health
 from tests.diarization.helpers import synthesize

@@ -16,9 +16,9 @@ import pytest
 import srt
 
 from parakeet.cli import Progress
-from services.core.runpod_shim import response_to_json
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
+from parakeet_server.core.runpod_shim import response_to_json
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
 from tests.client.conftest import WAV, needs_server_auth, wait_for_http
 from tests.conftest import REPO_ROOT, VENV_BIN, free_port, wait_for_health
 
@@ -104,7 +104,7 @@ def background(request, tdt_model_path, pyannote_pipeline, pyannote_hub, tmp_pat
         started["parakeet_server"] = (Background(command, env, logs / "server.log"), f"127.0.0.1:{port}")
     if "runpod_api" in wanted:
         port = free_port()
-        command = [str(VENV_BIN / "python"), "-m", "services.orchestrator.handler", "--rp_serve_api"]
+        command = [str(VENV_BIN / "python"), "-m", "parakeet_server.orchestrator.handler", "--rp_serve_api"]
         command += ["--rp_api_port", str(port), "--rp_api_host", "127.0.0.1"]
         env = {
             "ORCHESTRATOR_BACKEND": "inprocess",

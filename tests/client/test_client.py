@@ -31,10 +31,10 @@ from parakeet import (
     transcribe_request,
 )
 from parakeet.v1 import audio_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from services.core.grpc_server import HostedService
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
-from services.transcription import server as transcription_server
+from parakeet_server.core.grpc_server import HostedService
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
+from parakeet_server.transcription import server as transcription_server
 from tests.audio_samples import sweep, wav_bytes
 from tests.client.conftest import SERVER_HAS_AUTH, SPEECH, WAV, needs_server_auth
 from tests.conftest import free_port, wait_for_health

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from services.tools import codegen
 from tests.conftest import REPO_ROOT
+from tools import codegen
 
 STUBS = REPO_ROOT / "clients" / "python"
 PROTO = REPO_ROOT / "proto"

@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.context import CallContext
-from services.core.errors import InvalidRequest, Unimplemented
-from services.core.runpod_shim import (
+from parakeet_server.core.context import CallContext
+from parakeet_server.core.errors import InvalidRequest, Unimplemented
+from parakeet_server.core.runpod_shim import (
     parse_job_input,
     request_to_json,
     response_format_names,

@@ -18,10 +18,10 @@ EXTRAS = {
     "Dockerfile.orchestrator": "",
 }
 COMMANDS = {
-    "Dockerfile": ["python", "-m", "services.orchestrator.handler"],
-    "Dockerfile.transcription": ["python", "-m", "services.transcription.handler"],
-    "Dockerfile.diarization": ["python", "-m", "services.diarization.handler"],
-    "Dockerfile.orchestrator": ["python", "-m", "services.orchestrator.handler"],
+    "Dockerfile": ["python", "-m", "parakeet_server.orchestrator.handler"],
+    "Dockerfile.transcription": ["python", "-m", "parakeet_server.transcription.handler"],
+    "Dockerfile.diarization": ["python", "-m", "parakeet_server.diarization.handler"],
+    "Dockerfile.orchestrator": ["python", "-m", "parakeet_server.orchestrator.handler"],
 }
 
 
@@ -100,7 +100,7 @@ def test_the_single_endpoint_runs_both_engines_in_process_and_the_orchestrator_c
 def test_the_orchestrator_worker_starts_without_the_model_stack() -> None:
     """Dockerfile.orchestrator installs no torch, NeMo or pyannote, so its handler must not import them."""
     probe = (
-        "import sys, services.orchestrator.handler, services.cli; "
+        "import sys, parakeet_server.orchestrator.handler, parakeet_server.cli; "
         "print(sorted(m for m in ('torch', 'nemo', 'pyannote', 'torchaudio') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.grpc_server import ServerOptions, ServiceHost
-from services.diarization import server
-from services.diarization.engine import DiarizationEngine
+from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
+from parakeet_server.diarization import server
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from tests.conftest import REPO_ROOT, wait_for_health
 from tests.diarization.helpers import decoded, direct_turns, synthesize
 from tests.fixtures.pyannote_pipeline import hub_dir

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.core.audio import SAMPLE_RATE, Waveform, decode_bytes
+from parakeet_server.core.audio import SAMPLE_RATE, Waveform, decode_bytes
 
 # Four kinds of sound take turns, so the segmentation (which depends on the audio) switches.
 # 12 s: three overlapping 10 s segmentation windows, enough embeddings for 3 clusters.

@@ -11,10 +11,10 @@ import huggingface_hub.constants
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
-from services.core.errors import PreconditionFailed
-from services.diarization import server
-from services.diarization.engine import DiarizationEngine
-from services.diarization.hub import GATED
+from parakeet_server.core.errors import PreconditionFailed
+from parakeet_server.diarization import server
+from parakeet_server.diarization.hub import GATED
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from tests.conftest import health_status
 from tests.diarization.helpers import decoded, synthesize
 from tests.fixtures.pyannote_pipeline import (

@@ -8,9 +8,9 @@ import base64
 import huggingface_hub.constants
 
 from parakeet.v1 import diarization_pb2
-from services.core.runpod_shim import ready_or_refusing, run_job
-from services.diarization.handler import engine_from_env, prepare
-from services.diarization.servicer import DiarizationServicer
+from parakeet_server.core.runpod_shim import ready_or_refusing, run_job
+from parakeet_server.diarization.handler import engine_from_env, prepare
+from parakeet_server.diarization.servicer import DiarizationServicer
 from tests.fixtures.pyannote_pipeline import SEGMENTATION_ID
 
 

@@ -19,16 +19,16 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 
+from eval.synth import Conversation, conversation
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
-from services.core.audio import SAMPLE_RATE, Waveform
-from services.core.errors import DeadlineExceeded
-from services.core.runpod_shim import ready_or_refusing, run_job
-from services.diarization import server
-from services.diarization.engine import DiarizationEngine
-from services.diarization.engines import OfflineFallback, build_engine
-from services.diarization.handler import engine_from_env, prepare
-from services.diarization.offline import OFFLINE_NAME, OfflineDiarizationEngine
-from services.eval.synth import Conversation, conversation
+from parakeet_server.core.audio import SAMPLE_RATE, Waveform
+from parakeet_server.core.errors import DeadlineExceeded
+from parakeet_server.core.runpod_shim import ready_or_refusing, run_job
+from parakeet_server.diarization import server
+from parakeet_server.diarization.handler import engine_from_env, prepare
+from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OfflineDiarizationEngine
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.selection import OfflineFallback, build_engine
 from tests.conftest import wait_for_health
 
 pytestmark = pytest.mark.espeak
@@ -239,7 +239,7 @@ def no_pyannote(monkeypatch, tmp_path: Path) -> None:
 def test_with_the_opt_in_a_missing_pipeline_falls_back_with_a_warning(
     no_pyannote, held_out, start_host, caplog
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="services.diarization.engines")
+    caplog.set_level(logging.WARNING, logger="parakeet_server.diarization.selection")
     engine = build_engine(PYANNOTE_3_1, device="cpu", fallback="offline")
     host = start_host([server.hosted_service(engine)])
     wait_for_health(host.address, server.SERVICE_NAME, timeout=60)
@@ -267,7 +267,7 @@ def test_the_runpod_worker_falls_back_only_when_told_to(no_pyannote, held_out, m
     assert not [record for record in caplog.records if record.levelno == logging.WARNING]
 
     monkeypatch.setenv("DIARIZATION_FALLBACK", "offline")
-    caplog.set_level(logging.WARNING, logger="services.diarization.engines")
+    caplog.set_level(logging.WARNING, logger="parakeet_server.diarization.selection")
     serving = ready_or_refusing(lambda: prepare(engine_from_env([])))
     output = run_job(job, diarization_pb2.DiarizeRequest, serving)
     assert output["model"] == f"{OFFLINE_NAME} (fallback for {PYANNOTE_3_1})"

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
-from services.diarization import server
+from parakeet_server.diarization import server
 from tests.conftest import REPO_ROOT, VENV_BIN, free_port, wait_for_health
 from tests.diarization.helpers import turns_of
 
@@ -62,7 +62,7 @@ def processes(pyannote_fixture, tmp_path_factory) -> Iterator[dict[str, Started]
             [
                 str(VENV_BIN / "python"),
                 "-m",
-                "services.diarization.handler",
+                "parakeet_server.diarization.handler",
                 "--rp_serve_api",
                 "--rp_api_host",
                 "127.0.0.1",

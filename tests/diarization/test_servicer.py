@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
-from services.core.errors import DeadlineExceeded
-from services.diarization.servicer import DiarizationServicer
+from parakeet_server.core.errors import DeadlineExceeded
+from parakeet_server.diarization.servicer import DiarizationServicer
 from tests.diarization.helpers import turns_of
 
 

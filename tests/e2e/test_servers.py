@@ -12,9 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc
-from services.core.context import CallContext
-from services.core.errors import InvalidRequest, PreconditionFailed
-from services.core.grpc_server import HostedService
+from parakeet_server.core.context import CallContext
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
+from parakeet_server.core.grpc_server import HostedService
 from tests.conftest import VENV_BIN, free_port, health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -159,7 +159,7 @@ def test_calls_over_the_concurrency_limit_are_resource_exhausted(start_host) -> 
 
 
 def test_request_id_is_echoed_and_calls_are_counted_by_code(start_host) -> None:
-    from services.core.metrics import REQUESTS
+    from parakeet_server.core.metrics import REQUESTS
 
     host = start_host([diarizer_service(ScriptedDiarizer())])
     wait_for_health(host.address, DIARIZATION)

@@ -21,12 +21,12 @@ import uvicorn
 from openai import OpenAI
 
 from parakeet.v1 import audio_pb2, diarization_pb2, transcription_pb2
-from services.core.audio import AudioLimits, load_audio
-from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.server import hosted_service
-from services.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.gateway.app import create_app
+from parakeet_server.gateway.settings import GatewaySettings
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.server import hosted_service
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from tests.audio_samples import sweep, wav_bytes
 from tests.conftest import wait_for_health
 

@@ -14,11 +14,11 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from parakeet.v1 import audio_pb2
-from services.core.audio import AudioLimits, load_audio
-from services.core.errors import InvalidRequest, LimitExceeded, PreconditionFailed
-from services.gateway.app import FORM_OVERHEAD_BYTES
-from services.gateway.errors import GatewayError, HttpStatus, from_rpc_error, http_status_for
-from services.gateway.settings import GatewaySettings
+from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.core.errors import InvalidRequest, LimitExceeded, PreconditionFailed
+from parakeet_server.gateway.app import FORM_OVERHEAD_BYTES
+from parakeet_server.gateway.errors import GatewayError, HttpStatus, from_rpc_error, http_status_for
+from parakeet_server.gateway.settings import GatewaySettings
 from tests.conftest import free_port
 from tests.gateway.conftest import TEXT, WAV, Scripted
 

@@ -13,14 +13,14 @@ import openai
 import pytest
 
 from parakeet.v1 import audio_pb2, transcription_pb2
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.core.errors import InvalidRequest
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer, check_language
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer, check_language
 from tests.audio_samples import sweep, wav_bytes
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from services.gateway import server
-from services.gateway.settings import DEFAULT_MAX_UPLOAD_BYTES, GatewaySettings
-from services.orchestrator.server import hosted_service
+from parakeet_server.gateway import server
+from parakeet_server.gateway.settings import DEFAULT_MAX_UPLOAD_BYTES, GatewaySettings
+from parakeet_server.orchestrator.server import hosted_service
 from tests.conftest import free_port, wait_for_health
 from tests.gateway.conftest import ORCHESTRATOR, TEXT, WAV, Scripted
 
@@ -63,7 +63,7 @@ def test_main_serves_and_drains_on_sigterm(spawn, start_host) -> None:
     process = spawn(
         "python",
         "-m",
-        "services.gateway.server",
+        "parakeet_server.gateway.server",
         "--host=127.0.0.1",
         f"--port={port}",
         f"--orchestrator={host.address}",

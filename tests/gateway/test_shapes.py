@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from parakeet.v1 import audio_pb2
-from services.gateway import openai_shapes
-from services.gateway.errors import GatewayError
+from parakeet_server.gateway import openai_shapes
+from parakeet_server.gateway.errors import GatewayError
 
 
 def test_form_becomes_one_orchestrate_request() -> None:

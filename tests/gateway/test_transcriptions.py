@@ -191,7 +191,7 @@ def test_models_list_and_retrieve(gateway) -> None:
 
 def test_response_format_values_match_the_proto() -> None:
     """Every name the gateway accepts is a proto format, and the proto has no format it lacks."""
-    from services.gateway.openai_shapes import RESPONSE_FORMATS
+    from parakeet_server.gateway.openai_shapes import RESPONSE_FORMATS
 
     proto_names = {
         name.removeprefix("RESPONSE_FORMAT_").lower()

@@ -22,9 +22,9 @@ import requests
 from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
-from services.gateway.app import create_app
-from services.gateway.middleware import TRANSCRIPTIONS_PATH, UploadLimit, UploadTooLarge
-from services.gateway.settings import GatewaySettings
+from parakeet_server.gateway.app import create_app
+from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, UploadLimit, UploadTooLarge
+from parakeet_server.gateway.settings import GatewaySettings
 from tests.conftest import free_port
 from tests.gateway.conftest import serve_http
 

@@ -20,10 +20,10 @@ from parakeet.v1 import (
     transcription_pb2,
     transcription_pb2_grpc,
 )
-from services.core.context import CallContext
-from services.core.grpc_server import HostedService
-from services.diarization.server import SERVICE_NAME as DIARIZATION
-from services.transcription.server import SERVICE_NAME as TRANSCRIPTION
+from parakeet_server.core.context import CallContext
+from parakeet_server.core.grpc_server import HostedService
+from parakeet_server.diarization.server import SERVICE_NAME as DIARIZATION
+from parakeet_server.transcription.server import SERVICE_NAME as TRANSCRIPTION
 from tests.orchestrator.test_servicer import diarization, transcript
 
 ORCHESTRATOR = "parakeet.v1.OrchestratorService"

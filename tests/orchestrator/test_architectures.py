@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from parakeet.v1 import audio_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from services.core.runpod_shim import response_to_json
+from parakeet_server.core.runpod_shim import response_to_json
 from tests.conftest import VENV_BIN, Spawned, free_port, start_process, stop_process, wait_for_health
 from tests.diarization.helpers import synthesize
 
@@ -82,17 +82,19 @@ def stack(tdt_model_path: Path, pyannote_pipeline_path: Path, tmp_path_factory) 
     grpc_ports = {name: free_port() for name in ("transcription", "diarization", "orchestrator")}
     processes = {
         "transcription": worker(
-            "services.transcription.handler", ports["transcription"], logs / "t.log", models
+            "parakeet_server.transcription.handler", ports["transcription"], logs / "t.log", models
         ),
-        "diarization": worker("services.diarization.handler", ports["diarization"], logs / "d.log", models),
+        "diarization": worker(
+            "parakeet_server.diarization.handler", ports["diarization"], logs / "d.log", models
+        ),
         "single": worker(
-            "services.orchestrator.handler",
+            "parakeet_server.orchestrator.handler",
             ports["single"],
             logs / "s.log",
             {**models, "ORCHESTRATOR_BACKEND": "inprocess"},
         ),
         "orchestrator": worker(
-            "services.orchestrator.handler",
+            "parakeet_server.orchestrator.handler",
             ports["orchestrator"],
             logs / "o.log",
             {

@@ -13,11 +13,11 @@ import grpc
 import pytest
 
 from parakeet.v1 import diarization_pb2_grpc
-from services import cli
-from services.core.errors import PreconditionFailed, ServiceUnavailable
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.backends import GrpcAddresses, GrpcBackends, backend_error
-from services.orchestrator.servicer import OrchestratorServicer
+from parakeet_server import cli
+from parakeet_server.core.errors import PreconditionFailed, ServiceUnavailable
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.backends import GrpcAddresses, GrpcBackends, backend_error
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from tests.conftest import wait_for_health
 from tests.orchestrator.grpc_stack import (
     DIARIZATION,

@@ -10,10 +10,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from services.core.grpc_server import ServerOptions, ServiceHost
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.backends import GrpcAddresses, GrpcBackends
-from services.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.backends import GrpcAddresses, GrpcBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from tests.conftest import free_port, health_status, wait_for_health
 from tests.orchestrator.grpc_stack import (
     DIARIZATION,
@@ -131,7 +131,7 @@ def test_not_ready_names_each_backend_and_why(start_host) -> None:
 
 
 def test_in_process_and_runpod_backends_have_no_probe() -> None:
-    from services.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
+    from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
 
     in_process = InProcessBackends(lambda r, c: transcript(), lambda r, c: None, lambda: None)  # type: ignore[arg-type,return-value]
     runpod = RunPodBackends(RunPodEndpoint("t"), RunPodEndpoint("d"), api_key="k")

@@ -14,27 +14,27 @@ import pytest
 from parakeet import AsyncParakeetClient, ParakeetClient, ParakeetError
 from parakeet.errors import REASONS, InvalidArgument, ResourceExhausted, Unavailable
 from parakeet.v1 import orchestrator_pb2, transcription_pb2, transcription_pb2_grpc
-from services.core.audio import AudioLimits
-from services.core.errors import (
+from parakeet_server.core.audio import AudioLimits
+from parakeet_server.core.errors import (
     DeadlineExceeded,
     InvalidRequest,
     LimitExceeded,
     PreconditionFailed,
     ServiceUnavailable,
 )
-from services.core.grpc_server import HostedService, ServiceHost
-from services.core.runpod_shim import run_job
-from services.orchestrator.backends import (
+from parakeet_server.core.grpc_server import HostedService, ServiceHost
+from parakeet_server.core.runpod_shim import run_job
+from parakeet_server.orchestrator.backends import (
     GrpcAddresses,
     GrpcBackends,
     RunPodBackends,
     RunPodEndpoint,
     backend_error,
 )
-from services.orchestrator.server import hosted_service
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.orchestrator.server import hosted_service
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.conftest import free_port
 from tests.reliability import media
 from tests.reliability.scripted import ScriptedTranscriber

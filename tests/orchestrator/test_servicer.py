@@ -13,10 +13,10 @@ import pytest
 import webvtt
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.context import CallContext, JobContext
-from services.core.errors import InvalidRequest, ServiceUnavailable
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.core.context import CallContext, JobContext
+from parakeet_server.core.errors import InvalidRequest, ServiceUnavailable
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
 
 WORDS = [("Hello", 0.0, 0.4), ("there.", 0.5, 0.9), ("Hi", 1.6, 1.8), ("back.", 1.9, 2.3), ("Bye.", 4.5, 4.9)]
 TURNS = [(0.0, 1.0, "SPEAKER_00"), (1.5, 2.5, "SPEAKER_01"), (4.4, 5.0, "SPEAKER_00")]

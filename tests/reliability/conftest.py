@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from services.core import fetch
+from parakeet_server.core import fetch
 from tests.conftest import VENV_BIN, Spawned, free_port, start_process, stop_process, wait_for_health
 from tests.reliability import media
 
@@ -122,7 +122,7 @@ def loopback() -> Iterator[Loopback]:
 
 
 class ResolverGuard:
-    """Stands in for the `socket` module inside services.core.fetch.
+    """Stands in for the `socket` module inside parakeet_server.core.fetch.
 
     IP literals and "localhost" (from /etc/hosts) resolve as usual; any other name is recorded
     and refused without a query, so no test input can make the service send DNS traffic; a

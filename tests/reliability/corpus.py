@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.runpod_shim import LEGACY_FIELDS, parse_job_input
+from parakeet_server.core.runpod_shim import LEGACY_FIELDS, parse_job_input
 from tests.reliability import media
 
 SERVICES = ("transcription", "diarization", "orchestrator")

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from services.core.audio import SAMPLE_RATE, Waveform
-from services.diarization.engine import Diarization, Turn
-from services.transcription.engine import EngineTranscript, SegmentTiming, WordTiming
+from parakeet_server.core.audio import SAMPLE_RATE, Waveform
+from parakeet_server.diarization.pyannote_engine import Diarization, Turn
+from parakeet_server.transcription.engine import EngineTranscript, SegmentTiming, WordTiming
 
 
 class ScriptedTranscriber:

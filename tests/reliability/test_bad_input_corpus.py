@@ -26,20 +26,20 @@ import grpc
 import pytest
 
 from parakeet.v1 import diarization_pb2_grpc
-from services.core.audio import AudioLimits
-from services.core.batching import BatchPolicy
-from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from services.core.runpod_shim import response_to_json, run_job
-from services.diarization import server as diarization_server
-from services.diarization.engine import DiarizationEngine
-from services.diarization.servicer import DiarizationServicer
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription import server as transcription_server
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.audio import AudioLimits
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
+from parakeet_server.core.runpod_shim import response_to_json, run_job
+from parakeet_server.diarization import server as diarization_server
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription import server as transcription_server
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.audio_samples import sweep, wav_bytes
 from tests.conftest import (
     REPO_ROOT,
@@ -271,7 +271,7 @@ def test_each_service_answers_the_corpus_case_as_the_table_says(
 
 @dataclass
 class HttpWorker:
-    """`python -m services.transcription.handler --rp_serve_api`, started early, waited for late."""
+    """`python -m parakeet_server.transcription.handler --rp_serve_api`, started early, waited for late."""
 
     process: Spawned
     port: int
@@ -310,7 +310,7 @@ def http_worker(tdt_model_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     command = [
         str(VENV_BIN / "python"),
         "-m",
-        "services.transcription.handler",
+        "parakeet_server.transcription.handler",
         "--rp_serve_api",
         "--rp_api_host",
         "127.0.0.1",

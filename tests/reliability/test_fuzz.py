@@ -29,19 +29,19 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc, orchestrator_pb2, transcription_pb2
-from services.core.audio import _demuxer
-from services.core.batching import BatchPolicy
-from services.core.errors import ServiceError
-from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from services.core.runpod_shim import parse_job_input, response_from_json, run_job
-from services.diarization import server as diarization_server
-from services.diarization.servicer import DiarizationServicer
-from services.orchestrator import server as orchestrator_server
-from services.orchestrator.backends import InProcessBackends
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription import server as transcription_server
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.audio import _demuxer
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.errors import ServiceError
+from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
+from parakeet_server.core.runpod_shim import parse_job_input, response_from_json, run_job
+from parakeet_server.diarization import server as diarization_server
+from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.orchestrator import server as orchestrator_server
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription import server as transcription_server
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.conftest import wait_for_health
 from tests.reliability import corpus, media
 from tests.reliability.conftest import ResolverGuard

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from parakeet.v1 import transcription_pb2, transcription_pb2_grpc
-from services.core import metrics
-from services.core.audio import AudioLimits, decode_bytes
-from services.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core import metrics
+from parakeet_server.core.audio import AudioLimits, decode_bytes
+from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.conftest import REPO_ROOT, VENV_BIN, wait_for_health
 from tests.reliability import media
 from tests.reliability.conftest import Loopback, ResolverGuard

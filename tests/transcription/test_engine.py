@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from services.core.audio import decode_bytes
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.core.errors import PreconditionFailed
-from services.transcription.engine import EngineTranscript, TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.windows import FrameWord
+from parakeet_server.core.audio import decode_bytes
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.core.errors import PreconditionFailed
+from parakeet_server.transcription.engine import (
+    EngineTranscript,
+    TranscriptionEngine,
+    TranscriptionEngineConfig,
+)
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.windows import FrameWord
 from tests.audio_samples import sweep, wav_bytes
 from tests.conftest import REPO_ROOT
 from tests.transcription.conftest import reference_words
@@ -72,7 +76,7 @@ LONG_AUDIO_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from tests.audio_samples import sweep
 def kb(field):
     return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field)).split()[1])

@@ -14,8 +14,8 @@ import srt
 import webvtt
 
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
-from services.core.audio import decode_bytes
-from services.transcription.server import hosted_service
+from parakeet_server.core.audio import decode_bytes
+from parakeet_server.transcription.server import hosted_service
 from tests.audio_samples import sweep, wav_bytes
 from tests.conftest import VENV_BIN, free_port, wait_for_health
 from tests.transcription.conftest import reference_words
@@ -160,7 +160,7 @@ def test_runpod_handler_over_the_local_test_api_answers_the_existing_json(
     process = spawn(
         "python",
         "-m",
-        "services.transcription.handler",
+        "parakeet_server.transcription.handler",
         "--rp_serve_api",
         "--rp_api_port",
         str(port),

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from services.transcription.windows import (
+from parakeet_server.transcription.windows import (
     FrameWord,
     Seam,
     Window,

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from services.core.audio import AudioLimits, _Samples, decode_bytes
-from services.core.errors import InvalidRequest, LimitExceeded
+from parakeet_server.core.audio import AudioLimits, _Samples, decode_bytes
+from parakeet_server.core.errors import InvalidRequest, LimitExceeded
 from tests.audio_samples import encode as encode_signal
 from tests.audio_samples import sweep, tone, wav_bytes
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.core.batching import MicroBatcher
+from parakeet_server.core.batching import MicroBatcher
 
 
 def let_go(alive: weakref.ref[np.ndarray]) -> bool:

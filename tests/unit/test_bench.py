@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import common, run
-from services.core.audio import decode_bytes
+from parakeet_server.core.audio import decode_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

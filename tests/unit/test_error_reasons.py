@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from parakeet.errors import REASONS, default_reason
-from services.core import errors
-from services.core.errors import InvalidRequest, LimitExceeded, ServiceError, error_for_reason
+from parakeet_server.core import errors
+from parakeet_server.core.errors import InvalidRequest, LimitExceeded, ServiceError, error_for_reason
 from tests.conftest import REPO_ROOT
 
 ERROR_TYPES = [

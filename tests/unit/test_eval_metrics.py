@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.eval.datasets import librispeech, rttm_set
-from services.eval.datasets import main as datasets_main
-from services.eval.metrics import (
+from eval.datasets import librispeech, rttm_set
+from eval.datasets import main as datasets_main
+from eval.metrics import (
     DiarizationErrors,
     SpeakerTurn,
     SpeakerWord,
@@ -19,7 +19,7 @@ from services.eval.metrics import (
     speaker_word_errors,
     word_error_rate,
 )
-from services.eval.run import Floors, read_manifest, render_table
+from eval.run import Floors, read_manifest, render_table
 
 
 def words(text: str, speakers: str) -> list[SpeakerWord]:

@@ -1,6 +1,6 @@
-"""`python -m services.eval`: which rows --check-floors holds, pooling with --pool, what it prints.
+"""`python -m eval`: which rows --check-floors holds, pooling with --pool, what it prints.
 
-The stack is replaced by scripted answers (services.eval.run.embedded), so these tests exercise
+The stack is replaced by scripted answers (eval.run.embedded), so these tests exercise
 the command's own logic in milliseconds: manifests, pooling, the table, the floors.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from eval import run
 from parakeet.v1 import audio_pb2, orchestrator_pb2
-from services.eval import run
 
 WORDS = [f"w{i}" for i in range(10)]
 REFERENCE_SPEAKERS = ["spk0"] * 5 + ["spk1"] * 5

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.core.errors import InvalidRequest, LimitExceeded
-from services.core.fetch import FetchPolicy, fetch_bytes
+from parakeet_server.core.errors import InvalidRequest, LimitExceeded
+from parakeet_server.core.fetch import FetchPolicy, fetch_bytes
 
 BODY = b"RIFF" + bytes(range(256)) * 40
 
@@ -147,7 +147,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every connection fetch_bytes opens (or tries to), recorded instead of made."""
     import urllib3.connection
 
-    from services.core import fetch
+    from parakeet_server.core import fetch
 
     opened: list[object] = []
 

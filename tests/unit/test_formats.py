@@ -10,8 +10,8 @@ import srt
 import webvtt
 
 from parakeet.v1 import audio_pb2
-from services.core.errors import InvalidRequest
-from services.core.formats import (
+from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.formats import (
     MAX_CUE_CHARS,
     Cue,
     render_document,

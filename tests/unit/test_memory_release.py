@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services.core import memory
+from parakeet_server.core import memory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
@@ -60,8 +60,8 @@ def run_script(body: str, timeout: float) -> dict[str, Any]:
 
 
 DECODE_3H = """
-from services.core.audio import decode_bytes
-from services.core.memory import track_audio
+from parakeet_server.core.audio import decode_bytes
+from parakeet_server.core.memory import track_audio
 from tests.audio_samples import sweep, wav_bytes
 
 data = silent_flac(3 * 3600)
@@ -97,18 +97,18 @@ def test_a_3_hour_decode_peaks_once_and_returns_to_the_baseline() -> None:
 
 TRANSCRIBE_3MIN = """
 from parakeet.v1 import audio_pb2, transcription_pb2
-from services.core import memory
-from services.core.batching import BatchPolicy
-from services.core.context import JobContext
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core import memory
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.context import JobContext
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.audio_samples import sweep, wav_bytes
 
 # A 3-hour request takes minutes and ~10 GB through the engine on a 2-core CPU; 3 minutes stand
 # in for it, counted as large the way a > 10-minute request is in production.
 memory.LARGE_AUDIO_SECONDS = 60.0
-engine = TranscriptionEngine(TranscriptionEngineConfig(model="services/eval/assets/tiny_tdt_espeak.nemo"))
+engine = TranscriptionEngine(TranscriptionEngineConfig(model="eval/assets/tiny_tdt_espeak.nemo"))
 engine.load()
 engine.warm_up()
 runner = TranscriptionRunner(engine, BatchPolicy(max_batch_size=8, max_wait_ms=5.0))
@@ -239,7 +239,7 @@ class _Runner:
         name = "stub"
 
     def transcribe(self, samples: Any, context: Any) -> Any:
-        from services.transcription.engine import EngineTranscript
+        from parakeet_server.transcription.engine import EngineTranscript
 
         return EngineTranscript(text="", words=[], segments=[])
 
@@ -249,7 +249,7 @@ class _Diarizer:
     loaded = True
 
     def diarize(self, waveform: Any, **kwargs: Any) -> Any:
-        from services.diarization.engine import Diarization
+        from parakeet_server.diarization.pyannote_engine import Diarization
 
         return Diarization(turns=(), num_speakers=0)
 
@@ -261,11 +261,11 @@ def test_each_servicer_releases_after_a_large_request(
     import numpy as np
 
     from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-    from services.core.context import JobContext
-    from services.diarization.servicer import DiarizationServicer
-    from services.orchestrator.backends import InProcessBackends
-    from services.orchestrator.servicer import OrchestratorServicer
-    from services.transcription.servicer import TranscriptionServicer
+    from parakeet_server.core.context import JobContext
+    from parakeet_server.diarization.servicer import DiarizationServicer
+    from parakeet_server.orchestrator.backends import InProcessBackends
+    from parakeet_server.orchestrator.servicer import OrchestratorServicer
+    from parakeet_server.transcription.servicer import TranscriptionServicer
     from tests.audio_samples import wav_bytes
 
     calls: list[str] = []

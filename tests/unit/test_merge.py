@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from parakeet.v1 import audio_pb2, orchestrator_pb2
-from services.core.merge import (
+from parakeet_server.core.merge import (
     assign_speakers,
     build_utterances,
     speakers_in_order,

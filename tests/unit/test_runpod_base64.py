@@ -3,7 +3,7 @@
 protobuf's json_format skips characters outside the base64 alphabet: `{"audio": {"content":
 "!!!"}}` used to reach the servicer as 0 bytes ("audio is empty") and `"UklG!!!RiQ="` as other
 bytes than were sent. Now every bytes field, in any shape, is checked by the one strict decoder
-(services.core.base64_strict), and the error names the field and what is wrong with it.
+(parakeet_server.core.base64_strict), and the error names the field and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
-from services.core.context import CallContext
-from services.core.errors import InvalidRequest
-from services.core.runpod_shim import run_job, with_strict_bytes
+from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
+from parakeet_server.core.context import CallContext
+from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.runpod_shim import run_job, with_strict_bytes
 
 # Bytes whose base64 uses both of the alphabets' last two characters (+/ or -_) and padding.
 RAW = b"RIFF\xfb\xff\xbf\x00WAVE\xfe\xfa>?"

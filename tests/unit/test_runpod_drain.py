@@ -196,12 +196,14 @@ def assert_clean_exit(worker: Worker) -> None:
 
 
 def model_env(module: str, tdt_model_path: Path, pyannote_pipeline_path: Path) -> dict[str, str]:
-    if module == "services.transcription.handler":
+    if module == "parakeet_server.transcription.handler":
         return {"TRANSCRIPTION_MODEL": str(tdt_model_path), "TRANSCRIPTION_DEVICE": "cpu"}
     return {"DIARIZATION_PIPELINE": str(pyannote_pipeline_path), "DIARIZATION_DEVICE": "cpu"}
 
 
-@pytest.mark.parametrize("module", ["services.transcription.handler", "services.diarization.handler"])
+@pytest.mark.parametrize(
+    "module", ["parakeet_server.transcription.handler", "parakeet_server.diarization.handler"]
+)
 def test_the_local_test_api_worker_finishes_its_job_and_exits_0_on_sigterm(
     module: str, fake: FakeRunPod, tmp_path: Path, tdt_model_path: Path, pyannote_pipeline_path: Path
 ) -> None:
@@ -245,7 +247,9 @@ def test_the_local_test_api_worker_finishes_its_job_and_exits_0_on_sigterm(
     assert replies[0]["output"]["duration"] == 12.0 and replies[0]["output"]["warnings"] == []
 
 
-@pytest.mark.parametrize("module", ["services.diarization.handler", "services.transcription.handler"])
+@pytest.mark.parametrize(
+    "module", ["parakeet_server.diarization.handler", "parakeet_server.transcription.handler"]
+)
 def test_the_runpod_job_loop_finishes_its_job_takes_no_other_and_exits_0_on_sigterm(
     module: str, fake: FakeRunPod, tmp_path: Path, tdt_model_path: Path, pyannote_pipeline_path: Path
 ) -> None:
@@ -308,7 +312,7 @@ def everything_under(root: Path) -> list[str]:
 
 def test_onnxruntime_writes_nothing_once_the_process_is_prepared(tmp_path: Path) -> None:
     code = (
-        "from services.core.runtime_hygiene import prepare_process\n"
+        "from parakeet_server.core.runtime_hygiene import prepare_process\n"
         "scratch = prepare_process()\n"
         "import os, onnxruntime\n"
         "print(os.environ['ORT_DISABLE_TELEMETRY'], os.listdir(scratch))\n"
@@ -330,7 +334,7 @@ def test_without_it_onnxruntime_leaves_its_session_file_and_telemetry_database(t
 def test_a_prepared_process_keeps_its_temp_files_in_one_directory_it_removes_at_exit(tmp_path: Path) -> None:
     code = (
         "import os, tempfile\n"
-        "from services.core.runtime_hygiene import prepare_process\n"
+        "from parakeet_server.core.runtime_hygiene import prepare_process\n"
         "scratch = prepare_process()\n"
         "assert prepare_process() == scratch  # once per process\n"
         "assert tempfile.gettempdir() == os.environ['TMPDIR'] == scratch\n"
@@ -347,7 +351,7 @@ def test_sigterm_before_a_server_takes_over_exits_0_through_cleanup(tmp_path: Pa
     """A worker told to stop while its model still loads leaves nothing behind either."""
     code = (
         "import os, signal, tempfile, time\n"
-        "from services.core.runtime_hygiene import prepare_process\n"
+        "from parakeet_server.core.runtime_hygiene import prepare_process\n"
         "prepare_process()\n"
         "tempfile.mkdtemp()\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -362,7 +366,7 @@ def test_sigterm_before_a_server_takes_over_exits_0_through_cleanup(tmp_path: Pa
 def test_an_operator_who_wants_onnxruntime_telemetry_keeps_it(tmp_path: Path) -> None:
     code = (
         "import os\n"
-        "from services.core.runtime_hygiene import prepare_process\n"
+        "from parakeet_server.core.runtime_hygiene import prepare_process\n"
         "prepare_process()\n"
         "print(os.environ['ORT_DISABLE_TELEMETRY'])\n"
     )

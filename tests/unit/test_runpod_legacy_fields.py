@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
-from services.core.batching import BatchPolicy
-from services.core.runpod_shim import LEGACY_FIELDS, response_from_json, response_to_json, run_job
-from services.diarization.engine import DiarizationEngine
-from services.diarization.servicer import DiarizationServicer
-from services.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
-from services.orchestrator.servicer import OrchestratorServicer
-from services.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from services.transcription.runner import TranscriptionRunner
-from services.transcription.servicer import TranscriptionServicer
+from parakeet_server.core.batching import BatchPolicy
+from parakeet_server.core.runpod_shim import LEGACY_FIELDS, response_from_json, response_to_json, run_job
+from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
+from parakeet_server.transcription.runner import TranscriptionRunner
+from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.diarization.helpers import synthesize
 from tests.runsync_stub import runsync_stub
 

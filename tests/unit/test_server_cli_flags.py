@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli import build_parser
+from parakeet_server.cli import build_parser
 
 
 @pytest.mark.parametrize("command", ["transcription", "diarization", "orchestrator", "all", "gateway"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.eval import synth
+from eval import synth
 
 pytestmark = pytest.mark.espeak
 

@@ -38,8 +38,8 @@ from parakeet.client import (
 from parakeet.v1 import orchestrator_pb2
 
 if TYPE_CHECKING:  # `services` is imported lazily: the gRPC mode does not need it
-    from services.core.errors import ServiceError
-    from services.orchestrator.backends import Backends
+    from parakeet_server.core.errors import ServiceError
+    from parakeet_server.orchestrator.backends import Backends
 
 SERVICES = (
     "parakeet.v1.TranscriptionService",
@@ -176,14 +176,14 @@ def _via_server(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
 
 
 def _service_error(error: ServiceError) -> ParakeetError:
-    """A services.core.errors.ServiceError (embedded and RunPod modes) as the client's error type."""
+    """A parakeet_server.core.errors.ServiceError (embedded and RunPod modes) as the client's error type."""
     return ParakeetError.for_code(error.code, error.message)
 
 
 def _require_services() -> None:
     """Import `services`, or raise a UsageError saying how to get it or avoid needing it."""
     try:
-        import services.orchestrator.server  # noqa: F401
+        import parakeet_server.orchestrator.server  # noqa: F401
     except ImportError as error:
         raise UsageError(
             f"this mode runs service code in this process, but it cannot be imported ({error}); "
@@ -198,9 +198,9 @@ def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
     backend pointed at the orchestrator endpoint, so there is one copy of it.
     """
     _require_services()
-    from services.core.context import JobContext
-    from services.core.errors import ServiceError
-    from services.orchestrator.backends import RunPodBackends, RunPodEndpoint
+    from parakeet_server.core.context import JobContext
+    from parakeet_server.core.errors import ServiceError
+    from parakeet_server.orchestrator.backends import RunPodBackends, RunPodEndpoint
 
     url = args.runpod_url or (os.environ.get("RUNPOD_ENDPOINT_URL", "") if args.runpod else "")
     api_key = os.environ.get("RUNPOD_API_KEY", "")
@@ -224,7 +224,7 @@ def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
 
 def _embedded_backends(args: argparse.Namespace) -> Backends:
     """In-process engines; without --diarize only the transcription model is loaded (no token needed)."""
-    from services.orchestrator.server import embedded_backends
+    from parakeet_server.orchestrator.server import embedded_backends
 
     return embedded_backends(args.model or "", args.pipeline or "", diarization=args.diarize)
 
@@ -251,9 +251,9 @@ def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.
     """The orchestrator servicer over in-process engines: what `--backend inprocess` serves."""
     _require_services()
     _quiet_libraries(args.verbose)
-    from services.core.context import JobContext
-    from services.core.errors import ServiceError
-    from services.orchestrator.servicer import OrchestratorServicer
+    from parakeet_server.core.context import JobContext
+    from parakeet_server.core.errors import ServiceError
+    from parakeet_server.orchestrator.servicer import OrchestratorServicer
 
     request = orchestrate_request(args.audio, **_request_options(args))
     try:
@@ -278,7 +278,7 @@ def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.
 def response_json(response: orchestrator_pb2.OrchestrateResponse) -> dict[str, Any]:
     """The response as the RunPod workers return it (snake_case, zeros kept, short format names)."""
     try:
-        from services.core.runpod_shim import response_to_json
+        from parakeet_server.core.runpod_shim import response_to_json
     except ImportError:
         document: dict[str, Any] = json_format.MessageToDict(response, preserving_proto_field_name=True)
         return document

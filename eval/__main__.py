@@ -1,0 +1,5 @@
+"""`python -m eval`: see eval/run.py."""
+
+from eval.run import main
+
+raise SystemExit(main())

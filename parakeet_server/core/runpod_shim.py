@@ -1,0 +1,420 @@
+"""JSON job input <-> proto messages for the RunPod handlers, and the error mapping for that path.
+
+Each RunPod handler is this shim over the same servicer the gRPC server hosts: the job input is
+turned into the servicer's request message with protobuf `json_format` (after accepting the
+shapes existing clients send: `audio` as a bare URL or base64 string, `audio_format` beside it,
+`response_format` as "json"/"srt"/...), the servicer runs, and the response goes back as JSON
+with snake_case names. Errors come back as `{"error": "...", "error_code": "INVALID_ARGUMENT",
+"reason": "AUDIO_UNDECODABLE"}` with the same message, code and ErrorInfo reason gRPC sends.
+
+Every endpoint accepts every field the original service's RunPod handlers read (LEGACY_FIELDS),
+so the input an existing client sends works on each one; a field that means nothing on an
+endpoint is named in the response's `warnings`. Any other field is an INVALID_ARGUMENT that
+lists what the endpoint accepts. Base64 is decoded strictly everywhere (parakeet_server.core.base64_strict):
+json_format alone skips characters outside the alphabet and would decode other bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
+from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
+from parakeet_server.core.context import CallContext, JobContext
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed, ServiceError
+from parakeet_server.core.runtime_hygiene import exit_on_signal
+
+log = logging.getLogger(__name__)
+
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
+Servicer = Callable[[RequestT, CallContext], Message]
+
+_FORMAT_PREFIX = "RESPONSE_FORMAT_"
+_URL_SCHEMES = ("http://", "https://")
+
+
+def response_format_names() -> list[str]:
+    """The short names JSON clients use: json, verbose_json, text, srt, vtt, rttm."""
+    return [
+        name.removeprefix(_FORMAT_PREFIX).lower()
+        for name in audio_pb2.ResponseFormat.keys()  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
+        if name != f"{_FORMAT_PREFIX}UNSPECIFIED"
+    ]
+
+
+# The fields the original service's RunPod handlers read: its diarization handler audio,
+# audio_format and num_speakers; its transcription handler audio, audio_format, language,
+# response_format, timestamps, temperature, word_timestamps and diarization_segments; its single
+# endpoint diarize besides. Each ignored any other field. Every endpoint here accepts all of them.
+LEGACY_FIELDS = frozenset(
+    {
+        "audio",
+        "audio_format",
+        "diarization_segments",
+        "diarize",
+        "language",
+        "num_speakers",
+        "response_format",
+        "temperature",
+        "timestamps",
+        "word_timestamps",
+    }
+)
+
+_ENDPOINTS = {
+    transcription_pb2.TranscribeRequest.DESCRIPTOR.full_name: "transcription",
+    diarization_pb2.DiarizeRequest.DESCRIPTOR.full_name: "diarization",
+    orchestrator_pb2.OrchestrateRequest.DESCRIPTOR.full_name: "orchestrator",
+}
+
+# A legacy field an endpoint's request has no field for is checked against a request that has
+# one (a wrong type is still a mistake worth naming), then left out with a warning saying why.
+_CARRIERS: dict[str, type[Message]] = {
+    "diarization_segments": transcription_pb2.TranscribeRequest,
+    "diarize": orchestrator_pb2.OrchestrateRequest,
+    "language": orchestrator_pb2.OrchestrateRequest,
+    "num_speakers": orchestrator_pb2.OrchestrateRequest,
+    "timestamps": orchestrator_pb2.OrchestrateRequest,
+    "word_timestamps": orchestrator_pb2.OrchestrateRequest,
+}
+_NO_TRANSCRIPT = "the diarization endpoint returns speaker turns, not a transcript"
+_WHY_IGNORED = {
+    ("transcription", "diarize"): (
+        "the transcription endpoint takes speakers only from diarization_segments (the "
+        "diarization endpoint's segments); the orchestrator endpoint finds them itself"
+    ),
+    ("transcription", "num_speakers"): (
+        "the transcription endpoint does not find speakers; send num_speakers to the diarization endpoint"
+    ),
+    ("diarization", "diarize"): "the diarization endpoint always finds speakers",
+    ("diarization", "language"): _NO_TRANSCRIPT,
+    ("diarization", "timestamps"): _NO_TRANSCRIPT,
+    ("diarization", "word_timestamps"): _NO_TRANSCRIPT,
+    ("diarization", "diarization_segments"): "the diarization endpoint finds the speaker turns itself",
+    ("orchestrator", "diarization_segments"): (
+        "the orchestrator endpoint finds the speaker turns itself (with diarize: true)"
+    ),
+}
+_NO_TEMPERATURE = "parakeet decodes greedily and has no sampling temperature"
+
+
+def _endpoint(descriptor: Descriptor) -> str:
+    return _ENDPOINTS.get(descriptor.full_name, descriptor.name)
+
+
+def accepted_fields(request_type: type[Message]) -> list[str]:
+    """What a RunPod job's input may hold for `request_type`: its proto fields and LEGACY_FIELDS."""
+    return sorted(LEGACY_FIELDS | set(request_type.DESCRIPTOR.fields_by_name))
+
+
+def _field_of(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
+    """The field `key` names in the JSON mapping: its proto name or its lowerCamelCase JSON name."""
+    found = descriptor.fields_by_name.get(key)
+    if found is None:
+        found = next((f for f in descriptor.fields if f.json_name == key), None)
+    return found
+
+
+@functools.cache
+def _holds_bytes(descriptor: Descriptor, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can carry a bytes field anywhere inside it."""
+    for member in descriptor.fields:
+        if member.type == FieldDescriptor.TYPE_BYTES:
+            return True
+        nested = member.message_type
+        if (
+            nested is not None
+            and nested.full_name not in seen
+            and _holds_bytes(nested, seen | {descriptor.full_name})
+        ):
+            return True
+    return False
+
+
+def _strict_value(value: Any, member: FieldDescriptor, name: str) -> Any:
+    if member.type == FieldDescriptor.TYPE_BYTES and isinstance(value, str):
+        content = decode_base64_field(value, name)
+        # json_format decodes what passed (either alphabet, padding optional) to the same bytes,
+        # except text wrapped over lines, whose padding it miscounts: it gets the plain form then.
+        wrapped = any(space in value for space in " \t\r\n")
+        return base64.b64encode(content).decode() if wrapped else value
+    nested = member.message_type
+    if nested is not None and isinstance(value, Mapping) and _holds_bytes(nested):
+        return with_strict_bytes(value, nested, f"{name}.")
+    return value
+
+
+def with_strict_bytes(document: Mapping[str, Any], descriptor: Descriptor, path: str = "") -> dict[str, Any]:
+    """`document` (the JSON of a `descriptor` message) with every bytes field checked strictly.
+
+    json_format skips characters outside the base64 alphabet, so without this `"!!!"` reads as 0
+    bytes and `"UklG!!!RiQ="` as other bytes than were meant."""
+    checked = dict(document)
+    for key, value in document.items():
+        member = _field_of(descriptor, key)
+        if member is None or value is None:
+            continue
+        name = f"{path}{member.name}"
+        entry = member.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            if isinstance(value, Mapping):
+                value_field = entry.fields_by_name["value"]
+                checked[key] = {k: _strict_value(v, value_field, f"{name}[{k}]") for k, v in value.items()}
+        elif member.is_repeated and isinstance(value, list):
+            checked[key] = [_strict_value(v, member, f"{name}[{i}]") for i, v in enumerate(value)]
+        else:
+            checked[key] = _strict_value(value, member, name)
+    return checked
+
+
+def _audio_from_string(value: str) -> audio_pb2.Audio:
+    """A bare string is a URL when it looks like one, else base64 (a data: URI prefix is allowed)."""
+    text = value.strip()
+    if text.lower().startswith(_URL_SCHEMES):
+        return audio_pb2.Audio(uri=text)
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        content = decode_base64_strict(text)
+    except InvalidBase64 as error:
+        raise InvalidRequest(
+            "'audio' must be an http(s) URL or base64-encoded audio; the string given is neither "
+            f"(as base64: {error})",
+            reason="INVALID_FIELD",
+        ) from None
+    if not content:
+        raise InvalidRequest(
+            "'audio' is empty; send an http(s) URL or base64-encoded audio", reason="AUDIO_MISSING"
+        )
+    return audio_pb2.Audio(content=content)
+
+
+def _normalise_response_format(value: Any) -> Any:
+    if not isinstance(value, str) or value.upper().startswith(_FORMAT_PREFIX):
+        return value
+    name = value.strip().lower()
+    if name not in response_format_names():
+        raise InvalidRequest(
+            f"unknown response_format {value!r}; use one of: {', '.join(response_format_names())}",
+            reason="INVALID_FIELD",
+        )
+    return _FORMAT_PREFIX + name.upper()
+
+
+def _check_ignored(name: str, value: Any, request_name: str) -> None:
+    """A legacy field the endpoint ignores must still have the type the original handlers read."""
+    if name == "temperature":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise InvalidRequest(
+                f"'temperature' must be a number (it is ignored), not {value!r}", reason="INVALID_FIELD"
+            )
+        return
+    carrier = _CARRIERS[name]
+    try:
+        json_format.ParseDict({name: value}, carrier())
+    except json_format.ParseError as error:
+        where = str(error).replace(f"{carrier.DESCRIPTOR.name}.", f"{request_name}.")
+        raise InvalidRequest(f"invalid job input: {where}", reason="INVALID_FIELD") from None
+
+
+@dataclass
+class ParsedJob(Generic[RequestT]):
+    """A job's request, and what the caller should know about its input (ignored fields)."""
+
+    request: RequestT
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[RequestT]:
+    """Build `request_type` from a RunPod job's `input` object, with warnings for ignored fields."""
+    if not isinstance(job_input, Mapping):
+        raise InvalidRequest(
+            'the job needs an "input" object, e.g. {"input": {"audio": "https://..."}}',
+            reason="INVALID_FIELD",
+        )
+    descriptor = cast(Descriptor, request_type.DESCRIPTOR)  # the upb twin of Descriptor at runtime
+    endpoint = _endpoint(descriptor)
+    fields = dict(job_input)
+    audio_value = fields.pop("audio", None)
+    audio_format = fields.pop("audio_format", None)
+    warnings = []
+    for name in list(fields):
+        if _field_of(descriptor, name) is not None:
+            continue
+        if name not in LEGACY_FIELDS:
+            raise InvalidRequest(
+                f'invalid job input: the {endpoint} endpoint has no field named "{name}"; '
+                f"it accepts: {', '.join(accepted_fields(request_type))}",
+                reason="UNKNOWN_FIELD",
+            )
+        value = fields.pop(name)
+        if value is None:
+            continue
+        _check_ignored(name, value, descriptor.name)
+        reason = _NO_TEMPERATURE if name == "temperature" else _WHY_IGNORED.get((endpoint, name), "")
+        warnings.append(f"'{name}' is ignored: {reason or f'the {endpoint} endpoint has no use for it'}")
+    if "response_format" in fields:
+        fields["response_format"] = _normalise_response_format(fields["response_format"])
+    if audio_format is not None and not isinstance(audio_format, str):
+        raise InvalidRequest(
+            '\'audio_format\' must be a string such as "wav" or "mp3"', reason="INVALID_FIELD"
+        )
+    try:
+        request = json_format.ParseDict(with_strict_bytes(fields, descriptor), request_type())
+    except json_format.ParseError as error:
+        raise InvalidRequest(f"invalid job input: {error}", reason="INVALID_FIELD") from None
+    if audio_value is None:
+        raise InvalidRequest(
+            "'audio' is required: an http(s) URL or base64-encoded audio", reason="AUDIO_MISSING"
+        )
+    audio = request.audio  # type: ignore[attr-defined]
+    if isinstance(audio_value, str):
+        audio.CopyFrom(_audio_from_string(audio_value))
+    elif isinstance(audio_value, Mapping):
+        try:
+            json_format.ParseDict(
+                with_strict_bytes(audio_value, cast(Descriptor, audio.DESCRIPTOR), "audio."), audio
+            )
+        except json_format.ParseError as error:
+            raise InvalidRequest(f"invalid 'audio': {error}", reason="INVALID_FIELD") from None
+    else:
+        raise InvalidRequest(
+            "'audio' must be a string (http(s) URL or base64) or an object with uri/content",
+            reason="INVALID_FIELD",
+        )
+    if audio_format:
+        audio.format = audio_format
+    return ParsedJob(request, warnings)
+
+
+def parse_job_input(job_input: Any, request_type: type[RequestT]) -> RequestT:
+    """Build `request_type` from a RunPod job's `input` object (`parse_job` without the warnings)."""
+    return parse_job(job_input, request_type).request
+
+
+def request_to_json(request: Message) -> dict[str, Any]:
+    """A request as the job input existing clients send (the inverse of `parse_job_input`).
+
+    The audio goes as a bare string (the URL, or base64 of the bytes) with `audio_format`
+    beside it, so any RunPod worker of this service, old or new, reads it.
+    """
+    document = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    audio = document.pop("audio", None)
+    if audio is not None:
+        document["audio"] = audio.get("uri") or audio.get("content", "")
+        if audio.get("format"):
+            document["audio_format"] = audio["format"]
+    value = document.get("response_format")
+    if isinstance(value, str):
+        document["response_format"] = value.removeprefix(_FORMAT_PREFIX).lower()
+    return document
+
+
+def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]) -> ResponseT:
+    """A worker's JSON output as a response message (the inverse of `response_to_json`)."""
+    fields = dict(output)
+    fields.pop("error_code", None)
+    fields.pop("reason", None)
+    if "response_format" in fields:
+        fields["response_format"] = _normalise_response_format(fields["response_format"])
+    return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
+
+
+def response_to_json(response: Message) -> dict[str, Any]:
+    """The response as existing JSON clients read it: snake_case names, zeros printed, short enums."""
+    document = json_format.MessageToDict(
+        response,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    value = document.get("response_format")
+    if isinstance(value, str):
+        short = value.removeprefix(_FORMAT_PREFIX).lower()
+        document["response_format"] = "json" if short == "unspecified" else short
+    return document
+
+
+def output_with_warnings(response: Message, warnings: list[str]) -> dict[str, Any]:
+    """The response's JSON with `warnings` about the job's input ahead of the servicer's own.
+
+    They travel in the response's typed `warnings` field (every response of the contract has
+    one), so the orchestrator's RunPod backend reads them back like any other field."""
+    if warnings and "warnings" in response.DESCRIPTOR.fields_by_name:
+        own = list(response.warnings)  # type: ignore[attr-defined]
+        del response.warnings[:]  # type: ignore[attr-defined]
+        response.warnings.extend([*warnings, *own])  # type: ignore[attr-defined]
+        warnings = []
+    document = response_to_json(response)
+    if warnings:  # a response type without the field: the JSON still says it
+        document["warnings"] = warnings
+    return document
+
+
+def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[RequestT]:
+    """Build and warm up the servicer now; if that fails, one that answers every job with the reason.
+
+    A worker that crash-loops on a missing token shows users nothing; one that keeps answering
+    `{"error": "accept the conditions of ..."}` tells them what to fix.
+    """
+    try:
+        return prepare()
+    except ServiceError as error:
+        failure = error
+    except Exception as error:
+        log.exception("warm-up failed")
+        failure = PreconditionFailed(
+            f"the model could not be loaded ({type(error).__name__}); see the worker log",
+            reason="MODEL_NOT_LOADED",
+        )
+    log.error("serving errors only: %s", failure.message)
+
+    def refuse(request: RequestT, context: CallContext) -> Message:
+        raise failure
+
+    return refuse
+
+
+def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> None:
+    """Hand jobs to the RunPod SDK's worker loop (which also reads --rp_serve_api for local tests)."""
+    import runpod  # the SDK starts logging and reads sys.argv on import; keep it off other paths
+
+    def handler(job: dict[str, Any]) -> dict[str, Any]:
+        return run_job(job, request_type, servicer)
+
+    # The SDK drains on SIGTERM in both of its modes; this only decides how the process leaves
+    # afterwards. On RunPod its job loop takes no new job, finishes the one in flight and
+    # returns. Under --rp_serve_api (and the realtime API) uvicorn stops accepting, finishes the
+    # request in flight and then re-raises the signal to the handler it found: the default one
+    # killed the process (status 143) before atexit ran, leaving torch's temp files behind; this
+    # one exits 0 through interpreter shutdown, as the gRPC servers do after their drain.
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    runpod.serverless.start({"handler": handler})
+
+
+def run_job(
+    job: Mapping[str, Any],
+    request_type: type[RequestT],
+    servicer: Servicer[RequestT],
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """Run one job through a servicer; never raises, never returns a traceback."""
+    try:
+        parsed = parse_job(job.get("input"), request_type)
+        return output_with_warnings(servicer(parsed.request, JobContext(timeout_s)), parsed.warnings)
+    except ServiceError as error:
+        # error_code and reason let a caller of this worker (the orchestrator) keep both.
+        return {"error": error.message, "error_code": error.code.name, "reason": error.reason}
+    except Exception:
+        log.exception("unhandled error in job %s", job.get("id", "?"))
+        return {"error": "internal error; see the worker log", "error_code": "INTERNAL", "reason": "INTERNAL"}

@@ -1,0 +1,133 @@
+"""The DiarizationService request logic: the one implementation behind gRPC and RunPod.
+
+Cheap checks (speaker counts, response format) run before the audio is fetched or decoded, so a
+request that cannot succeed costs nothing. Errors are raised as parakeet_server.core.errors types; the
+gRPC interceptor and the RunPod shim turn them into status codes and `{"error": ...}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
+from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.core.context import CallContext, remaining_seconds
+from parakeet_server.core.errors import DeadlineExceeded, InvalidRequest
+from parakeet_server.core.formats import render_rttm
+from parakeet_server.core.memory import track_audio
+from parakeet_server.core.metrics import AUDIO_SECONDS
+from parakeet_server.diarization.selection import Diarizer
+
+# More speakers than this is a typo, not a meeting; clustering that many would take minutes.
+MAX_SPEAKERS = 100
+
+_STRUCTURED_FORMATS = (
+    audio_pb2.RESPONSE_FORMAT_UNSPECIFIED,
+    audio_pb2.RESPONSE_FORMAT_JSON,
+    audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON,
+)
+
+
+@dataclass(frozen=True)
+class SpeakerCounts:
+    """What the request says about the number of speakers; None means "estimate"."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
+    """The request's speaker counts, or InvalidRequest saying which value to change."""
+    counts = SpeakerCounts(
+        num_speakers=request.num_speakers if request.HasField("num_speakers") else None,
+        min_speakers=request.min_speakers if request.HasField("min_speakers") else None,
+        max_speakers=request.max_speakers if request.HasField("max_speakers") else None,
+    )
+    for name in ("num_speakers", "min_speakers", "max_speakers"):
+        value = getattr(counts, name)
+        if value is None:
+            continue
+        if value < 1:
+            raise InvalidRequest(
+                f"{name} must be at least 1 (got {value}); leave it unset to let the model estimate",
+                reason="INVALID_FIELD",
+            )
+        if value > MAX_SPEAKERS:
+            raise InvalidRequest(
+                f"{name} must be at most {MAX_SPEAKERS} (got {value})", reason="INVALID_FIELD"
+            )
+    low, high, exact = counts.min_speakers, counts.max_speakers, counts.num_speakers
+    if low is not None and high is not None and low > high:
+        raise InvalidRequest(
+            f"min_speakers ({low}) must not be greater than max_speakers ({high})", reason="INVALID_FIELD"
+        )
+    if exact is not None and low is not None and exact < low:
+        raise InvalidRequest(
+            f"num_speakers ({exact}) is below min_speakers ({low}); set one or the other",
+            reason="INVALID_FIELD",
+        )
+    if exact is not None and high is not None and exact > high:
+        raise InvalidRequest(
+            f"num_speakers ({exact}) is above max_speakers ({high}); set one or the other",
+            reason="INVALID_FIELD",
+        )
+    return counts
+
+
+def response_format(requested: audio_pb2.ResponseFormat) -> audio_pb2.ResponseFormat:
+    """The format to render: json (the default) or rttm; the transcript formats make no sense here."""
+    if requested == audio_pb2.RESPONSE_FORMAT_UNSPECIFIED:
+        return audio_pb2.RESPONSE_FORMAT_JSON
+    if requested in _STRUCTURED_FORMATS or requested == audio_pb2.RESPONSE_FORMAT_RTTM:
+        return requested
+    known = requested in audio_pb2.ResponseFormat.values()
+    name = (
+        audio_pb2.ResponseFormat.Name(requested).removeprefix("RESPONSE_FORMAT_").lower()
+        if known
+        else requested
+    )
+    raise InvalidRequest(
+        f"diarization renders json or rttm, not {name}; text, srt and vtt need a transcript "
+        "(use TranscriptionService or OrchestratorService)"
+    )
+
+
+class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
+    """Serves Diarize over a loaded engine (pyannote or the offline backend)."""
+
+    def __init__(self, engine: Diarizer, limits: AudioLimits | None = None) -> None:
+        self._engine = engine
+        self._limits = limits or AudioLimits()
+
+    @track_audio  # large requests give their memory back to the system when they end
+    def Diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        counts = speaker_counts(request)
+        rendered_as = response_format(request.response_format)
+        waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
+        AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
+        if not context.is_active():
+            raise DeadlineExceeded(
+                "the deadline passed before diarization started", reason="DEADLINE_EXCEEDED"
+            )
+        result = self._engine.diarize(
+            waveform,
+            num_speakers=counts.num_speakers,
+            min_speakers=counts.min_speakers,
+            max_speakers=counts.max_speakers,
+            exclusive=request.exclusive,
+            should_stop=lambda: not context.is_active(),
+        )
+        turns = [audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.turns]
+        response = diarization_pb2.DiarizeResponse(
+            segments=turns,
+            num_speakers=result.num_speakers,
+            duration=waveform.duration,
+            model=self._engine.name,
+            response_format=rendered_as,
+        )
+        if rendered_as == audio_pb2.RESPONSE_FORMAT_RTTM:
+            response.document = render_rttm(turns)
+        return response

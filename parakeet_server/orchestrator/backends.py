@@ -1,0 +1,416 @@
+"""Where the orchestrator sends its two halves: in-process servicers, gRPC servers or RunPod endpoints.
+
+All three speak the same proto messages behind one small interface, so the orchestrator's logic
+does not know (or care) which architecture it runs in:
+
+- in-process: the single-endpoint worker and the embedded CLI call the servicers directly;
+- gRPC: the generated stubs over reused channels, with the caller's deadline propagated, a bearer
+  token and TLS when configured, and the backends' health polled for the orchestrator's own;
+- RunPod: `/runsync` on the two split endpoints, falling back to `/status` polling when a job
+  outlives runsync's wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from parakeet.errors import REASONS, default_reason, reason_of
+from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
+from parakeet_server.core.context import CallContext, remaining_seconds
+from parakeet_server.core.errors import (
+    DeadlineExceeded,
+    LimitExceeded,
+    PreconditionFailed,
+    ServiceError,
+    ServiceUnavailable,
+    error_for_reason,
+)
+from parakeet_server.core.logs import REQUEST_ID_KEY, current_request_id
+from parakeet_server.core.runpod_shim import request_to_json, response_from_json
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+TRANSCRIPTION = "transcription"
+DIARIZATION = "diarization"
+SERVICE_NAMES = {
+    TRANSCRIPTION: transcription_pb2.DESCRIPTOR.services_by_name["TranscriptionService"].full_name,
+    DIARIZATION: diarization_pb2.DESCRIPTOR.services_by_name["DiarizationService"].full_name,
+}
+# Where the token the orchestrator sends its gRPC backends comes from (parakeet_server/orchestrator/server.py).
+BACKEND_AUTH_TOKEN_ENV = "PARAKEET_BACKEND_AUTH_TOKEN"
+BACKEND_AUTH_TOKEN_FLAG = "--backend-auth-token-file"
+
+
+class Backends(Protocol):
+    """The two calls the orchestrator makes; each raises a parakeet_server.core.errors type on failure."""
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse: ...
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse: ...
+
+    def warm_up(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """Backends that can say whether they serve right now (the gRPC ones, through their health)."""
+
+    def not_ready(self) -> str | None:
+        """None while both backends serve, else why not (for the orchestrator's health)."""
+        ...
+
+
+TranscribeFn = Callable[
+    [transcription_pb2.TranscribeRequest, CallContext], transcription_pb2.TranscribeResponse
+]
+DiarizeFn = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_pb2.DiarizeResponse]
+
+
+class InProcessBackends:
+    """Both servicers in this process (single-endpoint worker, embedded CLI, `--backend inprocess`)."""
+
+    def __init__(self, transcribe: TranscribeFn, diarize: DiarizeFn, warm_up: Callable[[], None]) -> None:
+        self._transcribe = transcribe
+        self._diarize = diarize
+        self._warm_up = warm_up
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        return self._transcribe(request, context)
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        return self._diarize(request, context)
+
+    def warm_up(self) -> None:
+        self._warm_up()
+
+
+def backend_timeout(context: CallContext) -> float | None:
+    """The caller's remaining time less a margin, so a slow backend times out first and the
+    orchestrator can still answer in time, naming the backend (or, with speakers_optional,
+    returning the transcript without speakers)."""
+    remaining = remaining_seconds(context)
+    if remaining is None:
+        return None
+    return max(remaining - min(0.5, 0.1 * remaining), 0.001)
+
+
+def backend_error(backend: str, code_name: str, message: str, reason: str | None = None) -> ServiceError:
+    """A backend's failure as our error, keeping the backend's reason (`parakeet.errors.REASONS`).
+
+    The caller's mistakes (INVALID_ARGUMENT, RESOURCE_EXHAUSTED) pass on as they are; other known
+    codes keep code and reason, their message naming the backend; a backend refusing the
+    orchestrator's credentials is a configuration error (BACKEND_CREDENTIALS), not an outage:
+    retrying cannot help. Anything else (a backend's bug, a status we do not know) is
+    BACKEND_UNAVAILABLE, unless an UNAVAILABLE backend named a reason of its own (WARMING_UP).
+    A backend without ErrorInfo gets its code's default reason."""
+    code = getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return PreconditionFailed(f"{backend} backend: {message}", reason="BACKEND_CREDENTIALS")
+    if reason not in REASONS or REASONS[reason].code != code:
+        reason = default_reason(code)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return error_for_reason(reason, message)
+    if code in _KEPT_CODES:
+        return error_for_reason(reason, f"{backend} backend: {message}")
+    # UNAVAILABLE keeps a specific reason (WARMING_UP); a bug or a bare status is BACKEND_UNAVAILABLE.
+    specific = code == grpc.StatusCode.UNAVAILABLE and reason != default_reason(code)
+    return ServiceUnavailable(
+        f"{backend} backend unavailable: {message}", reason=reason if specific else "BACKEND_UNAVAILABLE"
+    )
+
+
+# The backend codes whose reason the orchestrator passes on with the backend named in the message.
+_KEPT_CODES = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class GrpcAddresses:
+    transcription: str = "127.0.0.1:50051"
+    diarization: str = "127.0.0.1:50052"
+
+
+class GrpcBackends:
+    """The split gRPC services; one channel each, reused for every call.
+
+    `auth_token` goes to both as `authorization: Bearer <token>`; `root_certificates` (PEM) makes
+    the channels TLS, verifying the backends' certificates against them and against
+    `tls_server_name` when given (else the host in the address). `not_ready` asks both for
+    their health, for the orchestrator's own.
+    """
+
+    def __init__(
+        self,
+        addresses: GrpcAddresses,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        auth_token: str = "",
+        root_certificates: bytes | None = None,
+        tls_server_name: str = "",
+        health_timeout_s: float = 1.0,
+    ) -> None:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            # A backend that was down (or not yet listening) is reconnected to within 2 s of its
+            # return, not after gRPC's default backoff of up to 2 minutes: health follows it.
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
+        if root_certificates is not None and tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self.addresses = {TRANSCRIPTION: addresses.transcription, DIARIZATION: addresses.diarization}
+        self.tls = root_certificates is not None
+        self._has_token = bool(auth_token)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {auth_token}"),) if auth_token else ()
+        )
+        self._health_timeout_s = health_timeout_s
+
+        def channel(address: str) -> grpc.Channel:
+            if root_certificates is None:
+                return grpc.insecure_channel(address, options=options)
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            return grpc.secure_channel(address, credentials, options=options)
+
+        self._channels = {name: channel(address) for name, address in self.addresses.items()}
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channels[TRANSCRIPTION])
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channels[DIARIZATION])
+        self._health = {name: health_pb2_grpc.HealthStub(channel) for name, channel in self._channels.items()}
+
+    def _credentials_error(self, backend: str, code: grpc.StatusCode, details: str) -> PreconditionFailed:
+        sent = "its token" if self._has_token else "no token"
+        return PreconditionFailed(
+            f"the {backend} backend at {self.addresses[backend]} refused the orchestrator's credentials "
+            f"({code.name}: {details}); the orchestrator sent {sent}: set {BACKEND_AUTH_TOKEN_ENV} "
+            f"(or {BACKEND_AUTH_TOKEN_FLAG}) on the orchestrator to the token the {backend} server expects",
+            reason="BACKEND_CREDENTIALS",
+        )
+
+    def _call(
+        self, backend: str, method: Callable[..., ResponseT], request: Message, context: CallContext
+    ) -> ResponseT:
+        try:
+            request_id = current_request_id()
+            metadata = self._metadata + (((REQUEST_ID_KEY, request_id),) if request_id else ())
+            return method(
+                request, timeout=backend_timeout(context), metadata=metadata or None, wait_for_ready=False
+            )
+        except grpc.RpcError as error:
+            code: grpc.StatusCode = error.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(
+                    f"the deadline passed while waiting for the {backend} backend"
+                ) from None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise self._credentials_error(backend, code, error.details() or code.name) from None
+            raise backend_error(backend, code.name, error.details() or code.name, reason_of(error)) from None
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        response: transcription_pb2.TranscribeResponse = self._call(
+            TRANSCRIPTION, self._transcription.Transcribe, request, context
+        )
+        return response
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        response: diarization_pb2.DiarizeResponse = self._call(
+            DIARIZATION, self._diarization.Diarize, request, context
+        )
+        return response
+
+    def warm_up(self) -> None:
+        """Nothing to load: the backends warm themselves up and report it through health."""
+
+    def not_ready(self) -> str | None:
+        """None while both backends report SERVING, else why not, naming each that does not.
+
+        Both must serve, even though a call with diarize=false needs only transcription: a load
+        balancer routes by this, and most calls want speakers. A backend without a health service
+        (UNIMPLEMENTED: not one of ours) cannot be asked; its calls will tell."""
+        checks = {
+            backend: stub.Check.future(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAMES[backend]),
+                timeout=self._health_timeout_s,
+                metadata=self._metadata or None,
+            )
+            for backend, stub in self._health.items()
+        }
+        reasons: list[str] = []
+        for backend, check in checks.items():
+            where = f"the {backend} backend at {self.addresses[backend]}"
+            try:
+                status = check.result().status
+            except grpc.RpcError as error:
+                code: grpc.StatusCode = error.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    continue
+                if code == grpc.StatusCode.NOT_FOUND:
+                    reasons.append(f"{where} does not host {SERVICE_NAMES[backend]} (check its address)")
+                else:
+                    reasons.append(f"{where} does not answer health checks ({code.name}: {error.details()})")
+                continue
+            if status != health_pb2.HealthCheckResponse.SERVING:
+                name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+                reasons.append(f"{where} is {name}")
+        return "; ".join(reasons) or None
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+
+RUNPOD_API_BASE = "https://api.runpod.ai/v2"
+# RunPod rejects larger request bodies (/runsync accepts 20 MB, /run 10 MB); base64 grows bytes by 4/3.
+RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+
+@dataclass(frozen=True)
+class RunPodEndpoint:
+    """One serverless endpoint: its id, and the base URL its /runsync and /status live under."""
+
+    endpoint_id: str
+    url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"{RUNPOD_API_BASE}/{self.endpoint_id}").rstrip("/")
+
+
+class RunPodBackends:
+    """The split architecture's two RunPod endpoints, called over HTTP with the API key."""
+
+    def __init__(
+        self,
+        transcription: RunPodEndpoint,
+        diarization: RunPodEndpoint,
+        api_key: str,
+        poll_interval_s: float = 1.0,
+        max_wait_s: float = 3600.0,
+    ) -> None:
+        self.endpoints = {TRANSCRIPTION: transcription, DIARIZATION: diarization}
+        self._api_key = api_key
+        self._poll_interval_s = poll_interval_s
+        self._max_wait_s = max_wait_s
+
+    def _http(self, backend: str, url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=max(timeout, 0.001)) as response:
+                reply: dict[str, Any] = json.loads(response.read())
+                return reply
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                raise PreconditionFailed(
+                    f"the {backend} endpoint refused RUNPOD_API_KEY (HTTP {error.code}); check the key",
+                    reason="BACKEND_CREDENTIALS",
+                ) from None
+            raise ServiceUnavailable(
+                f"{backend} backend unavailable: HTTP {error.code} from {url}", reason="BACKEND_UNAVAILABLE"
+            ) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"the deadline passed while waiting for the {backend} backend") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise ServiceUnavailable(
+                f"{backend} backend unavailable: {type(error).__name__} calling {url}",
+                reason="BACKEND_UNAVAILABLE",
+            ) from None
+
+    def run_job(
+        self,
+        backend: str,
+        endpoint: RunPodEndpoint,
+        request: Message,
+        response_type: type[ResponseT],
+        context: CallContext,
+    ) -> ResponseT:
+        """One job on `endpoint` (named `backend` in errors), as the existing JSON clients send it."""
+        job_input = request_to_json(request)
+        payload = json.dumps({"input": job_input})
+        if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
+            raise LimitExceeded(
+                f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
+                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
+                reason="PAYLOAD_TOO_LARGE",
+            )
+        started = time.monotonic()
+
+        def remaining() -> float:
+            deadline = backend_timeout(context)
+            budget = self._max_wait_s - (time.monotonic() - started)
+            return budget if deadline is None else min(budget, deadline)
+
+        reply = self._http(backend, f"{endpoint.base_url}/runsync", {"input": job_input}, remaining())
+        while reply.get("status") not in _TERMINAL:
+            job_id = reply.get("id")
+            if not job_id:
+                raise ServiceUnavailable(
+                    f"{backend} backend answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE"
+                )
+            if remaining() <= 0:
+                raise DeadlineExceeded(
+                    f"the deadline passed while the {backend} job {job_id} was still running"
+                )
+            time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
+            reply = self._http(backend, f"{endpoint.base_url}/status/{job_id}", None, remaining())
+        if reply["status"] != "COMPLETED":
+            output = reply.get("output")
+            if not isinstance(output, dict):
+                output = {}
+            message = str(reply.get("error") or reply["status"])
+            raise backend_error(
+                backend, str(output.get("error_code", "UNAVAILABLE")), message, output.get("reason")
+            )
+        return response_from_json(reply.get("output") or {}, response_type)
+
+    def transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        return self.run_job(
+            TRANSCRIPTION,
+            self.endpoints[TRANSCRIPTION],
+            request,
+            transcription_pb2.TranscribeResponse,
+            context,
+        )
+
+    def diarize(
+        self, request: diarization_pb2.DiarizeRequest, context: CallContext
+    ) -> diarization_pb2.DiarizeResponse:
+        return self.run_job(
+            DIARIZATION, self.endpoints[DIARIZATION], request, diarization_pb2.DiarizeResponse, context
+        )
+
+    def warm_up(self) -> None:
+        """RunPod scales its workers itself; there is nothing to load here."""

@@ -1,0 +1,46 @@
+"""The engine behind a micro-batcher: what the servicer calls, from any number of threads.
+
+Concurrent requests are gathered into one `engine.transcribe` call (see parakeet_server.core.batching);
+each caller waits for its own result, bounded by its deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from parakeet_server.core.audio import SAMPLE_RATE
+from parakeet_server.core.batching import BatchPolicy, MicroBatcher
+from parakeet_server.core.context import CallContext, wait_for
+from parakeet_server.transcription.engine import EngineTranscript
+
+
+class Engine(Protocol):
+    """What the runner needs of an engine (TranscriptionEngine satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def transcribe(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[EngineTranscript]: ...
+
+
+class TranscriptionRunner:
+    """Micro-batched access to one engine; batches are capped by count and by seconds of audio."""
+
+    def __init__(self, engine: Engine, policy: BatchPolicy | None = None) -> None:
+        self.engine = engine
+        self.batcher: MicroBatcher[npt.NDArray[np.float32], EngineTranscript] = MicroBatcher(
+            engine.transcribe,
+            policy or BatchPolicy(max_batch_size=16, max_wait_ms=5.0, max_batch_cost=30 * 60.0),
+            cost=lambda samples: len(samples) / SAMPLE_RATE,
+            name="transcription-batcher",
+        )
+
+    def transcribe(self, samples: npt.NDArray[np.float32], context: CallContext) -> EngineTranscript:
+        return wait_for(self.batcher.submit(samples), context, "transcription")
+
+    def close(self) -> None:
+        self.batcher.close()

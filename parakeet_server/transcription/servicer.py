@@ -1,0 +1,121 @@
+"""The TranscriptionService request logic: the one implementation behind gRPC and RunPod."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
+from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.core.context import CallContext, remaining_seconds
+from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.fetch import FetchPolicy
+from parakeet_server.core.formats import render_document, requested_detail
+from parakeet_server.core.memory import track_audio
+from parakeet_server.core.merge import assign_speakers, split_segments_by_speaker
+from parakeet_server.core.metrics import AUDIO_SECONDS
+from parakeet_server.transcription.engine import EngineTranscript
+from parakeet_server.transcription.runner import TranscriptionRunner
+
+MODEL_LANGUAGE = "en"  # parakeet-tdt-0.6b-v2 is English-only
+_ENGLISH = {"", "en", "eng", "english"}
+
+
+def check_language(language: str) -> str:
+    """The transcript's language; anything but English is refused rather than silently ignored."""
+    code = language.strip().lower()
+    if code in _ENGLISH or code.startswith("en-") or code.startswith("en_"):
+        return MODEL_LANGUAGE
+    raise InvalidRequest(
+        f"language {language!r} is not supported: parakeet-tdt-0.6b-v2 transcribes English ('en')",
+        reason="INVALID_FIELD",
+    )
+
+
+def check_turns(turns: Sequence[audio_pb2.SpeakerTurn], field: str = "diarization_segments") -> None:
+    """Speaker turns must be finite, non-negative, ordered in themselves and labelled."""
+    for index, turn in enumerate(turns):
+        where = f"{field}[{index}]"
+        if not (math.isfinite(turn.start) and math.isfinite(turn.end)):
+            raise InvalidRequest(
+                f"{where}: start and end must be finite numbers of seconds", reason="INVALID_FIELD"
+            )
+        if turn.start < 0 or turn.end < turn.start:
+            raise InvalidRequest(
+                f"{where}: needs 0 <= start <= end (got start={turn.start}, end={turn.end})",
+                reason="INVALID_FIELD",
+            )
+        if not turn.speaker.strip():
+            raise InvalidRequest(f"{where}: speaker label is empty", reason="INVALID_FIELD")
+
+
+def check_transcript_format(response_format: int) -> None:
+    if response_format == audio_pb2.RESPONSE_FORMAT_RTTM:
+        raise InvalidRequest(
+            "rttm describes speaker turns: ask DiarizationService for it, or use json/text/srt/vtt"
+        )
+    if response_format not in audio_pb2.ResponseFormat.values():
+        raise InvalidRequest(
+            f"unknown response_format {response_format}; use json, verbose_json, text, srt or vtt"
+        )
+
+
+def transcript_messages(
+    transcript: EngineTranscript, turns: Sequence[audio_pb2.SpeakerTurn] = ()
+) -> tuple[list[audio_pb2.Word], list[audio_pb2.Segment]]:
+    """The engine's transcript as proto words and segments, attributed to speakers when turns are given.
+
+    Times are the model's own (TDT frames are 80 ms, so a last word may end just past the audio).
+    """
+    words = [
+        audio_pb2.Word(word=w.word, start=w.start, end=w.end, confidence=w.confidence)
+        if w.confidence is not None
+        else audio_pb2.Word(word=w.word, start=w.start, end=w.end)
+        for w in transcript.words
+    ]
+    segments = [
+        audio_pb2.Segment(id=index, start=s.start, end=s.end, text=s.text)
+        for index, s in enumerate(transcript.segments)
+    ]
+    if turns:
+        words = assign_speakers(words, turns)
+        segments = split_segments_by_speaker(segments, words)
+    return words, segments
+
+
+class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer):
+    """Decodes the audio, runs it through the micro-batched engine, shapes and renders the result."""
+
+    def __init__(
+        self,
+        runner: TranscriptionRunner,
+        limits: AudioLimits | None = None,
+        fetch_policy: FetchPolicy | None = None,
+    ) -> None:
+        self.runner = runner
+        self.limits = limits or AudioLimits()
+        self.fetch_policy = fetch_policy
+
+    @track_audio  # large requests give their memory back to the system when they end
+    def Transcribe(
+        self, request: transcription_pb2.TranscribeRequest, context: CallContext
+    ) -> transcription_pb2.TranscribeResponse:
+        check_transcript_format(request.response_format)
+        language = check_language(request.language)
+        turns = list(request.diarization_segments)
+        check_turns(turns)
+        waveform = load_audio(request.audio, self.limits, self.fetch_policy, remaining_seconds(context))
+        AUDIO_SECONDS.labels("transcription").inc(waveform.duration)
+        transcript = self.runner.transcribe(waveform.samples, context)
+        words, segments = transcript_messages(transcript, turns)
+        with_segments, with_words = requested_detail(request)
+        return transcription_pb2.TranscribeResponse(
+            text=transcript.text,
+            segments=segments if with_segments else [],
+            words=words if with_words else [],
+            duration=waveform.duration,
+            language=language,
+            model=self.runner.engine.name,
+            response_format=request.response_format or audio_pb2.RESPONSE_FORMAT_JSON,
+            document=render_document(request.response_format, segments, turns, words=words),
+        )
