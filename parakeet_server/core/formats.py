@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from parakeet.formats import FormatLike, ResponseFormat, Rpc, UnsupportedFormat, resolve
 from parakeet.v1 import audio_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.core.merge import join_words, time_order, words_by_segment
@@ -161,17 +162,32 @@ def render_vtt(cues: Sequence[Cue]) -> str:
     return "\n".join(blocks)
 
 
-_STRUCTURED = frozenset(
-    {
-        audio_pb2.RESPONSE_FORMAT_UNSPECIFIED,
-        audio_pb2.RESPONSE_FORMAT_JSON,
-        audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON,
-    }
-)
-_SUBTITLES: dict[int, Callable[[Sequence[Cue]], str]] = {
-    audio_pb2.RESPONSE_FORMAT_SRT: render_srt,
-    audio_pb2.RESPONSE_FORMAT_VTT: render_vtt,
+# A document renderer: (segments, turns, file_id, words) -> the document.
+Renderer = Callable[
+    [Sequence[audio_pb2.Segment], Sequence[audio_pb2.SpeakerTurn], str, Sequence[audio_pb2.Word]], str
+]
+# The renderer of every format the table says carries a document (parakeet.formats.FORMATS).
+RENDERERS: dict[str, Renderer] = {
+    "text": lambda segments, _turns, _file_id, _words: render_text(segments),
+    "srt": lambda segments, _turns, _file_id, words: render_srt(subtitle_cues(segments, words)),
+    "vtt": lambda segments, _turns, _file_id, words: render_vtt(subtitle_cues(segments, words)),
+    "rttm": lambda _segments, turns, file_id, _words: render_rttm(turns, file_id),
 }
+
+
+def _checked(value: FormatLike, rpc: Rpc | None, speakers: bool) -> ResponseFormat:
+    """The table's row for `value`; its refusal as an `InvalidRequest` with the table's message
+    and reason, so gRPC, RunPod and the gateway all answer it the same way."""
+    try:
+        return resolve(value, rpc, speakers=speakers)
+    except UnsupportedFormat as error:
+        raise InvalidRequest(error.details, reason=error.reason) from None
+
+
+def requested_format(value: FormatLike, rpc: Rpc, *, speakers: bool = True) -> audio_pb2.ResponseFormat:
+    """The format a request asks for if `rpc` renders it (`parakeet.formats`), else InvalidRequest.
+    UNSPECIFIED comes back as JSON; `speakers` says whether the call finds speakers (rttm needs them)."""
+    return _checked(value, rpc, speakers).value
 
 
 def render_document(
@@ -185,20 +201,12 @@ def render_document(
 
     JSON formats return "" because the structured fields already carry the data. RTTM renders
     `turns`; the others render `segments`, and SRT/VTT use `words` (optional) to split long
-    cues. An unknown value raises `InvalidRequest`, which the servers report as INVALID_ARGUMENT.
+    cues. A value outside the table raises `InvalidRequest` (INVALID_ARGUMENT, UNSUPPORTED_FORMAT).
     """
-    if response_format in _STRUCTURED:
+    row = _checked(response_format, None, speakers=True)
+    if not row.document:
         return ""
-    if response_format == audio_pb2.RESPONSE_FORMAT_TEXT:
-        return render_text(segments)
-    if response_format == audio_pb2.RESPONSE_FORMAT_RTTM:
-        return render_rttm(turns, file_id)
-    renderer = _SUBTITLES.get(response_format)
-    if renderer is None:
-        raise InvalidRequest(
-            f"unknown response_format {response_format}: use one of json, verbose_json, text, srt, vtt, rttm"
-        )
-    return renderer(subtitle_cues(segments, words))
+    return RENDERERS[row.name](segments, turns, file_id, words)
 
 
 def requested_detail(

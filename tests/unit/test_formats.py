@@ -74,8 +74,12 @@ def test_json_formats_render_an_empty_document(response_format: int) -> None:
 
 
 def test_unknown_format_is_an_invalid_request() -> None:
-    with pytest.raises(InvalidRequest, match="unknown response_format 42"):
+    with pytest.raises(InvalidRequest) as raised:
         render_document(42, DIALOGUE)
+    assert raised.value.message == (
+        "this API has no response_format 42; use one of: json, verbose_json, text, srt, vtt, rttm"
+    )
+    assert raised.value.reason == "UNSUPPORTED_FORMAT"
 
 
 # --- TEXT ------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ REASONS: dict[str, Reason] = {
     "AUDIO_UNDECODABLE": Reason(_INVALID, 400, False),  # not audio, no audio stream, no samples
     "INVALID_BASE64": Reason(_INVALID, 400, False),  # a bytes field (RunPod JSON) that is not base64
     "INVALID_FIELD": Reason(_INVALID, 400, False),  # a field's value or JSON type is wrong
+    "UNSUPPORTED_FORMAT": Reason(_INVALID, 400, False),  # a response_format unknown, or not for this RPC
     "UNKNOWN_FIELD": Reason(_INVALID, 400, False),  # a RunPod job field the endpoint does not have
     "MALFORMED_REQUEST": Reason(_INVALID, 400, False),  # gRPC bytes that are not the declared message
     "URL_FORBIDDEN": Reason(_INVALID, 400, False),  # not http(s), or a private/loopback address
