@@ -184,8 +184,10 @@ def _checked(value: FormatLike, rpc: Rpc | None, speakers: bool) -> ResponseForm
         raise InvalidRequest(error.details, reason=error.reason) from None
 
 
-def requested_format(value: FormatLike, rpc: Rpc, *, speakers: bool = True) -> audio_pb2.ResponseFormat:
-    """The format a request asks for if `rpc` renders it (`parakeet.formats`), else InvalidRequest.
+def requested_format(
+    value: FormatLike, rpc: Rpc | None, *, speakers: bool = True
+) -> audio_pb2.ResponseFormat:
+    """The format a request asks for if `rpc` (any RPC when None) renders it, else InvalidRequest.
     UNSPECIFIED comes back as JSON; `speakers` says whether the call finds speakers (rttm needs them)."""
     return _checked(value, rpc, speakers).value
 
