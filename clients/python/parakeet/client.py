@@ -124,8 +124,12 @@ def orchestrate_request(
     num_speakers: int | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
+    speakers_optional: bool = False,
 ) -> orchestrator_pb2.OrchestrateRequest:
-    """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire."""
+    """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire.
+
+    `timestamps=False` leaves segment timings out; `speakers_optional=True` returns the transcript
+    without speakers (and a warning) when diarization fails, instead of failing the call."""
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio_message(audio),
         diarize=diarize,
@@ -136,6 +140,7 @@ def orchestrate_request(
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        speakers_optional=speakers_optional,
     )
 
 
@@ -250,9 +255,11 @@ class ParakeetClient:
         response_format: ResponseFormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
+        timestamps: bool = True,
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        speakers_optional: bool = False,
         timeout: float | None = None,
     ) -> orchestrator_pb2.OrchestrateResponse:
         """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
@@ -262,9 +269,11 @@ class ParakeetClient:
             response_format=response_format,
             language=language,
             word_timestamps=word_timestamps,
+            timestamps=timestamps,
             num_speakers=num_speakers,
             min_speakers=min_speakers,
             max_speakers=max_speakers,
+            speakers_optional=speakers_optional,
         )
         return self.orchestrate(request, timeout=timeout)
 
@@ -284,6 +293,7 @@ class ParakeetClient:
         response_format: ResponseFormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
+        timestamps: bool = True,
         diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
         timeout: float | None = None,
     ) -> transcription_pb2.TranscribeResponse:
@@ -293,6 +303,7 @@ class ParakeetClient:
             response_format=response_format,
             language=language,
             word_timestamps=word_timestamps,
+            timestamps=timestamps,
             diarization_segments=diarization_segments,
         )
         response: transcription_pb2.TranscribeResponse = self._call(
@@ -383,9 +394,11 @@ class AsyncParakeetClient:
         response_format: ResponseFormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
+        timestamps: bool = True,
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        speakers_optional: bool = False,
         timeout: float | None = None,
     ) -> orchestrator_pb2.OrchestrateResponse:
         """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
@@ -395,9 +408,11 @@ class AsyncParakeetClient:
             response_format=response_format,
             language=language,
             word_timestamps=word_timestamps,
+            timestamps=timestamps,
             num_speakers=num_speakers,
             min_speakers=min_speakers,
             max_speakers=max_speakers,
+            speakers_optional=speakers_optional,
         )
         return await self.orchestrate(request, timeout=timeout)
 
@@ -417,6 +432,7 @@ class AsyncParakeetClient:
         response_format: ResponseFormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
+        timestamps: bool = True,
         diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
         timeout: float | None = None,
     ) -> transcription_pb2.TranscribeResponse:
@@ -426,6 +442,7 @@ class AsyncParakeetClient:
             response_format=response_format,
             language=language,
             word_timestamps=word_timestamps,
+            timestamps=timestamps,
             diarization_segments=diarization_segments,
         )
         response: transcription_pb2.TranscribeResponse = await self._call(

@@ -1,0 +1,255 @@
+"""The RunPod job client: the job JSON of the parakeet RunPod workers, and /runsync + /status over HTTP.
+
+A RunPod worker of this service takes `{"input": {...}}` with the request's fields in snake_case
+(`audio` a bare URL or base64 string, `audio_format` beside it, `response_format` a short name
+such as "srt") and answers the response the same way (`response_to_json`), or `{"error",
+"error_code", "reason"}` with the gRPC code and `parakeet.errors` reason the gRPC server would
+send. `RunPodJobs.call` sends one request message and hands back the response message;
+`RunPodJobs.submit` is the step below it for callers that map a failed job themselves (the
+orchestrator's RunPod backend names the backend in its errors).
+
+Only the standard library talks HTTP, so the client needs nothing beyond grpcio and protobuf.
+The workers themselves (`parakeet_server.core.runpod_shim`) import the JSON mapping from here,
+so both sides read and write one format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from parakeet.errors import (
+    REASONS,
+    DeadlineExceeded,
+    FailedPrecondition,
+    ParakeetError,
+    ResourceExhausted,
+    Unavailable,
+)
+from parakeet.formats import lookup, name_of
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+RUNPOD_API_BASE = "https://api.runpod.ai/v2"
+# RunPod rejects larger request bodies (/runsync accepts 20 MB, /run 10 MB); base64 grows bytes by 4/3.
+RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# The job statuses after which /status will not change any more.
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+API_KEY_ENV = "RUNPOD_API_KEY"
+
+
+@dataclass(frozen=True)
+class RunPodEndpoint:
+    """One serverless endpoint: its id, and the base URL its /runsync and /status live under."""
+
+    endpoint_id: str
+    url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"{RUNPOD_API_BASE}/{self.endpoint_id}").rstrip("/")
+
+
+# -- the job JSON ----------------------------------------------------------------------------
+
+
+def request_to_json(request: Message) -> dict[str, Any]:
+    """A request as the job input existing clients send (the inverse of the workers' `parse_job`).
+
+    The audio goes as a bare string (the URL, or base64 of the bytes) with `audio_format`
+    beside it, so any RunPod worker of this service, old or new, reads it.
+    """
+    document = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    audio = document.pop("audio", None)
+    if audio is not None:
+        document["audio"] = audio.get("uri") or audio.get("content", "")
+        if audio.get("format"):
+            document["audio_format"] = audio["format"]
+    if "response_format" in document:
+        document["response_format"] = name_of(request.response_format)  # type: ignore[attr-defined]
+    return document
+
+
+def response_to_json(response: Message) -> dict[str, Any]:
+    """The response as existing JSON clients read it: snake_case names, zeros printed, short enums."""
+    document = json_format.MessageToDict(
+        response,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    if "response_format" in document:
+        document["response_format"] = name_of(response.response_format)  # type: ignore[attr-defined]
+    return document
+
+
+def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]) -> ResponseT:
+    """A worker's JSON output as a response message (the inverse of `response_to_json`).
+
+    Fields this client does not know (from a newer worker) are skipped; a value of the wrong
+    type raises `json_format.ParseError`, an unknown format name ValueError."""
+    fields = dict(output)
+    fields.pop("error_code", None)
+    fields.pop("reason", None)
+    if "response_format" in fields:
+        row = lookup(fields["response_format"])
+        if row is None:
+            raise ValueError(f"unknown response_format {fields['response_format']!r} in the worker's output")
+        fields["response_format"] = int(row.value)
+    return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
+
+
+# -- the job client --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A job's last reply: COMPLETED with its output, or FAILED/CANCELLED/TIMED_OUT with the
+    worker's message and, when the worker said, its gRPC code name and reason."""
+
+    job_id: str
+    status: str
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    error_code: str = ""
+    reason: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "COMPLETED"
+
+    @staticmethod
+    def from_reply(reply: Mapping[str, Any]) -> JobResult:
+        output = reply.get("output")
+        output = dict(output) if isinstance(output, Mapping) else {}
+        status = str(reply.get("status", ""))
+        if status == "COMPLETED":
+            return JobResult(str(reply.get("id", "")), status, output)
+        reason = output.get("reason")
+        return JobResult(
+            str(reply.get("id", "")),
+            status,
+            output,
+            error=str(reply.get("error") or output.get("error") or status),
+            error_code=str(output.get("error_code") or ""),
+            reason=reason if isinstance(reason, str) else None,
+        )
+
+    def worker_error(self) -> ParakeetError:
+        """A failed job as the client's error, with the worker's code and reason.
+
+        A job that failed without a code (the worker died, or RunPod's test API dropped the
+        output) is UNAVAILABLE, one that ran out of RunPod's execution time DEADLINE_EXCEEDED;
+        a reason that contradicts the code is not trusted: the code's default stands."""
+        default = "DEADLINE_EXCEEDED" if self.status == "TIMED_OUT" else "UNAVAILABLE"
+        code = getattr(grpc.StatusCode, self.error_code or default, grpc.StatusCode.UNKNOWN)
+        reason = self.reason
+        if reason in REASONS and REASONS[reason].code != code:
+            reason = None
+        return ParakeetError.for_code(code, self.error, request_id=self.job_id or None, reason=reason)
+
+
+class RunPodJobs:
+    """Runs jobs on RunPod serverless endpoints with one API key: POST /runsync, then GET
+    /status/ID every `poll_interval_s` while the job outlives runsync's wait, for at most
+    `max_wait_s` (or a call's `timeout`, whichever is shorter).
+
+    Every failure is a `ParakeetError`: a refused key FailedPrecondition (BACKEND_CREDENTIALS),
+    an unreachable endpoint or an HTTP error Unavailable (BACKEND_UNAVAILABLE), a payload over
+    RunPod's limit ResourceExhausted (PAYLOAD_TOO_LARGE), the time running out DeadlineExceeded.
+    """
+
+    def __init__(self, api_key: str, poll_interval_s: float = 1.0, max_wait_s: float = 3600.0) -> None:
+        self._api_key = api_key
+        self._poll_interval_s = poll_interval_s
+        self._max_wait_s = max_wait_s
+
+    def call(
+        self,
+        endpoint: RunPodEndpoint,
+        request: Message,
+        response_type: type[ResponseT],
+        timeout: float | None = None,
+        label: str = "the RunPod endpoint",
+    ) -> ResponseT:
+        """Send `request` as one job and read the worker's output as `response_type`."""
+        result = self.submit(endpoint, request_to_json(request), timeout, label)
+        if not result.completed:
+            raise result.worker_error()
+        try:
+            return response_from_json(result.output, response_type)
+        except (ValueError, json_format.ParseError) as error:
+            raise Unavailable(
+                f"{label} answered output this client cannot read ({error})", reason="BACKEND_UNAVAILABLE"
+            ) from None
+
+    def submit(
+        self,
+        endpoint: RunPodEndpoint,
+        job_input: Mapping[str, Any],
+        timeout: float | None = None,
+        label: str = "the RunPod endpoint",
+    ) -> JobResult:
+        """Run one job with `job_input` until it ends; `label` names the endpoint in errors."""
+        payload = json.dumps({"input": job_input})
+        if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
+            raise ResourceExhausted(
+                f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
+                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
+                reason="PAYLOAD_TOO_LARGE",
+            )
+        started = time.monotonic()
+
+        def remaining() -> float:
+            budget = self._max_wait_s - (time.monotonic() - started)
+            return budget if timeout is None else min(budget, timeout - (time.monotonic() - started))
+
+        reply = self._http(label, f"{endpoint.base_url}/runsync", payload.encode(), remaining())
+        while reply.get("status") not in TERMINAL_STATUSES:
+            job_id = reply.get("id")
+            if not job_id:
+                raise Unavailable(f"{label} answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE")
+            if remaining() <= 0:
+                raise DeadlineExceeded(f"the deadline passed while job {job_id} on {label} was still running")
+            time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
+            reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining())
+        return JobResult.from_reply(reply)
+
+    def _http(self, label: str, url: str, body: bytes | None, timeout: float) -> dict[str, Any]:
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=max(timeout, 0.001)) as response:
+                reply = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                raise FailedPrecondition(
+                    f"{label} refused {API_KEY_ENV} (HTTP {error.code}); check the key",
+                    reason="BACKEND_CREDENTIALS",
+                ) from None
+            raise Unavailable(
+                f"{label} is unavailable: HTTP {error.code} from {url}", reason="BACKEND_UNAVAILABLE"
+            ) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"the deadline passed while waiting for {label}") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            if isinstance(getattr(error, "reason", None), TimeoutError):  # a connect that timed out
+                raise DeadlineExceeded(f"the deadline passed while waiting for {label}") from None
+            raise Unavailable(
+                f"{label} is unavailable: {type(error).__name__} calling {url}", reason="BACKEND_UNAVAILABLE"
+            ) from None
+        if not isinstance(reply, dict):
+            raise Unavailable(f"{label} answered {reply!r}, not a JSON object", reason="BACKEND_UNAVAILABLE")
+        return reply
