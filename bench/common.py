@@ -1,27 +1,24 @@
-"""Shared pieces of the benchmark scripts: timing, interleaved ratios, servers, test audio, results."""
+"""Shared pieces of the benchmark scripts: timing, interleaved ratios, servers, results.
+
+Ports, processes and test audio come from tests/support, which the test suites share (bench runs
+from the repository root, `python -m bench.run`, so `tests` imports as a package)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from tests.support import servers
+from tests.support.servers import REPO_ROOT, Spawned
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-MODELS_DIR = REPO_ROOT / "tests" / "fixtures" / "models"
-VENV_BIN = Path(sys.executable).parent
 
 # One timed run of one side of a comparison: its wall time in seconds.
 Measure = Callable[[], float]
@@ -108,54 +105,20 @@ class Row:
     spread: str = ""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(kind: str, *options: str, timeout: float = 600.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(kind: str, *options: str, timeout: float = 600.0) -> tuple[Spawned, str]:
     """A `parakeet-server KIND` process on a free loopback port, once its health says SERVING.
 
-    Its output goes to bench/results/parakeet-server-KIND.log.
+    Its output goes to bench/results/parakeet-server-KIND.log, kept beside the results.
     """
-    from parakeet.client import ParakeetClient
-
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    log = RESULTS_DIR / f"parakeet-server-{kind}.log"
-    with log.open("wb") as output:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [str(VENV_BIN / "parakeet-server"), kind, "--host", "127.0.0.1", "--port", str(port), *options],
-            cwd=REPO_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + timeout
-    with ParakeetClient(address) as client:
-        while True:
-            if process.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"parakeet-server {kind} exited with {process.returncode}:\n{tail}")
-            try:
-                if client.health(timeout=2) == "SERVING":
-                    return process, address
-            except Exception:  # not listening yet, or NOT_SERVING while it loads
-                pass
-            if time.monotonic() > deadline:
-                stop_server(process)
-                raise RuntimeError(f"parakeet-server {kind} not SERVING after {timeout:g} s; see {log}")
-            time.sleep(0.1)
+    return servers.start_server(
+        kind, *options, log_path=RESULTS_DIR / f"parakeet-server-{kind}.log", timeout=timeout
+    )
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(30)
+def stop_server(process: Spawned) -> None:
+    """SIGTERM and 30 s to drain, as an orchestrator would stop it; SIGKILL after that."""
+    servers.stop_process(process, grace=30.0)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -164,27 +127,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
-
-
-def silent_flac(seconds: float, rate: int = 16_000) -> bytes:
-    """Mono 16-bit FLAC of digital silence, encoded in 10 s blocks (3 hours: ~2 MB, a few seconds)."""
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as output:
-        stream = output.add_stream("flac", rate=rate, layout="mono")
-        block = np.zeros((1, rate * 10), dtype=np.int16)
-        total = int(seconds * rate)
-        for offset in range(0, total, block.shape[1]):
-            frame = av.AudioFrame.from_ndarray(
-                block[:, : min(block.shape[1], total - offset)], format="s16", layout="mono"
-            )
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
 
 
 def device_name() -> str:

@@ -28,8 +28,6 @@ import grpc
 import numpy as np
 
 from bench.common import (
-    MODELS_DIR,
-    REPO_ROOT,
     Measure,
     Ratio,
     Row,
@@ -37,7 +35,6 @@ from bench.common import (
     interleaved_ratio,
     peak_rss_mb,
     report,
-    silent_flac,
     start_server,
     stop_server,
     timed,
@@ -61,7 +58,8 @@ from parakeet_server.transcription import server as transcription_server
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import encode, sweep, wav_bytes
+from tests.support.audio import encode, silent_flac, sweep, wav_bytes
+from tests.support.servers import MODELS_DIR, REPO_ROOT
 
 
 def model_path(full_size: bool) -> Path:
@@ -166,7 +164,7 @@ LENGTH_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from tests.audio_samples import sweep
+from tests.support.audio import sweep
 
 def kb(field):
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))

@@ -1,13 +1,11 @@
-"""Shared test fixtures: in-process servers on free ports, channels, and subprocess helpers."""
+"""Shared test fixtures: in-process servers on free ports and console scripts as processes.
+
+The helpers they use live in tests/support; test modules import those from there."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -16,14 +14,8 @@ import pytest
 # The test suite never reaches the Hugging Face Hub; set before huggingface_hub reads it at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-MODELS_DIR = REPO_ROOT / "tests" / "fixtures" / "models"
+from tests.support.servers import MODELS_DIR, VENV_BIN, Spawned, start_process, stop_process
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -36,41 +28,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def health_status(address: str, service: str = "", timeout: float = 2.0) -> int:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
-
-
-def wait_for_health(
-    address: str,
-    service: str = "",
-    want: int = health_pb2.HealthCheckResponse.SERVING,
-    timeout: float = 60.0,
-    process: subprocess.Popen[bytes] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            log = process.output()[-3000:] if isinstance(process, Spawned) else ""
-            raise AssertionError(f"server exited with {process.returncode} before becoming healthy\n{log}")
-        try:
-            last = health_status(address, service)
-            if last == want:
-                return
-        except grpc.RpcError as error:
-            last = error.code()
-        time.sleep(0.1)
-    raise AssertionError(f"{address} {service!r} not in state {want} after {timeout}s (last: {last})")
 
 
 @pytest.fixture
@@ -87,30 +44,6 @@ def start_host() -> Iterator[Callable[[Sequence[HostedService]], ServiceHost]]:
     yield start
     for host in hosts:
         host.drain(0.5)
-
-
-class Spawned(subprocess.Popen[bytes]):
-    """A child process whose output goes to a log file (a pipe nobody reads can fill and block it)."""
-
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_process(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> Spawned:
-    with log_path.open("wb") as log:
-        process = Spawned(
-            command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
-        )
-    process.log_path = log_path
-    return process
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from parakeet.v1 import orchestrator_pb2_grpc
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
 from parakeet_server.orchestrator.server import SERVICE_NAME
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
-from tests.conftest import REPO_ROOT, wait_for_health
+from tests.support.servers import REPO_ROOT, wait_for_health
 
 pytestmark = [pytest.mark.slow, pytest.mark.espeak]
 

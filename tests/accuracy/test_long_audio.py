@@ -29,7 +29,7 @@ from eval.metrics import WordErrors, normalise_text
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.windows import plan_windows
 from tests.accuracy.test_trained_tdt import MODEL, RECIPE, TEST_SEED, WER_FLOOR, training_texts
-from tests.conftest import REPO_ROOT
+from tests.support.servers import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.espeak]
 

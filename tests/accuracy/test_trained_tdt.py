@@ -22,9 +22,9 @@ from parakeet_server.core.context import JobContext
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import wav_bytes
-from tests.conftest import REPO_ROOT
 from tests.fixtures.train_tdt import RECIPE, TEST_SEED, TRAIN_SEED
+from tests.support.audio import wav_bytes
+from tests.support.servers import REPO_ROOT
 
 MODEL = REPO_ROOT / "services" / "eval" / "assets" / "tiny_tdt_espeak.nemo"
 WER_FLOOR = 0.10

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
-import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -36,10 +32,10 @@ from parakeet_server.transcription import server as transcription_server
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import REPO_ROOT, wait_for_health
 from tests.diarization.helpers import synthesize
 from tests.fixtures.pyannote_pipeline import build_pyannote_fixture, hub_dir
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import REPO_ROOT, wait_for_health
 
 PYANNOTE_ROOT = REPO_ROOT / "tests" / "fixtures" / "models" / "pyannote"
 # 4 s of tone sweeps: the fixture TDT model hears 17 words in it; pyannote finds one speaker.
@@ -181,22 +177,3 @@ def http_audio(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-def wait_for_http(
-    url: str, process: subprocess.Popen[bytes], timeout: float = 120.0, log: Path | None = None
-) -> None:
-    """Until `url` answers at all (any HTTP status); fail early, with its output, if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = log.read_text(errors="replace") if log else ""
-            raise AssertionError(f"exited with {process.returncode}:\n{output[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=1.0).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not come up in {timeout}s")

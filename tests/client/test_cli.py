@@ -10,7 +10,6 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import srt
@@ -19,8 +18,17 @@ from parakeet.cli import Progress
 from parakeet_server.core.runpod_shim import response_to_json
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
-from tests.client.conftest import WAV, needs_server_auth, wait_for_http
-from tests.conftest import REPO_ROOT, VENV_BIN, free_port, wait_for_health
+from tests.client.conftest import WAV, needs_server_auth
+from tests.support.servers import (
+    REPO_ROOT,
+    VENV_BIN,
+    Spawned,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_health,
+    wait_for_http,
+)
 
 MODEL = "parakeet-tdt-tiny-v1.nemo"
 
@@ -46,34 +54,11 @@ def assert_progress(stderr: str, *steps: str) -> None:
         assert re.fullmatch(rf"parakeet: {re.escape(step)}: done in \d+\.\ds", lines[2 * index + 1]), lines
 
 
-class Background:
-    """A server process started at the top of this module, so its model loading overlaps the
-    embedded tests instead of adding to the run; output goes to a log file, not a pipe that fills."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def background(request, tdt_model_path, pyannote_pipeline, pyannote_hub, tmp_path_factory) -> Iterator[dict]:
     """Start `parakeet-server orchestrator --backend inprocess` and the RunPod worker's local test
-    API at once, when a selected test needs them."""
+    API at once, when a selected test needs them: their model loading overlaps the embedded tests
+    instead of adding to the run."""
     wanted = {
         name
         for item in request.session.items
@@ -81,7 +66,7 @@ def background(request, tdt_model_path, pyannote_pipeline, pyannote_hub, tmp_pat
         if name in item.fixturenames
     }
     logs = tmp_path_factory.mktemp("servers")
-    started: dict[str, tuple[Background, str]] = {}
+    started: dict[str, tuple[Spawned, str]] = {}
     if "parakeet_server" in wanted:
         port = free_port()
         command = [
@@ -101,7 +86,7 @@ def background(request, tdt_model_path, pyannote_pipeline, pyannote_hub, tmp_pat
             str(pyannote_pipeline),
         ]
         env = {"PARAKEET_FETCH_ALLOW": "127.0.0.1"}
-        started["parakeet_server"] = (Background(command, env, logs / "server.log"), f"127.0.0.1:{port}")
+        started["parakeet_server"] = (start_process(command, logs / "server.log", env), f"127.0.0.1:{port}")
     if "runpod_api" in wanted:
         port = free_port()
         command = [str(VENV_BIN / "python"), "-m", "parakeet_server.orchestrator.handler", "--rp_serve_api"]
@@ -112,20 +97,17 @@ def background(request, tdt_model_path, pyannote_pipeline, pyannote_hub, tmp_pat
             "HF_HUB_CACHE": str(pyannote_hub),
             "HF_HUB_OFFLINE": "1",
         }
-        started["runpod_api"] = (Background(command, env, logs / "runpod.log"), f"http://127.0.0.1:{port}")
+        started["runpod_api"] = (start_process(command, logs / "runpod.log", env), f"http://127.0.0.1:{port}")
     yield started
     for process, _address in started.values():
-        process.stop()
+        stop_process(process, grace=15.0)
 
 
 @pytest.fixture(scope="module")
 def parakeet_server(background) -> str:
     """HOST:PORT of the parakeet-server process, once its OrchestratorService is SERVING."""
     server, address = background["parakeet_server"]
-    try:
-        wait_for_health(address, ORCHESTRATOR, process=server.process, timeout=180)
-    except AssertionError as error:
-        raise AssertionError(f"{error}\n{server.output()}") from None
+    wait_for_health(address, ORCHESTRATOR, process=server, timeout=180)
     return address
 
 
@@ -133,7 +115,7 @@ def parakeet_server(background) -> str:
 def runpod_api(background) -> str:
     """Base URL of the RunPod worker's local test API (it listens once both models are warm)."""
     worker, url = background["runpod_api"]
-    wait_for_http(f"{url}/docs", worker.process, timeout=180, log=worker.log)
+    wait_for_http(f"{url}/docs", worker, timeout=180)
     return url
 
 

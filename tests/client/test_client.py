@@ -35,9 +35,9 @@ from parakeet_server.core.grpc_server import HostedService
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
 from parakeet_server.transcription import server as transcription_server
-from tests.audio_samples import sweep, wav_bytes
 from tests.client.conftest import SERVER_HAS_AUTH, SPEECH, WAV, needs_server_auth
-from tests.conftest import free_port, wait_for_health
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import free_port, wait_for_health
 
 BAD_AUDIO = b"not audio at all" * 50
 MODEL = "parakeet-tdt-tiny-v1.nemo"

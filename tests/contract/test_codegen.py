@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.support.servers import REPO_ROOT
 from tools import codegen
 
 STUBS = REPO_ROOT / "clients" / "python"

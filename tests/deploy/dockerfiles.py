@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.support.servers import REPO_ROOT
 
 DOCKERFILES = ("Dockerfile", "Dockerfile.transcription", "Dockerfile.diarization", "Dockerfile.orchestrator")
 

@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from tests.conftest import REPO_ROOT, VENV_BIN
 from tests.deploy.dockerfiles import DOCKERFILES, image
+from tests.support.servers import REPO_ROOT, VENV_BIN
 
 EXTRAS = {
     "Dockerfile": "asr,diarization",

@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VENV_BIN, Spawned, free_port, start_process, stop_process
 from tests.deploy.dockerfiles import image
 from tests.diarization.helpers import synthesize
-from tests.orchestrator.test_architectures import completed, post, wait_for_http
+from tests.support.servers import (
+    VENV_BIN,
+    Spawned,
+    completed,
+    free_port,
+    post_json,
+    start_process,
+    stop_process,
+    wait_for_worker,
+)
 
 AUDIO = base64.b64encode(synthesize()).decode()
 
@@ -51,7 +59,7 @@ def workers(tdt_model_path: Path, pyannote_pipeline_path: Path, tmp_path_factory
         ),
     }
     try:
-        yield {name: wait_for_http(port, processes[name]) for name, port in ports.items()}
+        yield {name: wait_for_worker(port, processes[name]) for name, port in ports.items()}
     finally:
         for process in processes.values():
             stop_process(process)
@@ -59,14 +67,14 @@ def workers(tdt_model_path: Path, pyannote_pipeline_path: Path, tmp_path_factory
 
 def test_transcription_image_answers_a_job(workers: dict[str, str]) -> None:
     output = completed(
-        post(f"{workers['transcription']}/runsync", {"input": {"audio": AUDIO, "word_timestamps": True}})
+        post_json(f"{workers['transcription']}/runsync", {"input": {"audio": AUDIO, "word_timestamps": True}})
     )
     assert output["words"] and output["duration"] == 12.0 and output["model"] == "parakeet-tdt-tiny-v1.nemo"
 
 
 def test_diarization_image_answers_the_existing_shape(workers: dict[str, str]) -> None:
     output = completed(
-        post(f"{workers['diarization']}/runsync", {"input": {"audio": AUDIO, "num_speakers": 2}})
+        post_json(f"{workers['diarization']}/runsync", {"input": {"audio": AUDIO, "num_speakers": 2}})
     )
     assert output["num_speakers"] == 2 and output["duration"] == 12.0
     assert {turn["speaker"] for turn in output["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
@@ -74,7 +82,7 @@ def test_diarization_image_answers_the_existing_shape(workers: dict[str, str]) -
 
 @pytest.mark.parametrize("name", ["single", "orchestrator"])
 def test_single_and_orchestrator_images_answer_with_speakers(workers: dict[str, str], name: str) -> None:
-    output = completed(post(f"{workers[name]}/runsync", {"input": {"audio": AUDIO, "diarize": True}}))
+    output = completed(post_json(f"{workers[name]}/runsync", {"input": {"audio": AUDIO, "diarize": True}}))
     assert output["segments"] and all(
         segment["speaker"].startswith("SPEAKER_") for segment in output["segments"]
     )

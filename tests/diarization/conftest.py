@@ -11,9 +11,9 @@ import pytest
 from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
 from parakeet_server.diarization import server
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
-from tests.conftest import REPO_ROOT, wait_for_health
 from tests.diarization.helpers import decoded, direct_turns, synthesize
 from tests.fixtures.pyannote_pipeline import hub_dir
+from tests.support.servers import REPO_ROOT, wait_for_health
 
 FIXTURE_ROOT = REPO_ROOT / "tests" / "fixtures" / "models" / "pyannote"
 

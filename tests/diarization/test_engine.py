@@ -15,7 +15,6 @@ from parakeet_server.core.errors import PreconditionFailed
 from parakeet_server.diarization import server
 from parakeet_server.diarization.hub import GATED
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
-from tests.conftest import health_status
 from tests.diarization.helpers import decoded, synthesize
 from tests.fixtures.pyannote_pipeline import (
     COMMUNITY_ID,
@@ -26,6 +25,7 @@ from tests.fixtures.pyannote_pipeline import (
     repo_folder,
     snapshot_dir,
 )
+from tests.support.servers import health_status
 
 NOT_SERVING = 2
 

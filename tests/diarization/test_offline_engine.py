@@ -29,7 +29,7 @@ from parakeet_server.diarization.handler import engine_from_env, prepare
 from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OfflineDiarizationEngine
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from parakeet_server.diarization.selection import OfflineFallback, build_engine
-from tests.conftest import wait_for_health
+from tests.support.servers import wait_for_health
 
 pytestmark = pytest.mark.espeak
 

@@ -5,46 +5,42 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.diarization import server
-from tests.conftest import REPO_ROOT, VENV_BIN, free_port, wait_for_health
 from tests.diarization.helpers import turns_of
+from tests.support.servers import (
+    VENV_BIN,
+    Spawned,
+    completed,
+    free_port,
+    post_json,
+    start_process,
+    stop_process,
+    wait_for_health,
+    wait_for_worker,
+)
 
 STARTUP_S = 180.0
 
 
 @dataclass
 class Started:
-    """A process started for this module, its log, and where it listens."""
+    """A process started for this module and where it listens."""
 
-    process: subprocess.Popen[bytes]
-    log: Path
+    process: Spawned
     port: int
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 def launch(command: list[str], log: Path, port: int, env: dict[str, str]) -> Started:
-    """Start a process with its output in a file (a full pipe would block a chatty server)."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
-        )
-    return Started(process, log, port)
+    return Started(start_process(command, log, env), port)
 
 
 @pytest.fixture(scope="module")
@@ -93,45 +89,14 @@ def processes(pyannote_fixture, tmp_path_factory) -> Iterator[dict[str, Started]
     }
     yield started
     for item in started.values():
-        item.process.terminate()
-    for item in started.values():
-        try:
-            item.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            item.process.kill()
-            item.process.wait(timeout=10)
-
-
-def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        result: dict[str, Any] = json.loads(response.read())
-    return result
-
-
-def wait_for_http(worker: Started) -> str:
-    """The worker's base URL once its API answers (it starts after load and warm-up)."""
-    base = f"http://127.0.0.1:{worker.port}"
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if worker.process.poll() is not None:
-            raise AssertionError(f"worker exited with {worker.process.returncode}:\n{worker.output()}")
-        try:
-            with urllib.request.urlopen(f"{base}/docs", timeout=2):
-                return base
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise AssertionError(f"worker API not up after {STARTUP_S}s:\n{worker.output()}")
+        stop_process(item.process, grace=20.0)
 
 
 def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
-    base = wait_for_http(processes["runpod"])
+    base = wait_for_worker(processes["runpod"].port, processes["runpod"].process, STARTUP_S)
     audio = base64.b64encode(speech).decode()
-    done = post(f"{base}/runsync", {"input": {"audio": audio, "audio_format": "wav", "num_speakers": 2}})
-    assert done["status"] == "COMPLETED", done
-    assert done["output"] == {
+    done = post_json(f"{base}/runsync", {"input": {"audio": audio, "audio_format": "wav", "num_speakers": 2}})
+    assert completed(done) == {
         "segments": [{"start": s, "end": e, "speaker": who} for s, e, who in reference(num_speakers=2)],
         "num_speakers": 2,
         "duration": 12.0,
@@ -140,7 +105,7 @@ def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
         "document": "",
         "warnings": [],
     }
-    failed = post(f"{base}/runsync", {"input": {"audio": audio, "num_speakers": 0}})
+    failed = post_json(f"{base}/runsync", {"input": {"audio": audio, "num_speakers": 0}})
     assert failed["status"] == "FAILED"
     assert (
         failed["error"] == "num_speakers must be at least 1 (got 0); leave it unset to let the model estimate"
@@ -150,10 +115,7 @@ def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
 def test_parakeet_server_diarization_answers_grpc_and_grpcurl(processes, speech, reference) -> None:
     started = processes["grpc"]
     address = f"127.0.0.1:{started.port}"
-    try:
-        wait_for_health(address, server.SERVICE_NAME, timeout=STARTUP_S, process=started.process)
-    except AssertionError as error:
-        raise AssertionError(f"{error}\n{started.output()}") from None
+    wait_for_health(address, server.SERVICE_NAME, timeout=STARTUP_S, process=started.process)
     with grpc.insecure_channel(address) as channel:
         stub = diarization_pb2_grpc.DiarizationServiceStub(channel)
         response = stub.Diarize(

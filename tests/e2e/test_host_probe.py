@@ -8,8 +8,8 @@ import time
 
 from grpc_health.v1 import health_pb2
 
-from tests.conftest import health_status, wait_for_health
 from tests.e2e.test_servers import DIARIZATION, ScriptedDiarizer, diarize, diarizer_service
+from tests.support.servers import health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

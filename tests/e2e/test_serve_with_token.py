@@ -26,7 +26,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
-from tests.conftest import (
+from tests.diarization.helpers import synthesize
+from tests.support.servers import (
     VENV_BIN,
     Spawned,
     free_port,
@@ -35,7 +36,6 @@ from tests.conftest import (
     stop_process,
     wait_for_health,
 )
-from tests.diarization.helpers import synthesize
 
 pytestmark = pytest.mark.slow
 

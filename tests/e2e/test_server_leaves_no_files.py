@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_health
+from tests.support.servers import VENV_BIN, free_port, start_process, stop_process, wait_for_health
 
 ORCHESTRATOR = "parakeet.v1.OrchestratorService"
 

@@ -15,7 +15,7 @@ from parakeet.v1 import diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.context import CallContext
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.grpc_server import HostedService
-from tests.conftest import VENV_BIN, free_port, health_status, wait_for_health
+from tests.support.servers import VENV_BIN, free_port, health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

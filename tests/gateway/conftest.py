@@ -27,8 +27,8 @@ from parakeet_server.gateway.settings import GatewaySettings
 from parakeet_server.orchestrator.backends import InProcessBackends
 from parakeet_server.orchestrator.server import hosted_service
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import wait_for_health
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import wait_for_health
 
 ORCHESTRATOR = "parakeet.v1.OrchestratorService"
 WAV = wav_bytes(sweep(5.0, seed=3))

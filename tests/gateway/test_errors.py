@@ -19,8 +19,8 @@ from parakeet_server.core.errors import InvalidRequest, LimitExceeded, Precondit
 from parakeet_server.gateway.app import FORM_OVERHEAD_BYTES
 from parakeet_server.gateway.errors import GatewayError, HttpStatus, from_rpc_error, http_status_for
 from parakeet_server.gateway.settings import GatewaySettings
-from tests.conftest import free_port
 from tests.gateway.conftest import TEXT, WAV, Scripted
+from tests.support.servers import free_port
 
 FILE = ("call.wav", WAV)
 BAD_FILE = b"RIFF but not really a wav file at all" * 10

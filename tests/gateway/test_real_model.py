@@ -21,7 +21,7 @@ from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer, check_language
-from tests.audio_samples import sweep, wav_bytes
+from tests.support.audio import sweep, wav_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from openai import OpenAI
 from parakeet_server.gateway import server
 from parakeet_server.gateway.settings import DEFAULT_MAX_UPLOAD_BYTES, GatewaySettings
 from parakeet_server.orchestrator.server import hosted_service
-from tests.conftest import free_port, wait_for_health
 from tests.gateway.conftest import ORCHESTRATOR, TEXT, WAV, Scripted
+from tests.support.servers import free_port, wait_for_health
 
 
 def parse(*argv: str) -> argparse.Namespace:

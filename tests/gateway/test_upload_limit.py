@@ -25,8 +25,8 @@ from starlette.types import Receive, Scope, Send
 from parakeet_server.gateway.app import create_app
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, UploadLimit, UploadTooLarge
 from parakeet_server.gateway.settings import GatewaySettings
-from tests.conftest import free_port
 from tests.gateway.conftest import serve_http
+from tests.support.servers import free_port
 
 LIMIT = 1000
 UPLOAD = bytes(20 * 1024 * 1024)

@@ -10,9 +10,6 @@ models, answering the existing JSON input with the same speaker-attributed trans
 from __future__ import annotations
 
 import base64
-import json
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,18 @@ import pytest
 
 from parakeet.v1 import audio_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from parakeet_server.core.runpod_shim import response_to_json
-from tests.conftest import VENV_BIN, Spawned, free_port, start_process, stop_process, wait_for_health
 from tests.diarization.helpers import synthesize
+from tests.support.servers import (
+    VENV_BIN,
+    Spawned,
+    completed,
+    free_port,
+    post_json,
+    start_process,
+    stop_process,
+    wait_for_health,
+    wait_for_worker,
+)
 
 PYTHON = str(VENV_BIN / "python")
 AUDIO = synthesize()
@@ -33,26 +40,6 @@ JOB = {
     "response_format": "json",
     "word_timestamps": True,
 }
-
-
-def post(url: str, body: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        reply: dict[str, Any] = json.loads(response.read())
-    return reply
-
-
-def wait_for_http(port: int, process: Spawned, timeout: float = 180.0) -> str:
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.output()[-3000:]
-        try:
-            urllib.request.urlopen(f"{base}/docs", timeout=1.0)
-            return base
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"worker on {port} did not come up:\n{process.output()[-3000:]}")
 
 
 def worker(module: str, port: int, log: Path, env: dict[str, str]) -> Spawned:
@@ -116,7 +103,7 @@ def stack(tdt_model_path: Path, pyannote_pipeline_path: Path, tmp_path_factory) 
         ),
     }
     try:
-        urls = {name: wait_for_http(port, processes[name]) for name, port in ports.items()}
+        urls = {name: wait_for_worker(port, processes[name]) for name, port in ports.items()}
         for name, service in (
             ("transcription", "parakeet.v1.TranscriptionService"),
             ("diarization", "parakeet.v1.DiarizationService"),
@@ -134,22 +121,16 @@ def speaker_words(output: dict[str, Any]) -> list[tuple[str, float, float, str]]
     return [(w["word"], w["start"], w["end"], w["speaker"]) for w in output["words"]]
 
 
-def completed(reply: dict[str, Any]) -> dict[str, Any]:
-    assert reply["status"] == "COMPLETED", reply
-    output: dict[str, Any] = reply["output"]
-    return output
-
-
 def test_all_architectures_return_the_same_speaker_attributed_transcript(stack: dict[str, str]) -> None:
-    single = completed(post(f"{stack['single']}/runsync", {"input": JOB}))
-    orchestrated = completed(post(f"{stack['orchestrator']}/runsync", {"input": JOB}))
+    single = completed(post_json(f"{stack['single']}/runsync", {"input": JOB}))
+    orchestrated = completed(post_json(f"{stack['orchestrator']}/runsync", {"input": JOB}))
 
     # Split: the client calls diarization, then hands its turns to transcription.
     turns = completed(
-        post(f"{stack['diarization']}/runsync", {"input": {"audio": JOB["audio"], "exclusive": True}})
+        post_json(f"{stack['diarization']}/runsync", {"input": {"audio": JOB["audio"], "exclusive": True}})
     )
     split = completed(
-        post(
+        post_json(
             f"{stack['transcription']}/runsync",
             {
                 "input": {
@@ -189,7 +170,7 @@ def test_all_architectures_return_the_same_speaker_attributed_transcript(stack: 
 
 
 def test_orchestrator_worker_reports_a_bad_input_from_its_backend(stack: dict[str, str]) -> None:
-    reply = post(
+    reply = post_json(
         f"{stack['orchestrator']}/runsync", {"input": {"audio": base64.b64encode(b"not audio" * 40).decode()}}
     )
     assert reply["status"] == "FAILED"
@@ -198,7 +179,7 @@ def test_orchestrator_worker_reports_a_bad_input_from_its_backend(stack: dict[st
 
 def test_existing_minimal_input_works_on_the_single_endpoint(stack: dict[str, str]) -> None:
     output = completed(
-        post(f"{stack['single']}/runsync", {"input": {"audio": JOB["audio"], "diarize": True}})
+        post_json(f"{stack['single']}/runsync", {"input": {"audio": JOB["audio"], "diarize": True}})
     )
     assert output["words"] == []  # word_timestamps not asked for
     assert output["segments"] and all(segment["speaker"] for segment in output["segments"])

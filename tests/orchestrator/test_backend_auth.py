@@ -18,7 +18,6 @@ from parakeet_server.core.errors import PreconditionFailed, ServiceUnavailable
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.backends import GrpcAddresses, GrpcBackends, backend_error
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
-from tests.conftest import wait_for_health
 from tests.orchestrator.grpc_stack import (
     DIARIZATION,
     ORCHESTRATOR,
@@ -28,6 +27,7 @@ from tests.orchestrator.grpc_stack import (
     transcription_service,
 )
 from tests.orchestrator.test_servicer import transcript
+from tests.support.servers import wait_for_health
 
 TOKEN = "s3cret"
 

@@ -14,7 +14,6 @@ from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.backends import GrpcAddresses, GrpcBackends
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
-from tests.conftest import free_port, health_status, wait_for_health
 from tests.orchestrator.grpc_stack import (
     DIARIZATION,
     ORCHESTRATOR,
@@ -25,6 +24,7 @@ from tests.orchestrator.grpc_stack import (
     transcription_service,
 )
 from tests.orchestrator.test_servicer import transcript
+from tests.support.servers import free_port, health_status, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -35,10 +35,10 @@ from parakeet_server.orchestrator.server import hosted_service
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.conftest import free_port
 from tests.reliability import media
 from tests.reliability.scripted import ScriptedTranscriber
-from tests.runsync_stub import runsync_stub
+from tests.support.runsync_stub import runsync_stub
+from tests.support.servers import free_port
 
 TRANSCRIPTION = "parakeet.v1.TranscriptionService"
 TOO_LONG = "audio is longer than the limit of 0 s"

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import pytest
 
 from parakeet_server.core import fetch
-from tests.conftest import VENV_BIN, Spawned, free_port, start_process, stop_process, wait_for_health
 from tests.reliability import media
+from tests.support.servers import VENV_BIN, Spawned, free_port, start_process, stop_process, wait_for_health
 
 TRANSCRIPTION_SERVICE = "parakeet.v1.TranscriptionService"
 DIARIZATION_SERVICE = "parakeet.v1.DiarizationService"

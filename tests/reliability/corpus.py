@@ -25,6 +25,7 @@ import grpc
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.runpod_shim import LEGACY_FIELDS, parse_job_input
 from tests.reliability import media
+from tests.support.audio import silent_flac
 
 SERVICES = ("transcription", "diarization", "orchestrator")
 TRANSPORTS = ("grpc", "runpod")
@@ -521,14 +522,14 @@ CORPUS: list[Case] = [
     Case(
         "hour-of-silence",
         "an hour of digital silence (FLAC, 656 KB): valid",
-        {"audio": blob("1 h silence", lambda: media.flac_silence(3600.0))},
+        {"audio": blob("1 h silence", lambda: silent_flac(3600.0))},
         ok("answers; duration 3600 s; no speakers", hour_of_silence),
         paths={"diarization": limit(f"audio is longer than the limit of {DIARIZATION_MAX_SECONDS:.0f} s")},
     ),
     Case(
         "two-hours-of-silence",
         "two hours of silence, over the duration limit",
-        {"audio": blob("2 h silence", lambda: media.flac_silence(7200.0))},
+        {"audio": blob("2 h silence", lambda: silent_flac(7200.0))},
         limit(f"audio is longer than the limit of {TRANSCRIPTION_MAX_SECONDS:.0f} s"),
         paths={"diarization": limit(f"audio is longer than the limit of {DIARIZATION_MAX_SECONDS:.0f} s")},
     ),

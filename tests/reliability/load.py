@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +31,9 @@ from pathlib import Path
 import grpc
 
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import MODELS_DIR, VENV_BIN, free_port, wait_for_health
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import MODELS_DIR, start_server, stop_process
 
-SERVICE = "parakeet.v1.TranscriptionService"
 MAX_RSS_GROWTH = 0.10
 REQUEST_ID_KEY = "x-request-id"
 
@@ -170,28 +168,6 @@ def run_load(
     return report
 
 
-def start_server(requests: int, model: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        str(VENV_BIN / "parakeet-server"),
-        "transcription",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--max-concurrent-requests",
-        str(max(64, requests)),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    return process, f"127.0.0.1:{port}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.reliability.load", description=__doc__.split("\n\n")[0]
@@ -217,20 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if address is None:
             log_path = Path(tempfile.gettempdir()) / f"parakeet-load-server-{os.getpid()}.log"
-            process, address = start_server(args.requests, args.model, log_path)
+            print(f"starting parakeet-server transcription (log: {log_path})", file=sys.stderr)
+            process, address = start_server(
+                "transcription",
+                *("--model", str(args.model), "--device", "cpu"),
+                *("--max-concurrent-requests", str(max(64, args.requests))),
+                log_path=log_path,
+                env={"HF_HUB_OFFLINE": "1"},
+                timeout=min(240.0, args.time_limit),
+            )
             pid = process.pid
-            print(f"started parakeet-server transcription on {address} (log: {log_path})", file=sys.stderr)
-            wait_for_health(address, SERVICE, timeout=min(240.0, args.time_limit), process=process)
         remaining = args.time_limit - (time.monotonic() - started)
         report = run_load(address, pid, args.requests, remaining, args.channels)
     finally:
         if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, grace=30.0)
         if log_path is not None and report is not None and report.ok:
             log_path.unlink(missing_ok=True)  # kept only when something went wrong
     print(report.summary())

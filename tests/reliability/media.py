@@ -11,7 +11,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from tests.audio_samples import SAMPLE_RATE, sweep, wav_bytes
+from tests.support.audio import SAMPLE_RATE, encode, sweep, tone, wav_bytes
 
 
 @functools.cache
@@ -53,44 +53,7 @@ def nan_wav() -> bytes:
 @functools.cache
 def mp3(seconds: float = 2.0) -> bytes:
     """A 440 Hz tone as MP3 (libmp3lame through PyAV)."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp3") as output:
-        stream = output.add_stream("libmp3lame", rate=SAMPLE_RATE, layout="mono")
-        t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
-        tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        frame_size = stream.codec_context.frame_size or 1152
-        for offset in range(0, tone.shape[1], frame_size):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(tone[:, offset : offset + frame_size]), format="fltp", layout="mono"
-            )
-            frame.sample_rate = SAMPLE_RATE
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
-
-
-@functools.cache
-def flac_silence(seconds: float) -> bytes:
-    """Digital silence as FLAC: an hour is about 650 KB, so duration limits are cheap to reach."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as output:
-        stream = output.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
-        total = int(seconds * SAMPLE_RATE)
-        block = 4608 * 8
-        zeros = np.zeros((1, block), dtype=np.int16)
-        for offset in range(0, total, block):
-            size = min(block, total - offset)
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(zeros[:, :size]), format="s16", layout="mono"
-            )
-            frame.sample_rate = SAMPLE_RATE
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode(None):
-            output.mux(packet)
-    return buffer.getvalue()
+    return encode(tone(seconds, SAMPLE_RATE), "mp3", "libmp3lame", SAMPLE_RATE, channels=1)
 
 
 @functools.cache

@@ -40,8 +40,11 @@ from parakeet_server.transcription import server as transcription_server
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import (
+from tests.reliability import corpus, media
+from tests.reliability.conftest import Loopback, ResolverGuard, scrubbed_env
+from tests.reliability.corpus import CORPUS, MAX_MESSAGE_CHARS, Case, Outcome
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import (
     REPO_ROOT,
     VENV_BIN,
     Spawned,
@@ -50,9 +53,6 @@ from tests.conftest import (
     stop_process,
     wait_for_health,
 )
-from tests.reliability import corpus, media
-from tests.reliability.conftest import Loopback, ResolverGuard, scrubbed_env
-from tests.reliability.corpus import CORPUS, MAX_MESSAGE_CHARS, Case, Outcome
 
 CALL_TIMEOUT_S = 280.0
 LOCAL_FILE_SECONDS = 0.75

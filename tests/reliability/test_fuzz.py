@@ -42,10 +42,10 @@ from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from parakeet_server.transcription import server as transcription_server
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.conftest import wait_for_health
 from tests.reliability import corpus, media
 from tests.reliability.conftest import ResolverGuard
 from tests.reliability.scripted import Context, ScriptedDiarizer, ScriptedTranscriber
+from tests.support.servers import wait_for_health
 
 # Hypothesis keeps a cache of constants beside the tests by default (.hypothesis/ in the checkout);
 # keep it out of the repository. derandomize=True: the same examples every run, no database needed.

@@ -22,10 +22,10 @@ from parakeet_server.core.audio import AudioLimits, decode_bytes
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.conftest import REPO_ROOT, VENV_BIN, wait_for_health
 from tests.reliability import media
 from tests.reliability.conftest import Loopback, ResolverGuard
 from tests.reliability.scripted import ScriptedTranscriber
+from tests.support.servers import REPO_ROOT, VENV_BIN, wait_for_health
 
 SERVICE = "parakeet.v1.TranscriptionService"
 

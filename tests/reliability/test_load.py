@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import REPO_ROOT, VENV_BIN
 from tests.reliability.conftest import Stack, run_quietly
 from tests.reliability.load import MAX_RSS_GROWTH
+from tests.support.servers import REPO_ROOT, VENV_BIN
 
 REQUESTS = 40
 

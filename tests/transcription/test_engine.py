@@ -25,8 +25,8 @@ from parakeet_server.transcription.engine import (
 )
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.windows import FrameWord
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import REPO_ROOT
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import REPO_ROOT
 from tests.transcription.conftest import reference_words
 
 
@@ -77,7 +77,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from tests.audio_samples import sweep
+from tests.support.audio import sweep
 def kb(field):
     return int(next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field)).split()[1])
 engine = TranscriptionEngine(TranscriptionEngineConfig(model=sys.argv[1]))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
-import urllib.request
 
 import grpc
 import pytest
@@ -16,8 +14,8 @@ import webvtt
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
 from parakeet_server.core.audio import decode_bytes
 from parakeet_server.transcription.server import hosted_service
-from tests.audio_samples import sweep, wav_bytes
-from tests.conftest import VENV_BIN, free_port, wait_for_health
+from tests.support.audio import sweep, wav_bytes
+from tests.support.servers import VENV_BIN, free_port, post_json, wait_for_health, wait_for_worker
 from tests.transcription.conftest import reference_words
 
 SERVICE = "parakeet.v1.TranscriptionService"
@@ -133,26 +131,6 @@ def test_an_expired_deadline_is_deadline_exceeded(stub) -> None:
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def _post(url: str, body: dict, timeout: float = 60.0) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.output()[-3000:]
-        try:
-            urllib.request.urlopen(url, timeout=1.0)
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not come up")
-
-
 def test_runpod_handler_over_the_local_test_api_answers_the_existing_json(
     spawn, tdt_model_path, reference_model
 ) -> None:
@@ -168,7 +146,7 @@ def test_runpod_handler_over_the_local_test_api_answers_the_existing_json(
         "127.0.0.1",
         env={"TRANSCRIPTION_MODEL": str(tdt_model_path)},
     )
-    _wait_for_http(f"http://127.0.0.1:{port}/docs", process)
+    base = wait_for_worker(port, process, timeout=120)
     text, words = reference_words(reference_model, decode_bytes(WAV).samples)
     job = {
         "input": {
@@ -181,7 +159,7 @@ def test_runpod_handler_over_the_local_test_api_answers_the_existing_json(
             "diarization_segments": [{"start": 0.0, "end": 4.0, "speaker": "SPEAKER_00"}],
         }
     }
-    reply = _post(f"http://127.0.0.1:{port}/runsync", job)
+    reply = post_json(f"{base}/runsync", job)
     assert reply["status"] == "COMPLETED", reply
     output = reply["output"]
     assert output["text"] == text
@@ -191,7 +169,7 @@ def test_runpod_handler_over_the_local_test_api_answers_the_existing_json(
     assert output["duration"] == 4.0
     assert next(iter(srt.parse(output["document"]))).content.startswith("SPEAKER_00: ")
 
-    failed = _post(f"http://127.0.0.1:{port}/runsync", {"input": {"audio": "@@@ not base64"}})
+    failed = post_json(f"{base}/runsync", {"input": {"audio": "@@@ not base64"}})
     assert failed["status"] == "FAILED"
     assert "neither" in failed["error"]
 

@@ -12,8 +12,8 @@ import pytest
 
 from parakeet_server.core.audio import AudioLimits, _Samples, decode_bytes
 from parakeet_server.core.errors import InvalidRequest, LimitExceeded
-from tests.audio_samples import encode as encode_signal
-from tests.audio_samples import sweep, tone, wav_bytes
+from tests.support.audio import encode as encode_signal
+from tests.support.audio import sweep, tone, wav_bytes
 
 
 def encode(container: str, codec: str, rate: int, channels: int = 2, seconds: float = 2.0) -> bytes:

@@ -12,6 +12,7 @@ import pytest
 
 from bench import common, run
 from parakeet_server.core.audio import decode_bytes
+from tests.support.audio import silent_flac
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,7 @@ def test_ratio_rows_print_the_median_with_its_spread(capsys, tmp_path, monkeypat
 
 
 def test_silent_flac_is_exactly_that_long_and_silent() -> None:
-    flac = common.silent_flac(25.0)
+    flac = silent_flac(25.0)
     waveform = decode_bytes(flac)
     assert len(waveform.samples) == 25 * 16_000
     assert float(abs(waveform.samples).max()) == 0.0

@@ -10,7 +10,7 @@ import pytest
 from parakeet.errors import REASONS, default_reason
 from parakeet_server.core import errors
 from parakeet_server.core.errors import InvalidRequest, LimitExceeded, ServiceError, error_for_reason
-from tests.conftest import REPO_ROOT
+from tests.support.servers import REPO_ROOT
 
 ERROR_TYPES = [
     errors.InvalidRequest,

@@ -23,13 +23,13 @@ MB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 
-# Shared by the scripts: RSS and peak RSS in MB, a resettable peak, and the bench's silent FLAC
+# Shared by the scripts: RSS and peak RSS in MB, a resettable peak, and the shared silent FLAC
 # (made block by block: a 3-hour file is 2 MB and no 3-hour array is ever built for it).
 PRELUDE = """
 import io, json, sys, time
 import av
 import numpy as np
-from bench.common import silent_flac
+from tests.support.audio import silent_flac
 
 def status(key):
     with open("/proc/self/status") as lines:
@@ -62,7 +62,7 @@ def run_script(body: str, timeout: float) -> dict[str, Any]:
 DECODE_3H = """
 from parakeet_server.core.audio import decode_bytes
 from parakeet_server.core.memory import track_audio
-from tests.audio_samples import sweep, wav_bytes
+from tests.support.audio import sweep, wav_bytes
 
 data = silent_flac(3 * 3600)
 
@@ -103,7 +103,7 @@ from parakeet_server.core.context import JobContext
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
-from tests.audio_samples import sweep, wav_bytes
+from tests.support.audio import sweep, wav_bytes
 
 # A 3-hour request takes minutes and ~10 GB through the engine on a 2-core CPU; 3 minutes stand
 # in for it, counted as large the way a > 10-minute request is in production.

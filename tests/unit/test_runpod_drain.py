@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN, free_port
 from tests.diarization.helpers import synthesize
+from tests.support.servers import VENV_BIN, free_port
 
 WAV = synthesize()
 STARTUP_S = 240.0

@@ -30,7 +30,7 @@ from parakeet_server.transcription.engine import TranscriptionEngine, Transcript
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.diarization.helpers import synthesize
-from tests.runsync_stub import runsync_stub
+from tests.support.runsync_stub import runsync_stub
 
 AUDIO = base64.b64encode(synthesize()).decode()
 TURNS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import wave
 
@@ -62,3 +63,27 @@ def encode(
 def tone(seconds: float, rate: int, frequency: float = 440.0) -> npt.NDArray[np.float32]:
     t = np.arange(int(rate * seconds)) / rate
     return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@functools.cache
+def silent_flac(seconds: float, rate: int = SAMPLE_RATE) -> bytes:
+    """Mono 16-bit FLAC of digital silence, encoded in 10 s blocks (3 hours: ~2 MB, a few seconds).
+
+    Cached: the duration-limit tests and the memory benchmark send the same hours more than once."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as output:
+        stream = output.add_stream("flac", rate=rate, layout="mono")
+        block = np.zeros((1, rate * 10), dtype=np.int16)
+        total = int(seconds * rate)
+        for offset in range(0, total, block.shape[1]):
+            frame = av.AudioFrame.from_ndarray(
+                block[:, : min(block.shape[1], total - offset)], format="s16", layout="mono"
+            )
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    return buffer.getvalue()
