@@ -54,6 +54,6 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001
 EXPOSE 50053
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s \
-  CMD ["parakeet", "health", "--server", "127.0.0.1:50053"]
+# No HEALTHCHECK: the CMD is the RunPod handler, which opens no port to probe, and RunPod checks
+# its serverless workers itself; run as `parakeet-server` (compose.yaml), the gRPC port is probed there.
 CMD ["python", "-m", "parakeet_server.orchestrator.handler"]
