@@ -80,11 +80,26 @@ def orchestrate(scripted: Scripted, **fields) -> orchestrator_pb2.OrchestrateRes
 
 
 def test_diarization_and_transcription_run_concurrently() -> None:
-    scripted = Scripted(delay_s=1.0)
-    started = time.monotonic()
-    orchestrate(scripted, diarize=True)
-    elapsed = time.monotonic() - started
-    assert 1.0 <= elapsed < 1.5  # the slower backend, not the sum (2.0)
+    """Each backend waits until the other has started too: called one after the other, the first
+    would wait alone until the barrier breaks. No wall-clock bound for a busy machine to miss."""
+    scripted = Scripted()
+    both_started = threading.Barrier(2, timeout=10.0)
+
+    def transcribe(request: transcription_pb2.TranscribeRequest, context: CallContext):
+        both_started.wait()
+        return scripted.transcribe(request, context)
+
+    def diarize(request: diarization_pb2.DiarizeRequest, context: CallContext):
+        both_started.wait()
+        return scripted.diarize(request, context)
+
+    servicer = OrchestratorServicer(InProcessBackends(transcribe, diarize, lambda: None))
+    response = servicer.Orchestrate(
+        orchestrator_pb2.OrchestrateRequest(audio=AUDIO, diarize=True), JobContext(30.0)
+    )
+    assert not both_started.broken
+    assert (len(scripted.transcribe_requests), len(scripted.diarize_requests)) == (1, 1)
+    assert {segment.speaker for segment in response.segments} == {"SPEAKER_00", "SPEAKER_01"}
 
 
 def test_words_segments_and_utterances_carry_speakers() -> None:
