@@ -90,8 +90,8 @@ def read_manifest(path: Path) -> list[Item]:
 def embedded(model: str, pipeline: str, diarize: bool) -> Orchestrate:
     """The orchestrator servicer over in-process engines, warmed up before the clock starts."""
     from parakeet_server.core.context import JobContext
-    from parakeet_server.orchestrator.server import embedded_backends
     from parakeet_server.orchestrator.servicer import OrchestratorServicer
+    from parakeet_server.orchestrator.wiring import embedded_backends
 
     backends = embedded_backends(model, pipeline, diarization=diarize)
     backends.warm_up()

@@ -30,10 +30,10 @@ from starlette.exceptions import HTTPException
 from parakeet.v1 import orchestrator_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
 from parakeet_server.gateway import openai_shapes
+from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, RequestIds, UploadLimit, UploadTooLarge
 from parakeet_server.gateway.orchestrator_client import OrchestratorClient
-from parakeet_server.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def _forwarded_authorization(header: str) -> str:
     return header if header.isascii() and header.isprintable() else ""
 
 
-def _settings(request: Request) -> GatewaySettings:
+def _settings(request: Request) -> GatewayConfig:
     settings = request.app.state.settings
-    assert isinstance(settings, GatewaySettings)
+    assert isinstance(settings, GatewayConfig)
     return settings
 
 
@@ -96,7 +96,7 @@ async def authorise(request: Request) -> str:
     return _forwarded_authorization(header)
 
 
-def _install_error_handlers(app: FastAPI, settings: GatewaySettings) -> None:
+def _install_error_handlers(app: FastAPI, settings: GatewayConfig) -> None:
     """Every error leaves as OpenAI's `{"error": {...}}` body, whichever layer raised it."""
 
     async def gateway_error(request: Request, error: Exception) -> Response:
@@ -248,7 +248,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": status}, status_code=200 if serving else 503)
 
 
-def create_app(settings: GatewaySettings, client: OrchestratorClient | None = None) -> FastAPI:
+def create_app(settings: GatewayConfig, client: OrchestratorClient | None = None) -> FastAPI:
     """The gateway app; it opens (and at shutdown closes) its orchestrator channel unless given one."""
     orchestrator = client or OrchestratorClient(
         settings.orchestrator, settings.request_timeout_s, settings.max_upload_bytes

@@ -1,14 +1,14 @@
 """RunPod serverless worker for the transcription endpoint (split architecture).
 
-Configured by the same options as the gRPC server, read from the environment
-(TRANSCRIPTION_MODEL, TRANSCRIPTION_DEVICE, ...). Loads and warms the model before taking jobs;
-if it cannot, every job is answered with the reason. Run `python -m parakeet_server.transcription.handler`;
-add `--rp_serve_api --rp_api_port N` for the runpod SDK's local test API.
+Configured from the environment (TranscriptionConfig.from_env: TRANSCRIPTION_MODEL,
+TRANSCRIPTION_DEVICE, ..., MAX_AUDIO_SECONDS), as the gRPC server is from its flags. Loads and
+warms the model before taking jobs; if it cannot (or a variable is bad), every job is answered
+with the reason. Run `python -m parakeet_server.transcription.handler`; add
+`--rp_serve_api --rp_api_port N` for the runpod SDK's local test API.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 from parakeet.v1 import transcription_pb2
@@ -16,16 +16,18 @@ from parakeet_server.core.context import CallContext
 from parakeet_server.core.logs import configure_logging
 from parakeet_server.core.runpod_shim import ready_or_refusing, serve_jobs
 from parakeet_server.core.runtime_hygiene import prepare_process
-from parakeet_server.transcription.server import add_arguments, build_servicer, warm_up
+from parakeet_server.core.settings import worker_config
+from parakeet_server.transcription.config import TranscriptionConfig
+from parakeet_server.transcription.wiring import build_servicer, warm_up
 
-
-def prepare() -> Callable[
+Transcribe = Callable[
     [transcription_pb2.TranscribeRequest, CallContext], transcription_pb2.TranscribeResponse
-]:
-    parser = argparse.ArgumentParser(add_help=False)
-    add_arguments(parser)
-    args, _runpod_flags = parser.parse_known_args()
-    servicer = build_servicer(args)
+]
+
+
+def prepare(config: TranscriptionConfig) -> Transcribe:
+    """The servicer the config describes, loaded and warmed up."""
+    servicer = build_servicer(config)
     warm_up(servicer)
     return servicer.Transcribe
 
@@ -33,7 +35,10 @@ def prepare() -> Callable[
 def main() -> None:
     prepare_process()  # before any model library loads: see parakeet_server/core/runtime_hygiene.py
     configure_logging()
-    serve_jobs(transcription_pb2.TranscribeRequest, ready_or_refusing(prepare))
+    serve_jobs(
+        transcription_pb2.TranscribeRequest,
+        ready_or_refusing(lambda: prepare(worker_config(TranscriptionConfig.from_env))),
+    )
 
 
 if __name__ == "__main__":

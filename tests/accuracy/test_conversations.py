@@ -54,7 +54,7 @@ def conversations(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def over_grpc(in_process: Orchestrate) -> Iterator[Orchestrate]:
     """The same stack behind a real gRPC OrchestratorService on loopback."""
-    from parakeet_server.orchestrator.server import embedded_backends
+    from parakeet_server.orchestrator.wiring import embedded_backends
 
     servicer = OrchestratorServicer(embedded_backends(str(FIXTURE_MODEL), "offline"))
 

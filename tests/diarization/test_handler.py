@@ -9,8 +9,10 @@ import huggingface_hub.constants
 
 from parakeet.v1 import diarization_pb2
 from parakeet_server.core.runpod_shim import ready_or_refusing, run_job
-from parakeet_server.diarization.handler import engine_from_env, prepare
+from parakeet_server.diarization.config import DiarizationConfig
+from parakeet_server.diarization.handler import prepare
 from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.diarization.wiring import engine_for
 from tests.fixtures.pyannote_pipeline import SEGMENTATION_ID
 
 
@@ -62,24 +64,24 @@ def test_job_errors_come_back_as_the_grpc_message(engine, speech) -> None:
     )
 
 
-def test_engine_from_env_reads_the_worker_settings(monkeypatch) -> None:
-    for name, value in {
-        "DIARIZATION_PIPELINE": "pyannote/speaker-diarization-community-1",
-        "DIARIZATION_DEVICE": "cpu",
-        "DIARIZATION_SEGMENTATION_BATCH_SIZE": "8",
-        "DIARIZATION_EMBEDDING_BATCH_SIZE": "16",
-    }.items():
-        monkeypatch.setenv(name, value)
-    engine = engine_from_env(["--rp_serve_api"])
+def test_the_worker_engine_comes_from_the_environment() -> None:
+    engine = engine_for(
+        DiarizationConfig.from_env(
+            {
+                "DIARIZATION_PIPELINE": "pyannote/speaker-diarization-community-1",
+                "DIARIZATION_DEVICE": "cpu",
+                "DIARIZATION_SEGMENTATION_BATCH_SIZE": "8",
+                "DIARIZATION_EMBEDDING_BATCH_SIZE": "16",
+            }
+        )
+    )
     assert (engine.pipeline, engine.device, engine.segmentation_batch_size, engine.embedding_batch_size) == (
         "pyannote/speaker-diarization-community-1",
         "cpu",
         8,
         16,
     )
-    for name in ("DIARIZATION_PIPELINE", "DIARIZATION_DEVICE"):
-        monkeypatch.delenv(name)
-    default = engine_from_env([])
+    default = engine_for(DiarizationConfig.from_env({"DIARIZATION_PIPELINE": "", "DIARIZATION_DEVICE": ""}))
     assert (default.pipeline, default.device) == ("pyannote/speaker-diarization-3.1", "auto")
 
 
@@ -88,7 +90,7 @@ def test_a_worker_that_cannot_load_answers_each_job_with_what_to_fix(speech, mon
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "no-store"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    diarize = ready_or_refusing(lambda: prepare(engine_from_env(["--diarization-device", "cpu"])))
+    diarize = ready_or_refusing(lambda: prepare(DiarizationConfig(device="cpu")))
     output = run_job(
         {"input": {"audio": base64.b64encode(speech).decode()}}, diarization_pb2.DiarizeRequest, diarize
     )

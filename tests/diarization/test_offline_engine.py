@@ -24,11 +24,14 @@ from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.core.errors import DeadlineExceeded
 from parakeet_server.core.runpod_shim import ready_or_refusing, run_job
+from parakeet_server.core.settings import ConfigError
 from parakeet_server.diarization import server
-from parakeet_server.diarization.handler import engine_from_env, prepare
+from parakeet_server.diarization.config import DiarizationConfig
+from parakeet_server.diarization.handler import prepare
 from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OfflineDiarizationEngine
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from parakeet_server.diarization.selection import OfflineFallback, build_engine
+from parakeet_server.diarization.wiring import engine_for
 from tests.support.servers import wait_for_health
 
 pytestmark = pytest.mark.espeak
@@ -197,27 +200,29 @@ def test_the_runpod_worker_runs_offline_when_the_environment_says_so(held_out, m
     monkeypatch.setenv("DIARIZATION_PIPELINE", "offline")
     monkeypatch.setenv("DIARIZATION_DEVICE", "cpu")
     monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
-    engine = engine_from_env(["--rp_serve_api"])
-    assert isinstance(engine, OfflineDiarizationEngine)
+    config = DiarizationConfig.from_env()
+    assert isinstance(engine_for(config), OfflineDiarizationEngine)
     job = {"input": {"audio": base64.b64encode(wav_bytes(held_out[1].audio)).decode(), "audio_format": "wav"}}
-    output = run_job(job, diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(engine)))
+    output = run_job(job, diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(config)))
     assert output["model"] == OFFLINE_NAME
     assert output["num_speakers"] == 3
     assert output["segments"][0]["speaker"] == "SPEAKER_00"
 
 
-def test_selection_flags_and_environment(monkeypatch) -> None:
-    monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
-    monkeypatch.delenv("DIARIZATION_PIPELINE", raising=False)
-    assert isinstance(engine_from_env(["--pipeline", "offline"]), OfflineDiarizationEngine)
-    assert type(engine_from_env([])) is DiarizationEngine
-    flagged = engine_from_env(["--fallback-offline", "--diarization-device", "cpu"])
-    assert isinstance(flagged, OfflineFallback) and flagged.primary.pipeline == PYANNOTE_3_1
-    monkeypatch.setenv("DIARIZATION_FALLBACK", "offline")
-    assert isinstance(engine_from_env([]), OfflineFallback)
-    monkeypatch.setenv("DIARIZATION_FALLBACK", "pyannote")
-    with pytest.raises(SystemExit):
-        engine_from_env([])
+def test_selection_by_the_environment() -> None:
+    assert isinstance(
+        engine_for(DiarizationConfig.from_env({"DIARIZATION_PIPELINE": "offline"})), OfflineDiarizationEngine
+    )
+    assert type(engine_for(DiarizationConfig.from_env({}))) is DiarizationEngine
+    fallback = engine_for(
+        DiarizationConfig.from_env({"DIARIZATION_FALLBACK": "offline", "DIARIZATION_DEVICE": "cpu"})
+    )
+    assert isinstance(fallback, OfflineFallback) and fallback.primary.pipeline == PYANNOTE_3_1
+    assert type(engine_for(DiarizationConfig.from_env({"DIARIZATION_FALLBACK": ""}))) is DiarizationEngine
+    with pytest.raises(
+        ConfigError, match=r"^DIARIZATION_FALLBACK='pyannote': expected one of none, offline$"
+    ):
+        DiarizationConfig.from_env({"DIARIZATION_FALLBACK": "pyannote"})
     with pytest.raises(ValueError, match="fallback must be one of none, offline"):
         build_engine(fallback="yes")
 
@@ -260,7 +265,7 @@ def test_with_the_opt_in_a_missing_pipeline_falls_back_with_a_warning(
 def test_the_runpod_worker_falls_back_only_when_told_to(no_pyannote, held_out, monkeypatch, caplog) -> None:
     job = {"input": {"audio": base64.b64encode(wav_bytes(held_out[0].audio)).decode()}}
     monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
-    refusing = ready_or_refusing(lambda: prepare(engine_from_env([])))
+    refusing = ready_or_refusing(lambda: prepare(DiarizationConfig.from_env()))
     output = run_job(job, diarization_pb2.DiarizeRequest, refusing)
     assert output["error_code"] == "FAILED_PRECONDITION"
     assert str(output["error"]).startswith(f"{PYANNOTE_3_1}, pyannote/segmentation-3.0")
@@ -268,7 +273,7 @@ def test_the_runpod_worker_falls_back_only_when_told_to(no_pyannote, held_out, m
 
     monkeypatch.setenv("DIARIZATION_FALLBACK", "offline")
     caplog.set_level(logging.WARNING, logger="parakeet_server.diarization.selection")
-    serving = ready_or_refusing(lambda: prepare(engine_from_env([])))
+    serving = ready_or_refusing(lambda: prepare(DiarizationConfig.from_env()))
     output = run_job(job, diarization_pb2.DiarizeRequest, serving)
     assert output["model"] == f"{OFFLINE_NAME} (fallback for {PYANNOTE_3_1})"
     assert output["num_speakers"] == 2

@@ -23,7 +23,7 @@ from openai import OpenAI
 from parakeet.v1 import audio_pb2, diarization_pb2, transcription_pb2
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.gateway.app import create_app
-from parakeet_server.gateway.settings import GatewaySettings
+from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.orchestrator.backends import InProcessBackends
 from parakeet_server.orchestrator.server import hosted_service
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
@@ -145,7 +145,7 @@ def start_gateway(start_host) -> Iterator[GatewayFactory]:
 
         def start(
             backends: Scripted | None = None,
-            settings: GatewaySettings | None = None,
+            settings: GatewayConfig | None = None,
             orchestrator: str | None = None,
             wait: bool = True,
             servicer: OrchestratorServicer | None = None,
@@ -161,7 +161,7 @@ def start_gateway(start_host) -> Iterator[GatewayFactory]:
                     if backends is None or backends.warm_up_error is None:
                         wait_for_health(host.address, ORCHESTRATOR)
                 orchestrator = host.address
-            settings = replace(settings or GatewaySettings(request_timeout_s=30.0), orchestrator=orchestrator)
+            settings = replace(settings or GatewayConfig(request_timeout_s=30.0), orchestrator=orchestrator)
             url = stack.enter_context(serve_http(create_app(settings)))
             return Gateway(url, backends, orchestrator)
 

@@ -17,8 +17,8 @@ from parakeet.v1 import audio_pb2
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.errors import InvalidRequest, LimitExceeded, PreconditionFailed
 from parakeet_server.gateway.app import FORM_OVERHEAD_BYTES
+from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError, HttpStatus, from_rpc_error, http_status_for
-from parakeet_server.gateway.settings import GatewaySettings
 from tests.gateway.conftest import TEXT, WAV, Scripted
 from tests.support.servers import free_port
 
@@ -146,9 +146,9 @@ def test_the_http_status_of_a_refusal_follows_its_reason_not_its_message(
 
 
 def test_upload_at_the_limit_passes_and_one_byte_over_is_413(start_gateway) -> None:
-    at_limit = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=len(WAV)))
+    at_limit = start_gateway(Scripted(), settings=GatewayConfig(max_upload_bytes=len(WAV)))
     assert transcribe(at_limit).text == TEXT
-    over = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=len(WAV) - 1))
+    over = start_gateway(Scripted(), settings=GatewayConfig(max_upload_bytes=len(WAV) - 1))
     with pytest.raises(openai.APIStatusError) as raised:
         transcribe(over)
     status, error = error_of(raised)
@@ -164,7 +164,7 @@ def test_upload_at_the_limit_passes_and_one_byte_over_is_413(start_gateway) -> N
 
 
 def test_a_body_far_over_the_limit_is_refused_before_it_is_read(start_gateway) -> None:
-    gateway = start_gateway(Scripted(), settings=GatewaySettings(max_upload_bytes=1000))
+    gateway = start_gateway(Scripted(), settings=GatewayConfig(max_upload_bytes=1000))
     assert len(WAV) > 1000 + FORM_OVERHEAD_BYTES
     with pytest.raises(openai.APIStatusError) as raised:
         transcribe(gateway)
@@ -345,7 +345,7 @@ def test_health_is_200_while_serving(gateway) -> None:
 
 
 def test_gateway_deadline_is_504(start_gateway) -> None:
-    gateway = start_gateway(Scripted(delay_s=1.5), settings=GatewaySettings(request_timeout_s=0.3))
+    gateway = start_gateway(Scripted(delay_s=1.5), settings=GatewayConfig(request_timeout_s=0.3))
     with pytest.raises(openai.APIStatusError) as raised:
         transcribe(gateway)
     assert error_of(raised) == (
@@ -364,7 +364,7 @@ def test_gateway_deadline_is_504(start_gateway) -> None:
 
 
 def test_gateway_token_is_checked_and_forwarded(start_gateway) -> None:
-    gateway = start_gateway(Scripted(), settings=GatewaySettings(auth_token=TOKEN), auth_token=TOKEN)
+    gateway = start_gateway(Scripted(), settings=GatewayConfig(auth_token=TOKEN), auth_token=TOKEN)
     for key in ("wrong", TOKEN + "x", TOKEN.upper()):
         with pytest.raises(openai.AuthenticationError) as raised:
             transcribe(gateway, api_key=key)

@@ -23,8 +23,8 @@ from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
 from parakeet_server.gateway.app import create_app
+from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, UploadLimit, UploadTooLarge
-from parakeet_server.gateway.settings import GatewaySettings
 from tests.gateway.conftest import serve_http
 from tests.support.servers import free_port
 
@@ -101,7 +101,7 @@ def with_openai(url: str) -> Answer:
 @pytest.fixture(scope="module", params=["httptools", "h11"])
 def gateway_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The gateway under each of uvicorn's HTTP implementations, its orchestrator unreachable."""
-    settings = GatewaySettings(orchestrator=f"127.0.0.1:{free_port()}", max_upload_bytes=LIMIT)
+    settings = GatewayConfig(orchestrator=f"127.0.0.1:{free_port()}", max_upload_bytes=LIMIT)
     with serve_http(create_app(settings), http=request.param) as url:
         yield url
 

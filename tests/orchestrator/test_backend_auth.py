@@ -4,6 +4,7 @@ which tells clients to retry), where the token comes from, and TLS to the backen
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections.abc import Iterator
 from concurrent import futures
@@ -15,9 +16,12 @@ import pytest
 from parakeet.v1 import diarization_pb2_grpc
 from parakeet_server import cli
 from parakeet_server.core.errors import PreconditionFailed, ServiceUnavailable
+from parakeet_server.core.settings import ConfigError
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.backends import GrpcAddresses, GrpcBackends, backend_error
+from parakeet_server.orchestrator.config import OrchestratorConfig
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from parakeet_server.orchestrator.wiring import build_backends
 from tests.orchestrator.grpc_stack import (
     DIARIZATION,
     ORCHESTRATOR,
@@ -133,45 +137,47 @@ def test_backend_error_maps_credentials_to_failed_precondition() -> None:
 # --- where the backend token comes from ----------------------------------------------------------
 
 
-def parse(*argv: str):
+def parse(*argv: str) -> argparse.Namespace:
     return cli.build_parser().parse_args(list(argv))
 
 
-@pytest.fixture
-def clean_env(monkeypatch) -> pytest.MonkeyPatch:
-    for name in (
-        "PARAKEET_AUTH_TOKEN",
-        "PARAKEET_BACKEND_AUTH_TOKEN",
-        "PARAKEET_BACKEND_AUTH_TOKEN_FILE",
-        "PARAKEET_BACKEND_TLS_CA",
-        "PARAKEET_BACKEND_TLS_SERVER_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+def backend_token(environ: dict[str, str], *argv: str) -> str:
+    """The token the orchestrator of `parakeet-server <argv>` sends its backends."""
+    config = cli.service_configs(parse(*argv), environ)["orchestrator"]
+    assert isinstance(config, OrchestratorConfig)
+    return config.backend_auth_token
 
 
-def test_the_backend_token_defaults_to_the_servers_own(clean_env, tmp_path: Path) -> None:
-    assert orchestrator_server.backend_auth_token(parse("all")) == ""
-    clean_env.setenv("PARAKEET_AUTH_TOKEN", "own")
-    assert orchestrator_server.backend_auth_token(parse("all")) == "own"
-    assert orchestrator_server.backend_auth_token(parse("orchestrator")) == "own"
+def test_the_backend_token_defaults_to_the_servers_own(tmp_path: Path) -> None:
+    assert backend_token({}, "all") == ""
+    own = {"PARAKEET_AUTH_TOKEN": "own"}
+    assert backend_token(own, "all") == "own"
+    assert backend_token(own, "orchestrator") == "own"
+    assert OrchestratorConfig.from_env(own).backend_auth_token == "own"
     own_file = tmp_path / "own.token"
     own_file.write_text("from-file\n")
-    assert (
-        orchestrator_server.backend_auth_token(parse("all", "--auth-token-file", str(own_file)))
-        == "from-file"
-    )
+    assert backend_token(own, "all", "--auth-token-file", str(own_file)) == "from-file"
 
-    clean_env.setenv("PARAKEET_BACKEND_AUTH_TOKEN", "backend")
-    assert (
-        orchestrator_server.backend_auth_token(parse("all", "--auth-token-file", str(own_file))) == "backend"
-    )
+    backend = {**own, "PARAKEET_BACKEND_AUTH_TOKEN": "backend"}
+    assert backend_token(backend, "all", "--auth-token-file", str(own_file)) == "backend"
+    assert OrchestratorConfig.from_env(backend).backend_auth_token == "backend"
     backend_file = tmp_path / "backend.token"
     backend_file.write_text("  backend-from-file\n")
-    args = parse("orchestrator", "--backend-auth-token-file", str(backend_file))
-    assert orchestrator_server.backend_auth_token(args) == "backend-from-file"
-    clean_env.setenv("PARAKEET_BACKEND_AUTH_TOKEN_FILE", str(backend_file))
-    assert orchestrator_server.backend_auth_token(parse("orchestrator")) == "backend-from-file"
+    assert backend_token(backend, "orchestrator", "--backend-auth-token-file", str(backend_file)) == (
+        "backend-from-file"
+    )
+    from_file = {**backend, "PARAKEET_BACKEND_AUTH_TOKEN_FILE": str(backend_file)}
+    assert backend_token(from_file, "orchestrator") == "backend-from-file"
+    assert OrchestratorConfig.from_env(from_file).backend_auth_token == "backend-from-file"
+    assert "backend-from-file" not in repr(OrchestratorConfig.from_env(from_file))
+
+
+def test_an_unreadable_token_file_is_a_startup_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.token"
+    with pytest.raises(ConfigError, match=f"^PARAKEET_BACKEND_AUTH_TOKEN_FILE='{missing}': cannot read"):
+        OrchestratorConfig.from_env({"PARAKEET_BACKEND_AUTH_TOKEN_FILE": str(missing)})
+    with pytest.raises(ConfigError, match=f"^'{missing}': cannot read the token file"):
+        backend_token({}, "orchestrator", "--auth-token-file", str(missing))
 
 
 def test_the_token_is_never_a_command_line_value() -> None:
@@ -238,19 +244,27 @@ def test_tls_backends_are_called_over_tls_verifying_the_name(start_host, tls_bac
         backends.close()
 
 
-def test_all_with_tls_calls_its_backends_over_tls_with_its_certificate(clean_env, tmp_path: Path) -> None:
+def test_all_with_tls_calls_its_backends_over_tls_with_its_certificate(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path, "localhost")
     tls = ("--tls-cert", str(cert), "--tls-key", str(key))
-    stack = cli._stack_defaults(parse("all", *tls, "--backend-tls-server-name", "localhost"))
+
+    def orchestrator_of(*argv: str) -> OrchestratorConfig:
+        config = cli.service_configs(parse(*argv), {})["orchestrator"]
+        assert isinstance(config, OrchestratorConfig)
+        return config
+
+    stack = orchestrator_of("all", *tls, "--backend-tls-server-name", "localhost")
     assert stack.backend_tls_ca == str(cert)
-    backends = orchestrator_server.backends_from_args(stack)
+    backends = build_backends(stack)
     assert isinstance(backends, GrpcBackends) and backends.tls
     backends.close()
     # A lone orchestrator's own certificate says nothing about its backends: plaintext unless told.
-    alone = cli._stack_defaults(parse("orchestrator", *tls))
+    alone = orchestrator_of("orchestrator", *tls)
     assert alone.backend_tls_ca == ""
-    plain = orchestrator_server.backends_from_args(alone)
+    plain = build_backends(alone)
     assert isinstance(plain, GrpcBackends) and not plain.tls
     plain.close()
-    explicit = cli._stack_defaults(parse("all", *tls, "--backend-tls-ca", str(tmp_path / "other.pem")))
+    explicit = orchestrator_of("all", *tls, "--backend-tls-ca", str(tmp_path / "other.pem"))
     assert explicit.backend_tls_ca == str(tmp_path / "other.pem")
+    with pytest.raises(ConfigError, match=r"^--backend-tls-ca '.*other\.pem': cannot read it"):
+        build_backends(explicit)

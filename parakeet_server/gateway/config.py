@@ -1,0 +1,52 @@
+"""What a gateway needs to know, read once at start-up; the token never comes from the command line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from parakeet_server.core.grpc_server import DEFAULT_MAX_MESSAGE_BYTES
+from parakeet_server.core.settings import Env, auth_token, real, whole
+
+# The orchestrator accepts 64 MiB messages by default; an upload of at most 63 MiB leaves room for
+# the rest of the OrchestrateRequest, so a file the gateway accepts is never refused for its size.
+DEFAULT_MAX_UPLOAD_BYTES = DEFAULT_MAX_MESSAGE_BYTES - 1024 * 1024
+DEFAULT_MODEL_ID = "parakeet-tdt-0.6b-v2"
+DEFAULT_ORCHESTRATOR = "127.0.0.1:50053"
+DEFAULT_PORT = 8000
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where to listen, where the orchestrator is, how long a request may take, and the limits."""
+
+    orchestrator: str = DEFAULT_ORCHESTRATOR
+    # The deadline of each Orchestrate call; the orchestrator passes what is left to its backends.
+    request_timeout_s: float = 600.0
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Empty: the gateway checks no token (the orchestrator may still check the forwarded one).
+    auth_token: str = field(default="", repr=False)
+    model_id: str = DEFAULT_MODEL_ID
+    health_timeout_s: float = 2.0
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    # Seconds in-flight requests get on SIGTERM.
+    grace_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
+        """GATEWAY_PORT, ORCHESTRATOR_ADDRESS, GATEWAY_REQUEST_TIMEOUT_S, GATEWAY_MAX_UPLOAD_MB,
+        GATEWAY_MODEL_ID, and the token (PARAKEET_AUTH_TOKEN_FILE, else PARAKEET_AUTH_TOKEN)."""
+        env = Env(environ)
+        default = cls()
+        upload_mb = env.get("GATEWAY_MAX_UPLOAD_MB", default.max_upload_bytes / MIB, real(above=0))
+        return cls(
+            orchestrator=env.text("ORCHESTRATOR_ADDRESS", default.orchestrator),
+            request_timeout_s=env.get("GATEWAY_REQUEST_TIMEOUT_S", default.request_timeout_s, real(above=0)),
+            max_upload_bytes=int(upload_mb * MIB),
+            auth_token=auth_token(env),
+            model_id=env.text("GATEWAY_MODEL_ID", default.model_id),
+            port=env.get("GATEWAY_PORT", default.port, whole(minimum=0, maximum=65535)),
+        )
