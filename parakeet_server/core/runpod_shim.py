@@ -28,10 +28,12 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
 from parakeet_server.core.context import CallContext, JobContext
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed, ServiceError
+from parakeet_server.core.formats import requested_format
 from parakeet_server.core.runtime_hygiene import exit_on_signal
 
 log = logging.getLogger(__name__)
@@ -42,15 +44,6 @@ Servicer = Callable[[RequestT, CallContext], Message]
 
 _FORMAT_PREFIX = "RESPONSE_FORMAT_"
 _URL_SCHEMES = ("http://", "https://")
-
-
-def response_format_names() -> list[str]:
-    """The short names JSON clients use: json, verbose_json, text, srt, vtt, rttm."""
-    return [
-        name.removeprefix(_FORMAT_PREFIX).lower()
-        for name in audio_pb2.ResponseFormat.keys()  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
-        if name != f"{_FORMAT_PREFIX}UNSPECIFIED"
-    ]
 
 
 # The fields the original service's RunPod handlers read: its diarization handler audio,
@@ -200,16 +193,13 @@ def _audio_from_string(value: str) -> audio_pb2.Audio:
     return audio_pb2.Audio(content=content)
 
 
-def _normalise_response_format(value: Any) -> Any:
-    if not isinstance(value, str) or value.upper().startswith(_FORMAT_PREFIX):
+def _normalise_response_format(value: Any, rpc: Rpc | None = None) -> Any:
+    """A short name or enum value as the enum value, checked against the one table of formats
+    (`parakeet.formats`) for `rpc`, so the refusal reads as it does over gRPC. Other JSON types
+    are left to json_format, which names the type it wanted."""
+    if not isinstance(value, str | int):
         return value
-    name = value.strip().lower()
-    if name not in response_format_names():
-        raise InvalidRequest(
-            f"unknown response_format {value!r}; use one of: {', '.join(response_format_names())}",
-            reason="INVALID_FIELD",
-        )
-    return _FORMAT_PREFIX + name.upper()
+    return requested_format(value, rpc)
 
 
 def _check_ignored(name: str, value: Any, request_name: str) -> None:
@@ -265,7 +255,8 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
         reason = _NO_TEMPERATURE if name == "temperature" else _WHY_IGNORED.get((endpoint, name), "")
         warnings.append(f"'{name}' is ignored: {reason or f'the {endpoint} endpoint has no use for it'}")
     if "response_format" in fields:
-        fields["response_format"] = _normalise_response_format(fields["response_format"])
+        rpc = Rpc(endpoint) if endpoint in {rpc.value for rpc in Rpc} else None
+        fields["response_format"] = _normalise_response_format(fields["response_format"], rpc)
     if audio_format is not None and not isinstance(audio_format, str):
         raise InvalidRequest(
             '\'audio_format\' must be a string such as "wav" or "mp3"', reason="INVALID_FIELD"

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import DeadlineExceeded, InvalidRequest
-from parakeet_server.core.formats import render_rttm
+from parakeet_server.core.formats import render_document, requested_format
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.diarization.selection import Diarizer
 
 # More speakers than this is a typo, not a meeting; clustering that many would take minutes.
 MAX_SPEAKERS = 100
-
-_STRUCTURED_FORMATS = (
-    audio_pb2.RESPONSE_FORMAT_UNSPECIFIED,
-    audio_pb2.RESPONSE_FORMAT_JSON,
-    audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON,
-)
 
 
 @dataclass(frozen=True)
@@ -75,24 +70,6 @@ def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
     return counts
 
 
-def response_format(requested: audio_pb2.ResponseFormat) -> audio_pb2.ResponseFormat:
-    """The format to render: json (the default) or rttm; the transcript formats make no sense here."""
-    if requested == audio_pb2.RESPONSE_FORMAT_UNSPECIFIED:
-        return audio_pb2.RESPONSE_FORMAT_JSON
-    if requested in _STRUCTURED_FORMATS or requested == audio_pb2.RESPONSE_FORMAT_RTTM:
-        return requested
-    known = requested in audio_pb2.ResponseFormat.values()
-    name = (
-        audio_pb2.ResponseFormat.Name(requested).removeprefix("RESPONSE_FORMAT_").lower()
-        if known
-        else requested
-    )
-    raise InvalidRequest(
-        f"diarization renders json or rttm, not {name}; text, srt and vtt need a transcript "
-        "(use TranscriptionService or OrchestratorService)"
-    )
-
-
 class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
     """Serves Diarize over a loaded engine (pyannote or the offline backend)."""
 
@@ -105,7 +82,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         self, request: diarization_pb2.DiarizeRequest, context: CallContext
     ) -> diarization_pb2.DiarizeResponse:
         counts = speaker_counts(request)
-        rendered_as = response_format(request.response_format)
+        rendered_as = requested_format(request.response_format, Rpc.DIARIZE)
         waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
         AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
         if not context.is_active():
@@ -121,13 +98,11 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
             should_stop=lambda: not context.is_active(),
         )
         turns = [audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.turns]
-        response = diarization_pb2.DiarizeResponse(
+        return diarization_pb2.DiarizeResponse(
             segments=turns,
             num_speakers=result.num_speakers,
             duration=waveform.duration,
             model=self._engine.name,
             response_format=rendered_as,
+            document=render_document(rendered_as, (), turns),
         )
-        if rendered_as == audio_pb2.RESPONSE_FORMAT_RTTM:
-            response.document = render_rttm(turns)
-        return response

@@ -11,10 +11,11 @@ import contextvars
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, orchestrator_pb2_grpc, transcription_pb2
 from parakeet_server.core.context import CallContext
 from parakeet_server.core.errors import InvalidRequest, LimitExceeded, ServiceError
-from parakeet_server.core.formats import render_document, requested_detail
+from parakeet_server.core.formats import render_document, requested_detail, requested_format
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.merge import (
     assign_speakers,
@@ -49,15 +50,6 @@ def _diarize_request(request: orchestrator_pb2.OrchestrateRequest) -> diarizatio
     return diarize
 
 
-def _check_format(request: orchestrator_pb2.OrchestrateRequest) -> None:
-    if request.response_format not in audio_pb2.ResponseFormat.values():
-        raise InvalidRequest(
-            f"unknown response_format {request.response_format}; use json, verbose_json, text, srt or vtt"
-        )
-    if request.response_format == audio_pb2.RESPONSE_FORMAT_RTTM and not request.diarize:
-        raise InvalidRequest("rttm lists speaker turns: set diarize=true, or use json, text, srt or vtt")
-
-
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """Joins a transcription backend and a diarization backend into one speaker-attributed transcript."""
 
@@ -69,7 +61,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def Orchestrate(
         self, request: orchestrator_pb2.OrchestrateRequest, context: CallContext
     ) -> orchestrator_pb2.OrchestrateResponse:
-        _check_format(request)
+        rendered_as = requested_format(request.response_format, Rpc.ORCHESTRATE, speakers=request.diarize)
         speaker_counts(_diarize_request(request))  # an impossible count is an error even without diarize
         if not request.audio.WhichOneof("source"):
             raise InvalidRequest(
@@ -89,7 +81,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         finally:
             if diarization is not None:
                 diarization.cancel()
-        response = self._merge(request, transcript, turns)
+        response = self._merge(request, transcript, turns, rendered_as)
         response.warnings.extend(warnings)
         return response
 
@@ -116,6 +108,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         request: orchestrator_pb2.OrchestrateRequest,
         transcript: transcription_pb2.TranscribeResponse,
         diarization: diarization_pb2.DiarizeResponse | None,
+        rendered_as: audio_pb2.ResponseFormat,
     ) -> orchestrator_pb2.OrchestrateResponse:
         words = list(transcript.words)
         segments = list(transcript.segments)
@@ -138,6 +131,6 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             duration=transcript.duration,
             language=transcript.language,
             model=model,
-            response_format=request.response_format or audio_pb2.RESPONSE_FORMAT_JSON,
-            document=render_document(request.response_format, segments, turns, words=words),
+            response_format=rendered_as,
+            document=render_document(rendered_as, segments, turns, words=words),
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.core.fetch import FetchPolicy
-from parakeet_server.core.formats import render_document, requested_detail
+from parakeet_server.core.formats import render_document, requested_detail, requested_format
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.merge import assign_speakers, split_segments_by_speaker
 from parakeet_server.core.metrics import AUDIO_SECONDS
@@ -47,17 +48,6 @@ def check_turns(turns: Sequence[audio_pb2.SpeakerTurn], field: str = "diarizatio
             )
         if not turn.speaker.strip():
             raise InvalidRequest(f"{where}: speaker label is empty", reason="INVALID_FIELD")
-
-
-def check_transcript_format(response_format: int) -> None:
-    if response_format == audio_pb2.RESPONSE_FORMAT_RTTM:
-        raise InvalidRequest(
-            "rttm describes speaker turns: ask DiarizationService for it, or use json/text/srt/vtt"
-        )
-    if response_format not in audio_pb2.ResponseFormat.values():
-        raise InvalidRequest(
-            f"unknown response_format {response_format}; use json, verbose_json, text, srt or vtt"
-        )
 
 
 def transcript_messages(
@@ -100,7 +90,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
     def Transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext
     ) -> transcription_pb2.TranscribeResponse:
-        check_transcript_format(request.response_format)
+        rendered_as = requested_format(request.response_format, Rpc.TRANSCRIBE)
         language = check_language(request.language)
         turns = list(request.diarization_segments)
         check_turns(turns)
@@ -116,6 +106,6 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
             duration=waveform.duration,
             language=language,
             model=self.runner.engine.name,
-            response_format=request.response_format or audio_pb2.RESPONSE_FORMAT_JSON,
-            document=render_document(request.response_format, segments, turns, words=words),
+            response_format=rendered_as,
+            document=render_document(rendered_as, segments, turns, words=words),
         )

@@ -6,17 +6,12 @@ import base64
 
 import pytest
 
+from parakeet.formats import names
+from parakeet.runpod import request_to_json, response_from_json, response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.context import CallContext
 from parakeet_server.core.errors import InvalidRequest, Unimplemented
-from parakeet_server.core.runpod_shim import (
-    parse_job_input,
-    request_to_json,
-    response_format_names,
-    response_from_json,
-    response_to_json,
-    run_job,
-)
+from parakeet_server.core.runpod_shim import parse_job_input, run_job
 
 WAV_BYTES = b"RIFF\x24\x00\x00\x00WAVEfmt "
 
@@ -88,7 +83,7 @@ def test_diarization_response_has_the_shape_existing_clients_read() -> None:
 
 
 def test_response_format_short_names() -> None:
-    assert response_format_names() == ["json", "verbose_json", "text", "srt", "vtt", "rttm"]
+    assert names() == ["json", "verbose_json", "text", "srt", "vtt", "rttm"]
     document = response_to_json(
         transcription_pb2.TranscribeResponse(response_format=audio_pb2.RESPONSE_FORMAT_VTT)
     )
@@ -105,7 +100,7 @@ def test_response_format_short_names() -> None:
         ({"audio": 42}, "'audio' must be a string"),
         (
             {"audio": "https://x/a.wav", "response_format": "docx"},
-            "unknown response_format 'docx'; use one of: json,",
+            "the diarization service has no response_format 'docx'; use one of: json, verbose_json, rttm",
         ),
         ({"audio": "https://x/a.wav", "num_speakers": "two"}, "num_speakers"),
         ({"audio": "https://x/a.wav", "colour": "blue"}, 'no field named "colour"'),
@@ -188,6 +183,6 @@ def test_error_messages_quoting_huge_values_are_cut_to_a_readable_size() -> None
             {"audio": "https://x/a.wav", "response_format": "x" * 1_000_000}, diarization_pb2.DiarizeRequest
         )
     assert len(raised.value.message) == InvalidRequest.MAX_MESSAGE_CHARS
-    assert raised.value.message.startswith("unknown response_format 'xxx")
+    assert raised.value.message.startswith("the diarization service has no response_format 'xxx")
     assert " characters cut) ... " in raised.value.message
-    assert raised.value.message.endswith("'; use one of: json, verbose_json, text, srt, vtt, rttm")
+    assert raised.value.message.endswith("'; use one of: json, verbose_json, rttm")

@@ -59,8 +59,8 @@ def test_job_errors_come_back_as_the_grpc_message(engine, speech) -> None:
         {"input": {"audio": audio, "response_format": "vtt"}}, diarization_pb2.DiarizeRequest, diarize
     )
     assert error_of(vtt, "INVALID_ARGUMENT") == (
-        "diarization renders json or rttm, not vtt; text, srt and vtt need a transcript "
-        "(use TranscriptionService or OrchestratorService)"
+        "the diarization service has no response_format vtt (it renders a transcript: use the "
+        "transcription or orchestrator service); use one of: json, verbose_json, rttm"
     )
 
 

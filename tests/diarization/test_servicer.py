@@ -101,18 +101,26 @@ def test_impossible_speaker_counts_are_invalid_argument(diarization_address, spe
     assert error.details() == message
 
 
+_NOT_HERE = "(it renders a transcript: use the transcription or orchestrator service)"
+
+
 @pytest.mark.parametrize(
-    ("response_format", "name"),
-    [(audio_pb2.RESPONSE_FORMAT_SRT, "srt"), (audio_pb2.RESPONSE_FORMAT_TEXT, "text"), (99, "99")],
+    ("response_format", "message"),
+    [
+        (audio_pb2.RESPONSE_FORMAT_SRT, f"response_format srt {_NOT_HERE}"),
+        (audio_pb2.RESPONSE_FORMAT_TEXT, f"response_format text {_NOT_HERE}"),
+        (99, "response_format 99"),
+    ],
 )
-def test_transcript_formats_are_invalid_argument(diarization_address, speech, response_format, name) -> None:
+def test_transcript_formats_are_invalid_argument(
+    diarization_address, speech, response_format, message
+) -> None:
     error = refused(
         diarization_address, audio=audio_pb2.Audio(content=speech), response_format=response_format
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == (
-        f"diarization renders json or rttm, not {name}; text, srt and vtt need a transcript "
-        "(use TranscriptionService or OrchestratorService)"
+        f"the diarization service has no {message}; use one of: json, verbose_json, rttm"
     )
 
 

@@ -103,7 +103,7 @@ def test_srt_and_vtt_documents_parse_and_carry_speakers(stub) -> None:
         (
             {"response_format": audio_pb2.RESPONSE_FORMAT_RTTM},
             grpc.StatusCode.INVALID_ARGUMENT,
-            "rttm describes speaker turns",
+            "the transcription service has no response_format rttm (it lists speaker turns",
         ),
         ({"language": "de"}, grpc.StatusCode.INVALID_ARGUMENT, "language 'de' is not supported"),
         (
