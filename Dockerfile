@@ -20,7 +20,7 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY clients/python clients/python
 COPY parakeet_server parakeet_server
-RUN pip install --constraint requirements.lock ".[${EXTRAS}]"
+RUN pip install --constraint requirements.lock ./clients/python ".[${EXTRAS}]"
 
 FROM build AS models
 ARG BAKE_MODELS=false

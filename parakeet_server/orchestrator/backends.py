@@ -12,31 +12,27 @@ does not know (or care) which architecture it runs in:
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from parakeet.errors import REASONS, default_reason, reason_of
+from parakeet.errors import REASONS, ParakeetError, default_reason, reason_of
+from parakeet.runpod import RunPodEndpoint, RunPodJobs, request_to_json, response_from_json
 from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import (
     DeadlineExceeded,
-    LimitExceeded,
     PreconditionFailed,
     ServiceError,
     ServiceUnavailable,
     error_for_reason,
 )
 from parakeet_server.core.logs import REQUEST_ID_KEY, current_request_id
-from parakeet_server.core.runpod_shim import request_to_json, response_from_json
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
@@ -46,7 +42,7 @@ SERVICE_NAMES = {
     TRANSCRIPTION: transcription_pb2.DESCRIPTOR.services_by_name["TranscriptionService"].full_name,
     DIARIZATION: diarization_pb2.DESCRIPTOR.services_by_name["DiarizationService"].full_name,
 }
-# Where the token the orchestrator sends its gRPC backends comes from (parakeet_server/orchestrator/server.py).
+# Where the token the orchestrator sends its gRPC backends comes from (parakeet_server/orchestrator/config.py).
 BACKEND_AUTH_TOKEN_ENV = "PARAKEET_BACKEND_AUTH_TOKEN"
 BACKEND_AUTH_TOKEN_FLAG = "--backend-auth-token-file"
 
@@ -284,26 +280,9 @@ class GrpcBackends:
             channel.close()
 
 
-RUNPOD_API_BASE = "https://api.runpod.ai/v2"
-# RunPod rejects larger request bodies (/runsync accepts 20 MB, /run 10 MB); base64 grows bytes by 4/3.
-RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
-_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-
-
-@dataclass(frozen=True)
-class RunPodEndpoint:
-    """One serverless endpoint: its id, and the base URL its /runsync and /status live under."""
-
-    endpoint_id: str
-    url: str = ""
-
-    @property
-    def base_url(self) -> str:
-        return (self.url or f"{RUNPOD_API_BASE}/{self.endpoint_id}").rstrip("/")
-
-
 class RunPodBackends:
-    """The split architecture's two RunPod endpoints, called over HTTP with the API key."""
+    """The split architecture's two RunPod endpoints, called with the client's job client
+    (`parakeet.runpod`); its errors become ours with their reasons, naming the backend."""
 
     def __init__(
         self,
@@ -314,38 +293,7 @@ class RunPodBackends:
         max_wait_s: float = 3600.0,
     ) -> None:
         self.endpoints = {TRANSCRIPTION: transcription, DIARIZATION: diarization}
-        self._api_key = api_key
-        self._poll_interval_s = poll_interval_s
-        self._max_wait_s = max_wait_s
-
-    def _http(self, backend: str, url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=max(timeout, 0.001)) as response:
-                reply: dict[str, Any] = json.loads(response.read())
-                return reply
-        except urllib.error.HTTPError as error:
-            if error.code in (401, 403):
-                raise PreconditionFailed(
-                    f"the {backend} endpoint refused RUNPOD_API_KEY (HTTP {error.code}); check the key",
-                    reason="BACKEND_CREDENTIALS",
-                ) from None
-            raise ServiceUnavailable(
-                f"{backend} backend unavailable: HTTP {error.code} from {url}", reason="BACKEND_UNAVAILABLE"
-            ) from None
-        except TimeoutError:
-            raise DeadlineExceeded(f"the deadline passed while waiting for the {backend} backend") from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ServiceUnavailable(
-                f"{backend} backend unavailable: {type(error).__name__} calling {url}",
-                reason="BACKEND_UNAVAILABLE",
-            ) from None
+        self._jobs = RunPodJobs(api_key, poll_interval_s=poll_interval_s, max_wait_s=max_wait_s)
 
     def run_job(
         self,
@@ -356,43 +304,21 @@ class RunPodBackends:
         context: CallContext,
     ) -> ResponseT:
         """One job on `endpoint` (named `backend` in errors), as the existing JSON clients send it."""
-        job_input = request_to_json(request)
-        payload = json.dumps({"input": job_input})
-        if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
-            raise LimitExceeded(
-                f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
-                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
-                reason="PAYLOAD_TOO_LARGE",
+        try:
+            result = self._jobs.submit(
+                endpoint, request_to_json(request), backend_timeout(context), label=f"the {backend} backend"
             )
-        started = time.monotonic()
-
-        def remaining() -> float:
-            deadline = backend_timeout(context)
-            budget = self._max_wait_s - (time.monotonic() - started)
-            return budget if deadline is None else min(budget, deadline)
-
-        reply = self._http(backend, f"{endpoint.base_url}/runsync", {"input": job_input}, remaining())
-        while reply.get("status") not in _TERMINAL:
-            job_id = reply.get("id")
-            if not job_id:
-                raise ServiceUnavailable(
-                    f"{backend} backend answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE"
-                )
-            if remaining() <= 0:
-                raise DeadlineExceeded(
-                    f"the deadline passed while the {backend} job {job_id} was still running"
-                )
-            time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
-            reply = self._http(backend, f"{endpoint.base_url}/status/{job_id}", None, remaining())
-        if reply["status"] != "COMPLETED":
-            output = reply.get("output")
-            if not isinstance(output, dict):
-                output = {}
-            message = str(reply.get("error") or reply["status"])
-            raise backend_error(
-                backend, str(output.get("error_code", "UNAVAILABLE")), message, output.get("reason")
-            )
-        return response_from_json(reply.get("output") or {}, response_type)
+        except ParakeetError as error:  # the endpoint was not reached, or not in time
+            raise error_for_reason(error.reason, error.details) from None
+        if not result.completed:
+            raise backend_error(backend, result.error_code or "UNAVAILABLE", result.error, result.reason)
+        try:
+            return response_from_json(result.output, response_type)
+        except (ValueError, json_format.ParseError) as error:
+            raise ServiceUnavailable(
+                f"{backend} backend unavailable: its output cannot be read ({error})",
+                reason="BACKEND_UNAVAILABLE",
+            ) from None
 
     def transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext

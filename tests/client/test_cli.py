@@ -15,7 +15,7 @@ import pytest
 import srt
 
 from parakeet.cli import Progress
-from parakeet_server.core.runpod_shim import response_to_json
+from parakeet.runpod import response_to_json
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.server import SERVICE_NAME as ORCHESTRATOR
 from tests.client.conftest import WAV, needs_server_auth

@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
+from parakeet.runpod import response_to_json
 from parakeet.v1 import audio_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from parakeet_server.core.runpod_shim import response_to_json
 from tests.diarization.helpers import synthesize
 from tests.support.servers import (
     VENV_BIN,

@@ -131,7 +131,8 @@ def test_not_ready_names_each_backend_and_why(start_host) -> None:
 
 
 def test_in_process_and_runpod_backends_have_no_probe() -> None:
-    from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
+    from parakeet.runpod import RunPodEndpoint
+    from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends
 
     in_process = InProcessBackends(lambda r, c: transcript(), lambda r, c: None, lambda: None)  # type: ignore[arg-type,return-value]
     runpod = RunPodBackends(RunPodEndpoint("t"), RunPodEndpoint("d"), api_key="k")

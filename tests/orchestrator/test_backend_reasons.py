@@ -13,6 +13,7 @@ import pytest
 
 from parakeet import AsyncParakeetClient, ParakeetClient, ParakeetError
 from parakeet.errors import REASONS, InvalidArgument, ResourceExhausted, Unavailable
+from parakeet.runpod import RunPodEndpoint
 from parakeet.v1 import orchestrator_pb2, transcription_pb2, transcription_pb2_grpc
 from parakeet_server.core.audio import AudioLimits
 from parakeet_server.core.errors import (
@@ -28,7 +29,6 @@ from parakeet_server.orchestrator.backends import (
     GrpcAddresses,
     GrpcBackends,
     RunPodBackends,
-    RunPodEndpoint,
     backend_error,
 )
 from parakeet_server.orchestrator.server import hosted_service

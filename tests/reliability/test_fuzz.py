@@ -28,12 +28,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from parakeet.runpod import response_from_json
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.audio import _demuxer
 from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.errors import ServiceError
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from parakeet_server.core.runpod_shim import parse_job_input, response_from_json, run_job
+from parakeet_server.core.runpod_shim import parse_job_input, run_job
 from parakeet_server.diarization import server as diarization_server
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.orchestrator import server as orchestrator_server

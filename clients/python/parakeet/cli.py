@@ -4,8 +4,11 @@ parakeet transcribe FILE_OR_URL [--diarize] [--format srt] [-o OUT]   transcribe
 parakeet health --server HOST:PORT                                    which services are SERVING
 
 `transcribe` runs wherever the models are: a gRPC OrchestratorService (`--server`), a RunPod
-endpoint (`--runpod`), or, with neither, this process (embedded mode, the same servicer and
-engines the servers run, so every path gives the same transcript).
+endpoint (`--runpod`, through `parakeet.runpod`), or, with neither, this process (embedded mode,
+the same servicer and engines the servers run, so every path gives the same transcript). The
+embedded mode belongs to the server distribution, which registers it as an entry point
+(`EMBEDDED_GROUP`); this package never imports the server, so it installs without the models'
+libraries and says what to install when the embedded mode is asked for and missing.
 """
 
 from __future__ import annotations
@@ -14,32 +17,22 @@ import argparse
 import contextlib
 import itertools
 import json
-import logging
 import os
 import sys
 import threading
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import grpc
-from google.protobuf import json_format
 
-from parakeet.client import (
-    FailedPrecondition,
-    ParakeetClient,
-    ParakeetError,
-    format_names,
-    is_url,
-    orchestrate_request,
-)
+from parakeet.client import ParakeetClient, format_names, is_url, orchestrate_request
+from parakeet.errors import ParakeetError
+from parakeet.runpod import API_KEY_ENV, RunPodEndpoint, RunPodJobs, response_to_json
 from parakeet.v1 import orchestrator_pb2
-
-if TYPE_CHECKING:  # `services` is imported lazily: the gRPC mode does not need it
-    from parakeet_server.core.errors import ServiceError
-    from parakeet_server.orchestrator.backends import Backends
 
 SERVICES = (
     "parakeet.v1.TranscriptionService",
@@ -48,15 +41,18 @@ SERVICES = (
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DOCUMENT_FORMATS = ("text", "srt", "vtt", "rttm")
-RUNPOD_LABEL = "runpod"
 TOKEN_ENV = "PARAKEET_AUTH_TOKEN"
+# The entry point group the server distribution registers its in-process mode in, and what
+# installs it.
+EMBEDDED_GROUP = "parakeet.embedded"
+EMBEDDED_INSTALL = "pip install 'parakeet-grpc[asr,diarization]'"
 
 TRANSCRIBE_EPILOG = """\
 where it runs:
   --server HOST:PORT     a running OrchestratorService (`parakeet-server orchestrator`)
   --runpod ENDPOINT_ID   a RunPod serverless endpoint; needs RUNPOD_API_KEY
   (neither)              embedded: loads the models into this process (slow to start;
-                         needs the asr extra, and the diarization extra for --diarize)
+                         needs the server: pip install 'parakeet-grpc[asr,diarization]')
 
 output:
   text, srt, vtt, rttm   the rendered document (rttm lists speaker turns; needs --diarize)
@@ -141,9 +137,11 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "response_format": args.format,
         "language": args.language,
         "word_timestamps": args.word_timestamps,
+        "timestamps": args.timestamps,
         "num_speakers": args.num_speakers,
         "min_speakers": args.min_speakers,
         "max_speakers": args.max_speakers,
+        "speakers_optional": args.speakers_optional,
     }
 
 
@@ -175,121 +173,82 @@ def _via_server(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
         return client.transcribe(args.audio, **_request_options(args))
 
 
-def _service_error(error: ServiceError) -> ParakeetError:
-    """A parakeet_server.core.errors.ServiceError (embedded and RunPod modes) as the client's error type."""
-    return ParakeetError.for_code(error.code, error.message)
-
-
-def _require_services() -> None:
-    """Import `services`, or raise a UsageError saying how to get it or avoid needing it."""
-    try:
-        import parakeet_server.orchestrator.server  # noqa: F401
-    except ImportError as error:
-        raise UsageError(
-            f"this mode runs service code in this process, but it cannot be imported ({error}); "
-            "install parakeet-grpc with its extras, or use --server HOST:PORT"
-        ) from None
-
-
 def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.OrchestrateResponse:
-    """The job JSON existing clients send, to `/runsync` (polling `/status` when it outlives it).
-
-    The HTTP, payload-limit, polling and error-mapping code is the orchestrator's own RunPod
-    backend pointed at the orchestrator endpoint, so there is one copy of it.
-    """
-    _require_services()
-    from parakeet_server.core.context import JobContext
-    from parakeet_server.core.errors import ServiceError
-    from parakeet_server.orchestrator.backends import RunPodBackends, RunPodEndpoint
-
+    """The job JSON existing clients send, to `/runsync` (polling `/status` when it outlives it)."""
     url = args.runpod_url or (os.environ.get("RUNPOD_ENDPOINT_URL", "") if args.runpod else "")
-    api_key = os.environ.get("RUNPOD_API_KEY", "")
+    api_key = os.environ.get(API_KEY_ENV, "")
     if not api_key and not url:
-        raise UsageError("--runpod needs the API key in the environment: export RUNPOD_API_KEY=...")
+        raise UsageError(f"--runpod needs the API key in the environment: export {API_KEY_ENV}=...")
     endpoint = RunPodEndpoint(endpoint_id=args.runpod or "", url=url)
-    jobs = RunPodBackends(endpoint, endpoint, api_key, max_wait_s=args.timeout or 3600.0)
+    jobs = RunPodJobs(api_key, max_wait_s=args.timeout or 3600.0)
     request = orchestrate_request(args.audio, **_request_options(args))
     with progress.step(f"transcribing on RunPod ({endpoint.base_url})"):
-        try:
-            return jobs.run_job(
-                RUNPOD_LABEL,
-                endpoint,
-                request,
-                orchestrator_pb2.OrchestrateResponse,
-                JobContext(args.timeout),
-            )
-        except ServiceError as error:
-            raise _service_error(error) from None
+        return jobs.call(
+            endpoint,
+            request,
+            orchestrator_pb2.OrchestrateResponse,
+            timeout=args.timeout,
+            label=f"the RunPod endpoint {endpoint.base_url}",
+        )
 
 
-def _embedded_backends(args: argparse.Namespace) -> Backends:
-    """In-process engines; without --diarize only the transcription model is loaded (no token needed)."""
-    from parakeet_server.orchestrator.server import embedded_backends
+class EmbeddedOrchestrate(Protocol):
+    """What the server distribution registers as `orchestrate` in the `parakeet.embedded` group
+    (`parakeet_server.embedded.orchestrate`): the orchestrator over in-process engines."""
 
-    return embedded_backends(args.model or "", args.pipeline or "", diarization=args.diarize)
+    def __call__(
+        self,
+        request: orchestrator_pb2.OrchestrateRequest,
+        *,
+        model: str = "",
+        pipeline: str = "",
+        timeout: float | None = None,
+        verbose: bool = False,
+        step: Callable[[str], AbstractContextManager[None]] = ...,
+    ) -> orchestrator_pb2.OrchestrateResponse: ...
 
 
-def _errors_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR
+def embedded_mode() -> EmbeddedOrchestrate:
+    """The server distribution's in-process mode, or a UsageError saying what to install.
 
-
-def _quiet_libraries(verbose: bool) -> None:
-    """Keep NeMo's, torch's and pyannote's load-time chatter off stderr unless --verbose.
-
-    NeMo logs through its own non-propagating "nemo_logger" (and re-sets its level on every
-    load), so a filter on that logger is what keeps it to errors; the rest go through the root.
-    """
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("nemo_logger").addFilter(_errors_only)
-    warnings.filterwarnings("ignore")
+    Looked up by entry point, not imported: this package installs without the server."""
+    found = entry_points(group=EMBEDDED_GROUP, name="orchestrate")
+    if not found:
+        raise UsageError(
+            "no --server or --runpod given, and the embedded mode (the models in this process) is "
+            f"not installed: {EMBEDDED_INSTALL}, or use --server HOST:PORT or --runpod ENDPOINT_ID"
+        )
+    try:
+        orchestrate: EmbeddedOrchestrate = next(iter(found)).load()
+    except ImportError as error:
+        raise UsageError(
+            f"the embedded mode cannot be loaded ({error}): {EMBEDDED_INSTALL}, "
+            "or use --server HOST:PORT or --runpod ENDPOINT_ID"
+        ) from None
+    return orchestrate
 
 
 def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.OrchestrateResponse:
     """The orchestrator servicer over in-process engines: what `--backend inprocess` serves."""
-    _require_services()
-    _quiet_libraries(args.verbose)
-    from parakeet_server.core.context import JobContext
-    from parakeet_server.core.errors import ServiceError
-    from parakeet_server.orchestrator.servicer import OrchestratorServicer
-
-    request = orchestrate_request(args.audio, **_request_options(args))
-    try:
-        backends = _embedded_backends(args)
-        with progress.step("loading the models" if args.diarize else "loading the model"):
-            backends.warm_up()
-        servicer = OrchestratorServicer(backends, max_concurrent_calls=1)
-        with progress.step("transcribing and diarizing" if args.diarize else "transcribing"):
-            return servicer.Orchestrate(request, JobContext(args.timeout))
-    except ServiceError as error:
-        raise _service_error(error) from None
-    except ImportError as error:
-        raise FailedPrecondition(
-            f"embedded mode needs the model stack, which cannot be imported ({error}); "
-            "install parakeet-grpc[asr,diarization], or use --server HOST:PORT or --runpod ENDPOINT_ID"
-        ) from None
+    orchestrate = embedded_mode()
+    return orchestrate(
+        orchestrate_request(args.audio, **_request_options(args)),
+        model=args.model or "",
+        pipeline=args.pipeline or "",
+        timeout=args.timeout,
+        verbose=args.verbose,
+        step=progress.step,
+    )
 
 
 # -- output ------------------------------------------------------------------------------------
-
-
-def response_json(response: orchestrator_pb2.OrchestrateResponse) -> dict[str, Any]:
-    """The response as the RunPod workers return it (snake_case, zeros kept, short format names)."""
-    try:
-        from parakeet_server.core.runpod_shim import response_to_json
-    except ImportError:
-        document: dict[str, Any] = json_format.MessageToDict(response, preserving_proto_field_name=True)
-        return document
-    return response_to_json(response)
 
 
 def render(response: orchestrator_pb2.OrchestrateResponse, output_format: str) -> str:
     """What the user asked for: the rendered document, or the response as pretty JSON."""
     if output_format in DOCUMENT_FORMATS:
         return response.document
-    return json.dumps(response_json(response), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(response_to_json(response), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_output(text: str, path: str | None) -> None:
@@ -388,6 +347,18 @@ def _add_transcribe(commands: Any) -> None:
     command.add_argument("--max-speakers", type=_count, metavar="N", help="at most this many speakers")
     command.add_argument("--language", default="", help="language code; the model is English-only (en)")
     command.add_argument("--word-timestamps", action="store_true", help="include per-word timings in JSON")
+    command.add_argument(
+        "--no-timestamps",
+        dest="timestamps",
+        action="store_false",
+        help="leave segment timings out of the JSON",
+    )
+    command.add_argument(
+        "--speakers-optional",
+        action="store_true",
+        help="with --diarize: if finding speakers fails, print the transcript without them (and a "
+        "warning) instead of failing",
+    )
     command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     command.add_argument(
         "-v", "--verbose", action="store_true", help="show the model libraries' logs (embedded mode)"
