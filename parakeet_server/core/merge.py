@@ -21,7 +21,10 @@ candidates:
 5. the speaker who appears first in the recording (label order of first appearance).
 
 Times are compared at microsecond resolution, so overlaps that are equal on paper (2.3 - 1.1
-versus 3.5 - 2.3) tie instead of being decided by floating-point noise.
+versus 3.5 - 2.3) tie instead of being decided by floating-point noise. The words, segments and
+utterances the merge returns carry their times rounded to the millisecond: whichever path the
+words came by (this process's engine, a RunPod worker's JSON), the transcript shows 2.8, never
+2.8000000000000003.
 
 Cost is O(T log T + W * S * log T) for W words, T turns and S speakers: each speaker's turns are
 a sorted list searched with `bisect`, never a words x turns loop.
@@ -56,6 +59,11 @@ def speakers_in_order(items: Iterable[_HasSpeaker]) -> list[str]:
         if item.speaker:
             seen.setdefault(item.speaker, None)
     return list(seen)
+
+
+def _ms(seconds: float) -> float:
+    """Seconds rounded to the millisecond, for the times the merge hands out."""
+    return round(seconds, 3)
 
 
 def _ticks(seconds: float) -> int:
@@ -142,7 +150,8 @@ def _best_speaker(tracks: Sequence[_Track], start: float, end: float) -> str:
 def assign_speakers(
     words: Sequence[audio_pb2.Word], turns: Sequence[audio_pb2.SpeakerTurn]
 ) -> list[audio_pb2.Word]:
-    """New Word messages, in input order, each with `speaker` set by the module's rules.
+    """New Word messages, in input order, each with `speaker` set by the module's rules and its
+    times rounded to the millisecond.
 
     Inputs are left untouched (the caller may still hold the engine's raw output). Without
     labelled turns every word comes back with an empty speaker rather than a stale one.
@@ -153,6 +162,7 @@ def assign_speakers(
         copy = audio_pb2.Word()
         copy.CopyFrom(word)
         copy.speaker = _best_speaker(tracks, word.start, word.end) if tracks else ""
+        copy.start, copy.end = _ms(word.start), _ms(word.end)
         result.append(copy)
     return result
 
@@ -213,8 +223,8 @@ def join_words(words: Iterable[audio_pb2.Word]) -> str:
 
 def _segment_from_run(run: Sequence[audio_pb2.Word]) -> audio_pb2.Segment:
     return audio_pb2.Segment(
-        start=run[0].start,
-        end=max(max(word.start, word.end) for word in run),
+        start=_ms(run[0].start),
+        end=_ms(max(max(word.start, word.end) for word in run)),
         text=join_words(run),
         speaker=run[0].speaker,
     )
@@ -253,6 +263,7 @@ def split_segments_by_speaker(
     change speaker becomes one segment per run, with text = the run's words joined by single
     spaces and start/end from the run's first start and last end. A segment with no words keeps
     its text and times and takes the speaker of the nearest word (empty if there are no words).
+    Every time is rounded to the millisecond.
     """
     index_of_words = _WordIndex.of(words)
     result: list[audio_pb2.Segment] = []
@@ -266,6 +277,7 @@ def split_segments_by_speaker(
             continue
         kept = audio_pb2.Segment()
         kept.CopyFrom(segment)
+        kept.start, kept.end = _ms(segment.start), _ms(segment.end)
         kept.speaker = (
             runs[0][0].speaker if runs else index_of_words.nearest_speaker(segment.start, segment.end)
         )
@@ -298,8 +310,8 @@ def build_utterances(
 
 def _utterance(words: Sequence[audio_pb2.Word]) -> orchestrator_pb2.Utterance:
     return orchestrator_pb2.Utterance(
-        start=words[0].start,
-        end=max(max(word.start, word.end) for word in words),
+        start=_ms(words[0].start),
+        end=_ms(max(max(word.start, word.end) for word in words)),
         speaker=words[0].speaker,
         text=join_words(words),
     )

@@ -100,6 +100,12 @@ def _confidence_config() -> dict[str, Any]:
     }
 
 
+def _ms(seconds: float) -> float:
+    """Seconds rounded to the millisecond, where times are made: frame arithmetic (35 frames of
+    0.08 s) leaves binary noise, 2.8000000000000003, that every JSON rendering would show."""
+    return round(seconds, 3)
+
+
 def _hypothesis_to_transcript(hypothesis: Any) -> EngineTranscript:
     stamps = hypothesis.timestamp if isinstance(hypothesis.timestamp, dict) else {}
     confidences = list(getattr(hypothesis, "word_confidence", None) or [])
@@ -107,14 +113,16 @@ def _hypothesis_to_transcript(hypothesis: Any) -> EngineTranscript:
     words = [
         WordTiming(
             word=str(entry["word"]),
-            start=float(entry["start"]),
-            end=float(entry["end"]),
+            start=_ms(float(entry["start"])),
+            end=_ms(float(entry["end"])),
             confidence=float(confidences[index]) if index < len(confidences) else None,
         )
         for index, entry in enumerate(raw_words)
     ]
     segments = [
-        SegmentTiming(text=str(entry["segment"]), start=float(entry["start"]), end=float(entry["end"]))
+        SegmentTiming(
+            text=str(entry["segment"]), start=_ms(float(entry["start"])), end=_ms(float(entry["end"]))
+        )
         for entry in stamps.get("segment", [])
     ]
     return EngineTranscript(text=str(hypothesis.text), words=words, segments=segments)
@@ -288,7 +296,7 @@ class TranscriptionEngine:
         subsampling = self._model.encoder.subsampling_factor
 
         def seconds(offset: int) -> float:
-            return float(offset * stride * subsampling)  # NeMo's process_timestamp_outputs
+            return _ms(float(offset * stride * subsampling))  # NeMo's process_timestamp_outputs
 
         decoding = self._model.decoding
         segments = (

@@ -36,9 +36,11 @@ def reference_model(tdt_model_path: Path) -> Any:
 def reference_words(
     model: Any, samples: npt.NDArray[np.float32]
 ) -> tuple[str, list[tuple[str, float, float]]]:
-    """Text and (word, start, end) from a direct `model.transcribe(timestamps=True)`."""
+    """Text and (word, start, end) from a direct `model.transcribe(timestamps=True)`, its times
+    rounded to the millisecond as the engine rounds them."""
     hypothesis = model.transcribe([samples], timestamps=True, verbose=False)[0]
-    return hypothesis.text, [(w["word"], w["start"], w["end"]) for w in hypothesis.timestamp["word"]]
+    words = hypothesis.timestamp["word"]
+    return hypothesis.text, [(w["word"], round(w["start"], 3), round(w["end"], 3)) for w in words]
 
 
 @pytest.fixture

@@ -357,3 +357,21 @@ def test_utterances_without_speakers_split_only_on_pauses() -> None:
 
 def test_no_words_gives_no_utterances() -> None:
     assert build_utterances([]) == []
+
+
+def test_merged_times_are_whole_milliseconds_whatever_the_inputs_carry() -> None:
+    """Frame arithmetic leaves binary noise (35 x 0.08 = 2.8000000000000003); the merge's words,
+    segments and utterances show the millisecond, here where words came from anywhere."""
+    noisy = [word(35 * 0.08, 0.1 + 0.2 + 3.0, "a"), word(3.4, 3.5 + 1e-9, "b"), word(4.2, 4.7, "c")]
+    assert noisy[0].start == 2.8000000000000003  # the noise is there to remove
+    words = assign_speakers(noisy, [turn(0.0, 3.45, A), turn(3.45, 5.0, B)])
+    assert [(w.word, w.start, w.end, w.speaker) for w in words] == [
+        ("a", 2.8, 3.3, A),
+        ("b", 3.4, 3.5, B),
+        ("c", 4.2, 4.7, B),
+    ]
+    assert noisy[0].start == 2.8000000000000003 and noisy[0].speaker == ""  # inputs untouched
+    one_speaker = segment(4.2 + 1e-7, 4.7, "c.")
+    split = split_segments_by_speaker([segment(2.8000000000000003, 3.5, "a b."), one_speaker], words)
+    assert as_tuples(split) == [(0, 2.8, 3.3, "a", A), (1, 3.4, 3.5, "b", B), (2, 4.2, 4.7, "c.", B)]
+    assert utterance_tuples(build_utterances(words)) == [(2.8, 3.3, A, "a"), (3.4, 4.7, B, "b c")]
