@@ -23,11 +23,11 @@ from parakeet import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    UnsupportedFormat,
     audio_message,
     diarize_request,
-    format_names,
+    formats,
     orchestrate_request,
-    response_format,
     transcribe_request,
 )
 from parakeet.v1 import audio_pb2, orchestrator_pb2, orchestrator_pb2_grpc
@@ -54,18 +54,21 @@ def test_public_api_is_exported() -> None:
     )
 
 
-def test_response_format_takes_short_names_prefixed_names_and_enum_values() -> None:
-    assert format_names() == ["json", "verbose_json", "text", "srt", "vtt", "rttm"]
-    assert response_format("srt") == audio_pb2.RESPONSE_FORMAT_SRT
-    assert response_format(" Verbose_JSON ") == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON
-    assert response_format("RESPONSE_FORMAT_VTT") == audio_pb2.RESPONSE_FORMAT_VTT
-    assert response_format(audio_pb2.RESPONSE_FORMAT_RTTM) == 6
+def test_builders_read_formats_through_the_one_table() -> None:
+    assert formats.names() == ["json", "verbose_json", "text", "srt", "vtt", "rttm"]
+    assert orchestrate_request(b"x", response_format="srt").response_format == audio_pb2.RESPONSE_FORMAT_SRT
+    assert (
+        transcribe_request(b"x", response_format=" Verbose_JSON ").response_format
+        == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON
+    )
+    assert diarize_request(b"x", response_format=audio_pb2.RESPONSE_FORMAT_RTTM).response_format == 6
     with pytest.raises(
-        ValueError, match=r"^unknown response format 'docx'; use one of: json, verbose_json, text"
-    ):
-        response_format("docx")
-    with pytest.raises(ValueError, match="unknown response format 42"):
-        response_format(42)
+        UnsupportedFormat, match=r"^this API has no response_format 'docx'; use one of: json, "
+    ) as raised:
+        orchestrate_request(b"x", response_format="docx")
+    assert isinstance(raised.value, ValueError) and raised.value.reason == "UNSUPPORTED_FORMAT"
+    with pytest.raises(UnsupportedFormat, match="no response_format 42"):
+        diarize_request(b"x", response_format=42)
 
 
 def test_audio_message_reads_paths_and_passes_bytes_urls_and_messages(tmp_path) -> None:

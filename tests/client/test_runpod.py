@@ -202,7 +202,10 @@ def test_audio_over_runpods_payload_limit_is_refused_before_sending(runpod) -> N
 def test_polling_stops_at_the_deadline(runpod) -> None:
     handler, endpoint = runpod
     handler.replies += [(200, {"id": "slow", "status": "IN_PROGRESS"})] * 50
-    with pytest.raises(DeadlineExceeded, match="job slow on the RunPod endpoint was still running"):
+    # Which side of a poll the deadline falls on depends on the machine's load: both say so.
+    with pytest.raises(
+        DeadlineExceeded, match=r"^the deadline passed while (job slow on|waiting for) the RunPod"
+    ):
         RunPodJobs("k", poll_interval_s=0.05).call(
             endpoint, orchestrate_request(b"x"), orchestrator_pb2.OrchestrateResponse, timeout=0.3
         )

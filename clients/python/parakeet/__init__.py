@@ -14,12 +14,9 @@ from parakeet.client import (
     AsyncParakeetClient,
     AudioSource,
     ParakeetClient,
-    ResponseFormatLike,
     audio_message,
     diarize_request,
-    format_names,
     orchestrate_request,
-    response_format,
     transcribe_request,
 )
 from parakeet.errors import (
@@ -35,6 +32,7 @@ from parakeet.errors import (
     Unavailable,
     Unimplemented,
 )
+from parakeet.formats import FormatLike, UnsupportedFormat
 
 __version__ = "0.1.0"
 
@@ -44,21 +42,20 @@ __all__ = [
     "AudioSource",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FormatLike",
     "Internal",
     "InvalidArgument",
     "ParakeetClient",
     "ParakeetError",
     "Reason",
     "ResourceExhausted",
-    "ResponseFormatLike",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "UnsupportedFormat",
     "__version__",
     "audio_message",
     "diarize_request",
-    "format_names",
     "orchestrate_request",
-    "response_format",
     "transcribe_request",
 ]

@@ -29,7 +29,8 @@ from typing import Any, Protocol, TextIO
 
 import grpc
 
-from parakeet.client import ParakeetClient, format_names, is_url, orchestrate_request
+from parakeet import formats
+from parakeet.client import ParakeetClient, is_url, orchestrate_request
 from parakeet.errors import ParakeetError
 from parakeet.runpod import API_KEY_ENV, RunPodEndpoint, RunPodJobs, response_to_json
 from parakeet.v1 import orchestrator_pb2
@@ -40,7 +41,6 @@ SERVICES = (
     "parakeet.v1.OrchestratorService",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-DOCUMENT_FORMATS = ("text", "srt", "vtt", "rttm")
 TOKEN_ENV = "PARAKEET_AUTH_TOKEN"
 # The entry point group the server distribution registers its in-process mode in, and what
 # installs it.
@@ -246,7 +246,7 @@ def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.
 
 def render(response: orchestrator_pb2.OrchestrateResponse, output_format: str) -> str:
     """What the user asked for: the rendered document, or the response as pretty JSON."""
-    if output_format in DOCUMENT_FORMATS:
+    if output_format in formats.document_names():
         return response.document
     return json.dumps(response_to_json(response), indent=2, ensure_ascii=False) + "\n"
 
@@ -335,7 +335,7 @@ def _add_transcribe(commands: Any) -> None:
     command.add_argument(
         "-f",
         "--format",
-        choices=format_names(),
+        choices=formats.names(),
         default="json",
         help="output format (default: %(default)s)",
     )

@@ -4,7 +4,8 @@ In the spirit of NVIDIA riva's `riva.client.asr`: small functions build the requ
 (`audio_message`, `orchestrate_request`, ...), and two clients, `ParakeetClient` (blocking) and
 `AsyncParakeetClient` (asyncio, `grpc.aio`), send them and hand back the response messages
 untouched. What the wrapper adds is only what every caller would otherwise rewrite: audio from a
-path, URL or bytes; response formats by their short names ("srt"); a bearer token and default
+path, URL or bytes; response formats by their short names ("srt", checked against
+`parakeet.formats`, the one table of formats); a bearer token and default
 deadline on every call; and `ParakeetError` subclasses (`parakeet.errors`, with the server's
 machine-readable `reason` and whether the call is `retryable`) instead of raw `grpc.RpcError`s.
 
@@ -18,23 +19,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-# Re-exported: the errors were defined here before parakeet.errors held them.
-from parakeet.errors import REQUEST_ID_KEY as REQUEST_ID_KEY
-from parakeet.errors import DeadlineExceeded as DeadlineExceeded
-from parakeet.errors import FailedPrecondition as FailedPrecondition
-from parakeet.errors import Internal as Internal
-from parakeet.errors import InvalidArgument as InvalidArgument
-from parakeet.errors import ParakeetError as ParakeetError
-from parakeet.errors import ResourceExhausted as ResourceExhausted
-from parakeet.errors import Unauthenticated as Unauthenticated
-from parakeet.errors import Unavailable as Unavailable
-from parakeet.errors import Unimplemented as Unimplemented
+from parakeet import formats
+from parakeet.errors import ParakeetError
+from parakeet.formats import FormatLike
 from parakeet.v1 import (
     audio_pb2,
     diarization_pb2,
@@ -48,43 +41,13 @@ from parakeet.v1 import (
 # Where the audio comes from: a local file, an http(s) URL the service downloads, the encoded
 # file's bytes, or a ready `Audio` message.
 AudioSource = str | os.PathLike[str] | bytes | bytearray | memoryview | audio_pb2.Audio
-# "json", "srt", ... (any case), "RESPONSE_FORMAT_SRT", or the enum value itself.
-ResponseFormatLike = str | int
 
 # The servers accept 64 MiB messages by default; gRPC's own 4 MiB default would refuse a long WAV.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FORMAT_PREFIX = "RESPONSE_FORMAT_"
 _URL_SCHEMES = ("http://", "https://")
 
 
 # -- request builders --------------------------------------------------------------------------
-
-
-def response_format(value: ResponseFormatLike) -> audio_pb2.ResponseFormat:
-    """`audio_pb2.ResponseFormat` from "json"/"verbose_json"/"text"/"srt"/"vtt"/"rttm" or the enum.
-
-    Raises ValueError for anything else: a typo is the caller's bug, found before any network.
-    """
-    if isinstance(value, str):
-        name = value.strip().upper()
-        if not name.startswith(_FORMAT_PREFIX):
-            name = _FORMAT_PREFIX + name
-        if name not in audio_pb2.ResponseFormat.keys():  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
-            raise ValueError(f"unknown response format {value!r}; use one of: {', '.join(format_names())}")
-        value = audio_pb2.ResponseFormat.Value(name)
-    elif value not in audio_pb2.ResponseFormat.values():
-        raise ValueError(f"unknown response format {value}; use one of: {', '.join(format_names())}")
-    # The stubs type Value() as a plain int; the message constructors want the enum's type.
-    return cast(audio_pb2.ResponseFormat, value)
-
-
-def format_names() -> list[str]:
-    """The short format names, in contract order: json, verbose_json, text, srt, vtt, rttm."""
-    return [
-        name.removeprefix(_FORMAT_PREFIX).lower()
-        for name in audio_pb2.ResponseFormat.keys()  # noqa: SIM118
-        if name != f"{_FORMAT_PREFIX}UNSPECIFIED"
-    ]
 
 
 def is_url(source: object) -> bool:
@@ -117,7 +80,7 @@ def orchestrate_request(
     audio: AudioSource,
     *,
     diarize: bool = False,
-    response_format: ResponseFormatLike = "json",
+    response_format: FormatLike = "json",
     language: str = "",
     word_timestamps: bool = False,
     timestamps: bool = True,
@@ -133,7 +96,7 @@ def orchestrate_request(
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio_message(audio),
         diarize=diarize,
-        response_format=_format(response_format),
+        response_format=formats.parse(response_format),
         language=language,
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
@@ -147,7 +110,7 @@ def orchestrate_request(
 def transcribe_request(
     audio: AudioSource,
     *,
-    response_format: ResponseFormatLike = "json",
+    response_format: FormatLike = "json",
     language: str = "",
     word_timestamps: bool = False,
     timestamps: bool = True,
@@ -156,7 +119,7 @@ def transcribe_request(
     """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`."""
     return transcription_pb2.TranscribeRequest(
         audio=audio_message(audio),
-        response_format=_format(response_format),
+        response_format=formats.parse(response_format),
         language=language,
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
@@ -167,7 +130,7 @@ def transcribe_request(
 def diarize_request(
     audio: AudioSource,
     *,
-    response_format: ResponseFormatLike = "json",
+    response_format: FormatLike = "json",
     num_speakers: int | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
@@ -176,17 +139,12 @@ def diarize_request(
     """A DiarizeRequest; `exclusive=True` gives the non-overlapping turns word alignment wants."""
     return diarization_pb2.DiarizeRequest(
         audio=audio_message(audio),
-        response_format=_format(response_format),
+        response_format=formats.parse(response_format),
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         exclusive=exclusive,
     )
-
-
-def _format(value: ResponseFormatLike) -> audio_pb2.ResponseFormat:
-    """`response_format`, reachable from builders whose keyword argument shadows its name."""
-    return response_format(value)
 
 
 # -- clients -----------------------------------------------------------------------------------
@@ -252,7 +210,7 @@ class ParakeetClient:
         audio: AudioSource,
         *,
         diarize: bool = False,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
         timestamps: bool = True,
@@ -290,7 +248,7 @@ class ParakeetClient:
         self,
         audio: AudioSource,
         *,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
         timestamps: bool = True,
@@ -315,7 +273,7 @@ class ParakeetClient:
         self,
         audio: AudioSource,
         *,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
@@ -391,7 +349,7 @@ class AsyncParakeetClient:
         audio: AudioSource,
         *,
         diarize: bool = False,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
         timestamps: bool = True,
@@ -429,7 +387,7 @@ class AsyncParakeetClient:
         self,
         audio: AudioSource,
         *,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         language: str = "",
         word_timestamps: bool = False,
         timestamps: bool = True,
@@ -454,7 +412,7 @@ class AsyncParakeetClient:
         self,
         audio: AudioSource,
         *,
-        response_format: ResponseFormatLike = "json",
+        response_format: FormatLike = "json",
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
