@@ -7,6 +7,9 @@ shapes existing clients send: `audio` as a bare URL or base64 string, `audio_for
 with snake_case names. Errors come back as `{"error": "...", "error_code": "INVALID_ARGUMENT",
 "reason": "AUDIO_UNDECODABLE"}` with the same message, code and ErrorInfo reason gRPC sends.
 
+The response JSON (`response_to_json`) and the request JSON callers send (`request_to_json`)
+are the client's (`parakeet.runpod`), so the job client and the workers share one mapping.
+
 Every endpoint accepts every field the original service's RunPod handlers read (LEGACY_FIELDS),
 so the input an existing client sends works on each one; a field that means nothing on an
 endpoint is named in the response's `warnings`. Any other field is an INVALID_ARGUMENT that
@@ -29,6 +32,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from parakeet.formats import Rpc
+from parakeet.runpod import response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
 from parakeet_server.core.context import CallContext, JobContext
@@ -39,7 +43,6 @@ from parakeet_server.core.runtime_hygiene import exit_on_signal
 log = logging.getLogger(__name__)
 
 RequestT = TypeVar("RequestT", bound=Message)
-ResponseT = TypeVar("ResponseT", bound=Message)
 Servicer = Callable[[RequestT, CallContext], Message]
 
 _FORMAT_PREFIX = "RESPONSE_FORMAT_"
@@ -292,48 +295,6 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
 def parse_job_input(job_input: Any, request_type: type[RequestT]) -> RequestT:
     """Build `request_type` from a RunPod job's `input` object (`parse_job` without the warnings)."""
     return parse_job(job_input, request_type).request
-
-
-def request_to_json(request: Message) -> dict[str, Any]:
-    """A request as the job input existing clients send (the inverse of `parse_job_input`).
-
-    The audio goes as a bare string (the URL, or base64 of the bytes) with `audio_format`
-    beside it, so any RunPod worker of this service, old or new, reads it.
-    """
-    document = json_format.MessageToDict(request, preserving_proto_field_name=True)
-    audio = document.pop("audio", None)
-    if audio is not None:
-        document["audio"] = audio.get("uri") or audio.get("content", "")
-        if audio.get("format"):
-            document["audio_format"] = audio["format"]
-    value = document.get("response_format")
-    if isinstance(value, str):
-        document["response_format"] = value.removeprefix(_FORMAT_PREFIX).lower()
-    return document
-
-
-def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]) -> ResponseT:
-    """A worker's JSON output as a response message (the inverse of `response_to_json`)."""
-    fields = dict(output)
-    fields.pop("error_code", None)
-    fields.pop("reason", None)
-    if "response_format" in fields:
-        fields["response_format"] = _normalise_response_format(fields["response_format"])
-    return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
-
-
-def response_to_json(response: Message) -> dict[str, Any]:
-    """The response as existing JSON clients read it: snake_case names, zeros printed, short enums."""
-    document = json_format.MessageToDict(
-        response,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-    )
-    value = document.get("response_format")
-    if isinstance(value, str):
-        short = value.removeprefix(_FORMAT_PREFIX).lower()
-        document["response_format"] = "json" if short == "unspecified" else short
-    return document
 
 
 def output_with_warnings(response: Message, warnings: list[str]) -> dict[str, Any]:

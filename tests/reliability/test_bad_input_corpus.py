@@ -25,11 +25,12 @@ from typing import Any
 import grpc
 import pytest
 
+from parakeet.runpod import response_to_json
 from parakeet.v1 import diarization_pb2_grpc
 from parakeet_server.core.audio import AudioLimits
 from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
-from parakeet_server.core.runpod_shim import response_to_json, run_job
+from parakeet_server.core.runpod_shim import run_job
 from parakeet_server.diarization import server as diarization_server
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from parakeet_server.diarization.servicer import DiarizationServicer

@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
+from parakeet.runpod import RunPodEndpoint, response_from_json, response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.batching import BatchPolicy
-from parakeet_server.core.runpod_shim import LEGACY_FIELDS, response_from_json, response_to_json, run_job
+from parakeet_server.core.runpod_shim import LEGACY_FIELDS, run_job
 from parakeet_server.diarization.pyannote_engine import DiarizationEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
-from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends, RunPodEndpoint
+from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.runner import TranscriptionRunner
