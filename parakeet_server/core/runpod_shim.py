@@ -31,7 +31,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from parakeet.formats import Rpc
+from parakeet.formats import Rpc, lookup
 from parakeet.runpod import response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
@@ -196,13 +196,15 @@ def _audio_from_string(value: str) -> audio_pb2.Audio:
     return audio_pb2.Audio(content=content)
 
 
-def _normalise_response_format(value: Any, rpc: Rpc | None = None) -> Any:
-    """A short name or enum value as the enum value, checked against the one table of formats
-    (`parakeet.formats`) for `rpc`, so the refusal reads as it does over gRPC. Other JSON types
-    are left to json_format, which names the type it wanted."""
-    if not isinstance(value, str | int):
+def _normalise_response_format(value: Any, rpc: Rpc | None = None, speakers: bool = True) -> Any:
+    """A format name as its enum value (`parakeet.formats`); the servicer then decides whether its
+    RPC renders it, as it does over gRPC. A name the table lacks has no enum value to pass on, so
+    it is refused here with the message the servicer gives an unknown value. Numbers go through
+    as they are, other JSON types to json_format, which names the type it wanted."""
+    if not isinstance(value, str):
         return value
-    return requested_format(value, rpc)
+    row = lookup(value)
+    return row.value if row is not None else requested_format(value, rpc, speakers=speakers)
 
 
 def _check_ignored(name: str, value: Any, request_name: str) -> None:
@@ -259,7 +261,9 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
         warnings.append(f"'{name}' is ignored: {reason or f'the {endpoint} endpoint has no use for it'}")
     if "response_format" in fields:
         rpc = Rpc(endpoint) if endpoint in {rpc.value for rpc in Rpc} else None
-        fields["response_format"] = _normalise_response_format(fields["response_format"], rpc)
+        # An orchestrate call renders speaker turns only when it diarizes (json_format checks the type).
+        speakers = rpc is not Rpc.ORCHESTRATE or fields.get("diarize") is True
+        fields["response_format"] = _normalise_response_format(fields["response_format"], rpc, speakers)
     if audio_format is not None and not isinstance(audio_format, str):
         raise InvalidRequest(
             '\'audio_format\' must be a string such as "wav" or "mp3"', reason="INVALID_FIELD"

@@ -1,12 +1,15 @@
 """The FastAPI app: OpenAI's audio routes over the OrchestratorService; translation only.
 
 - `POST /v1/audio/transcriptions`: OpenAI's multipart form (plus `diarize`, `num_speakers`,
-  `min_speakers`, `max_speakers`) -> one Orchestrate call -> OpenAI's response shapes.
+  `min_speakers`, `max_speakers`, `speakers_optional`, `timestamps`: the OrchestrateRequest fields
+  of those names) -> one Orchestrate call -> OpenAI's response shapes.
 - `GET /v1/models`, `GET /v1/models/{id}`: the one model this gateway serves.
 - `GET /health`: 200 while the orchestrator's gRPC health says SERVING, else 503 (no token needed).
 
 The gateway checks only what it must before the call: the bearer token (constant-time), the
-upload size, and form values OpenAI's API itself defines (response_format, granularities).
+upload size, and the form values that choose the response's shape (response_format, read through
+the one table of formats `parakeet.formats`, so its refusals read as the orchestrator's;
+granularities; timestamps).
 Everything else, from decoding to speaker counts to language, is the orchestrator's to refuse,
 and its message comes back with the HTTP status its reason maps to (`errors.http_status_for`). The bearer token and the
 request id (`x-request-id`, made up when absent) go on to the orchestrator as gRPC metadata.
@@ -27,7 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from parakeet.v1 import orchestrator_pb2
+from parakeet import formats
+from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
 from parakeet_server.gateway import openai_shapes
 from parakeet_server.gateway.config import GatewayConfig
@@ -174,7 +178,9 @@ async def create_transcription(
     model: Annotated[str, Form(description="accepted with any value; echoed back")] = "",
     language: Annotated[str, Form()] = "",
     prompt: Annotated[str | None, Form(description="accepted and ignored")] = None,
-    response_format: Annotated[str, Form(description="json, text, srt, vtt, verbose_json")] = "json",
+    response_format: Annotated[
+        str, Form(description=", ".join(formats.names(formats.Rpc.ORCHESTRATE)))
+    ] = "json",
     granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
     granularities_plain: Annotated[list[str] | None, Form(alias="timestamp_granularities")] = None,
     temperature: Annotated[float | None, Form(description="accepted and ignored")] = None,
@@ -182,6 +188,12 @@ async def create_transcription(
     num_speakers: Annotated[int | None, Form()] = None,
     min_speakers: Annotated[int | None, Form()] = None,
     max_speakers: Annotated[int | None, Form()] = None,
+    timestamps: Annotated[
+        bool | None, Form(description="false: no segments (default: as granularities say)")
+    ] = None,
+    speakers_optional: Annotated[
+        bool, Form(description="answer without speakers (and say why) when diarization fails")
+    ] = False,
     stream: Annotated[bool, Form(description="must be false: no streaming")] = False,
 ) -> Response:
     """OpenAI's "create transcription", with speakers when `diarize` is true."""
@@ -194,17 +206,20 @@ async def create_transcription(
         )
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise UploadTooLarge
+    rendered_as = openai_shapes.parse_response_format(response_format, diarize)
+    chosen = openai_shapes.parse_granularities([*(granularities or ()), *(granularities_plain or ())])
+    openai_shapes.check_timestamps(timestamps, chosen)
     form = openai_shapes.TranscriptionForm(
         audio=await file.read(),
-        response_format=openai_shapes.parse_response_format(response_format),
-        timestamp_granularities=openai_shapes.parse_granularities(
-            [*(granularities or ()), *(granularities_plain or ())]
-        ),
+        response_format=rendered_as,
+        timestamp_granularities=chosen,
         language=language,
         diarize=diarize,
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        timestamps=timestamps,
+        speakers_optional=speakers_optional,
     )
     ignored = _ignored(prompt, temperature)
     if ignored:
@@ -214,10 +229,12 @@ async def create_transcription(
         metadata.append(("authorization", authorization))
     response = await _orchestrator(request).orchestrate(openai_shapes.orchestrate_request(form), metadata)
     headers = _response_headers(response, model, ignored)
-    if form.response_format in openai_shapes.DOCUMENT_FORMATS:
+    if form.response_format.document:
         return PlainTextResponse(response.document, headers=headers)
-    if form.response_format == "verbose_json":
-        body = openai_shapes.transcription_verbose_json(response, form.timestamp_granularities)
+    if form.response_format.value == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON:
+        body = openai_shapes.transcription_verbose_json(
+            response, form.timestamp_granularities, timestamps=form.timestamps is not False
+        )
     else:
         body = openai_shapes.transcription_json(response)
     return JSONResponse(body, headers=headers)

@@ -3,6 +3,8 @@
 Requests: the form fields of `POST /v1/audio/transcriptions` become one `OrchestrateRequest`.
 Responses: the `OrchestrateResponse` becomes what the openai client parses for each
 `response_format` (`Transcription`, `TranscriptionVerbose`, or the rendered document as text).
+The format names are the one table's (`parakeet.formats`), which OpenAI's are a subset of (rttm
+is this API's extension).
 
 verbose_json adds `speaker` to every segment and word (null when the request did not diarize).
 Fields OpenAI derives from Whisper's decoder and parakeet does not produce get neutral values
@@ -19,20 +21,10 @@ from typing import Any
 
 import grpc
 
+from parakeet import formats
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.gateway.errors import GatewayError
 
-# OpenAI's response_format names (and "rttm", this API's extension) -> the proto's enum.
-RESPONSE_FORMATS: dict[str, audio_pb2.ResponseFormat] = {
-    "json": audio_pb2.RESPONSE_FORMAT_JSON,
-    "verbose_json": audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON,
-    "text": audio_pb2.RESPONSE_FORMAT_TEXT,
-    "srt": audio_pb2.RESPONSE_FORMAT_SRT,
-    "vtt": audio_pb2.RESPONSE_FORMAT_VTT,
-    "rttm": audio_pb2.RESPONSE_FORMAT_RTTM,
-}
-# Formats answered with the orchestrator's rendered `document` as text/plain.
-DOCUMENT_FORMATS = frozenset({"text", "srt", "vtt", "rttm"})
 WORD = "word"
 SEGMENT = "segment"
 GRANULARITIES = (WORD, SEGMENT)
@@ -41,31 +33,46 @@ OWNER = "nvidia"
 
 @dataclass(frozen=True)
 class TranscriptionForm:
-    """The fields of one transcription request that reach the orchestrator, already parsed."""
+    """The fields of one transcription request that reach the orchestrator, already parsed.
+
+    `timestamps` and `speakers_optional` are this API's extensions, the OrchestrateRequest fields
+    of the same names: `timestamps=false` asks for no segments (None: segments as OpenAI's
+    granularities say), `speakers_optional=true` answers without speakers, and says why in the
+    warnings header, when diarization fails."""
 
     audio: bytes
-    response_format: str = "json"
+    response_format: formats.ResponseFormat = formats.DEFAULT
     timestamp_granularities: frozenset[str] = frozenset()
     language: str = ""
     diarize: bool = False
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    timestamps: bool | None = None
+    speakers_optional: bool = False
 
 
 def _invalid(message: str, param: str) -> GatewayError:
     return GatewayError.for_code(grpc.StatusCode.INVALID_ARGUMENT, message, param=param)
 
 
-def parse_response_format(value: str | None) -> str:
-    """The format's short name; empty means json, as in OpenAI's API. Unknown names are refused."""
-    name = (value or "json").strip().lower()
-    if name not in RESPONSE_FORMATS:
+def parse_response_format(value: str | None, diarize: bool) -> formats.ResponseFormat:
+    """The format's row in the one table (`parakeet.formats`); empty means json, as in OpenAI's
+    API. A format the orchestrator would refuse (unknown, or rttm without diarize) is refused
+    here with its message and reason, before the upload goes anywhere."""
+    try:
+        return formats.resolve(value, formats.Rpc.ORCHESTRATE, speakers=diarize)
+    except formats.UnsupportedFormat as error:
+        raise GatewayError.for_reason(error.reason, error.details, param="response_format") from None
+
+
+def check_timestamps(timestamps: bool | None, granularities: Collection[str]) -> None:
+    """`timestamps=false` leaves segments out, so it cannot come with the "segment" granularity."""
+    if timestamps is False and SEGMENT in granularities:
         raise _invalid(
-            f"unknown response_format {value!r}; use one of: {', '.join(RESPONSE_FORMATS)}",
-            "response_format",
+            'timestamps=false leaves segments out: drop it, or drop "segment" from timestamp_granularities',
+            "timestamps",
         )
-    return name
 
 
 def parse_granularities(values: Iterable[str]) -> frozenset[str]:
@@ -85,10 +92,11 @@ def orchestrate_request(form: TranscriptionForm) -> orchestrator_pb2.Orchestrate
     request = orchestrator_pb2.OrchestrateRequest(
         audio=audio_pb2.Audio(content=form.audio),
         language=form.language,
-        timestamps=True,
+        timestamps=form.timestamps is not False,
         word_timestamps=WORD in form.timestamp_granularities,
         diarize=form.diarize,
-        response_format=RESPONSE_FORMATS[form.response_format],
+        response_format=form.response_format.value,
+        speakers_optional=form.speakers_optional,
     )
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         value = getattr(form, name)
@@ -134,12 +142,12 @@ def verbose_word(word: audio_pb2.Word) -> dict[str, Any]:
 
 
 def transcription_verbose_json(
-    response: orchestrator_pb2.OrchestrateResponse, granularities: Collection[str]
+    response: orchestrator_pb2.OrchestrateResponse, granularities: Collection[str], timestamps: bool = True
 ) -> dict[str, Any]:
     """response_format=verbose_json: OpenAI's `TranscriptionVerbose`.
 
     As in OpenAI's API, segments come by default and words only when asked for; asking for words
-    alone leaves segments out.
+    alone leaves segments out, and so does `timestamps=false` (this API's extension).
     """
     document: dict[str, Any] = {
         "task": "transcribe",
@@ -147,7 +155,7 @@ def transcription_verbose_json(
         "duration": response.duration,
         "text": response.text,
     }
-    if not granularities or SEGMENT in granularities:
+    if timestamps and (not granularities or SEGMENT in granularities):
         document["segments"] = [verbose_segment(segment) for segment in response.segments]
     if WORD in granularities:
         document["words"] = [verbose_word(word) for word in response.words]

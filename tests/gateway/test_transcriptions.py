@@ -6,14 +6,19 @@ scripted (see conftest.py), so what is checked is the gateway's translation both
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
 import srt
 import webvtt
 
-from parakeet.v1 import audio_pb2
-from tests.gateway.conftest import DIARIZATION_MODEL, TEXT, TRANSCRIPTION_MODEL, WAV
+from parakeet.v1 import orchestrator_pb2
+from parakeet_server.core.errors import ServiceUnavailable
+from parakeet_server.orchestrator.backends import InProcessBackends
+from parakeet_server.orchestrator.servicer import OrchestratorServicer
+from tests.gateway.conftest import DIARIZATION_MODEL, TEXT, TRANSCRIPTION_MODEL, WAV, Scripted
 
 FILE = ("call.wav", WAV)
 SEGMENTS_WITH_SPEAKERS = [
@@ -174,9 +179,14 @@ def test_rttm_extension_needs_diarize(gateway) -> None:
         "SPEAKER audio 1 1.500 1.000 <NA> <NA> SPEAKER_01 <NA> <NA>",
         "SPEAKER audio 1 4.400 0.600 <NA> <NA> SPEAKER_00 <NA> <NA>",
     ]
+    calls = len(gateway.backends.transcribe_requests)
     with pytest.raises(openai.BadRequestError) as refused:
         client.audio.transcriptions.create(model="m", file=FILE, response_format="rttm")
-    assert "set diarize=true" in refused.value.body["message"]
+    assert refused.value.body["message"] == (
+        "response_format rttm lists speaker turns: set diarize=true, or use one of: json, verbose_json, text, srt, vtt"
+    )
+    assert refused.value.body["reason"] == "UNSUPPORTED_FORMAT"
+    assert len(gateway.backends.transcribe_requests) == calls  # refused before any call
 
 
 def test_models_list_and_retrieve(gateway) -> None:
@@ -189,14 +199,47 @@ def test_models_list_and_retrieve(gateway) -> None:
     assert missing.value.body["code"] == "not_found" and missing.value.body["param"] == "model"
 
 
-def test_response_format_values_match_the_proto() -> None:
-    """Every name the gateway accepts is a proto format, and the proto has no format it lacks."""
-    from parakeet_server.gateway.openai_shapes import RESPONSE_FORMATS
+class Recording(OrchestratorServicer):
+    """The real orchestrator, keeping every OrchestrateRequest the gateway sends it."""
 
-    proto_names = {
-        name.removeprefix("RESPONSE_FORMAT_").lower()
-        for name in audio_pb2.ResponseFormat.keys()  # noqa: SIM118
-        if name != "RESPONSE_FORMAT_UNSPECIFIED"
-    }
-    assert set(RESPONSE_FORMATS) == proto_names
-    assert all(audio_pb2.ResponseFormat.Name(v).lower().endswith(k) for k, v in RESPONSE_FORMATS.items())
+    def __init__(self, backends: InProcessBackends) -> None:
+        super().__init__(backends)
+        self.requests: list[orchestrator_pb2.OrchestrateRequest] = []
+
+    def Orchestrate(
+        self, request: orchestrator_pb2.OrchestrateRequest, context: Any
+    ) -> orchestrator_pb2.OrchestrateResponse:
+        self.requests.append(request)
+        return super().Orchestrate(request, context)
+
+
+def test_speakers_optional_and_timestamps_reach_the_orchestrate_request(start_gateway) -> None:
+    scripted = Scripted()
+
+    def diarization_down(request: Any, context: Any) -> Any:
+        raise ServiceUnavailable("the diarization backend is down", reason="BACKEND_UNAVAILABLE")
+
+    servicer = Recording(InProcessBackends(scripted.transcribe, diarization_down, scripted.warm_up))
+    gateway = start_gateway(servicer=servicer)
+    raw = gateway.client().audio.transcriptions.with_raw_response.create(
+        model="m",
+        file=FILE,
+        response_format="verbose_json",
+        extra_body={"diarize": True, "speakers_optional": True, "timestamps": False},
+    )
+    (request,) = servicer.requests
+    assert (request.diarize, request.speakers_optional) == (True, True)
+    assert request.HasField("timestamps") and request.timestamps is False
+    body = raw.parse()
+    assert body.text == TEXT and body.segments is None
+    assert raw.headers["x-parakeet-warnings"] == (
+        "speakers are missing: diarization failed (UNAVAILABLE: the diarization backend is down)"
+    )
+    gateway.client().audio.transcriptions.create(model="m", file=FILE)
+    assert servicer.requests[1].timestamps is True and servicer.requests[1].speakers_optional is False
+    with pytest.raises(openai.BadRequestError) as refused:
+        gateway.client().audio.transcriptions.create(
+            model="m", file=FILE, timestamp_granularities=["segment"], extra_body={"timestamps": False}
+        )
+    assert refused.value.body["param"] == "timestamps"
+    assert len(servicer.requests) == 2

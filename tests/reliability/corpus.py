@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from parakeet import formats
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.runpod_shim import LEGACY_FIELDS, parse_job_input
 from tests.reliability import media
@@ -94,6 +95,11 @@ class Outcome:
     message: str = ""
     check: Callable[[dict[str, Any]], None] | None = None
     bug: str = ""
+
+
+# What each service renders, as its refusals list it (parakeet.formats; the orchestrator without diarize).
+TRANSCRIPT_FORMATS = ", ".join(formats.names(formats.Rpc.TRANSCRIBE))
+TURN_FORMATS = ", ".join(formats.names(formats.Rpc.DIARIZE))
 
 
 def invalid(message: str, bug: str = "") -> Outcome:
@@ -825,13 +831,23 @@ CORPUS: list[Case] = [
         "response-format-unknown-name",
         '"response_format": "mp4" (gRPC: enum value 99)',
         {"audio": NOT_AUDIO, "response_format": "mp4"},
-        invalid("unknown response_format 'mp4'; use one of: json, verbose_json, text, srt, vtt, rttm"),
+        invalid(f"the transcription service has no response_format 'mp4'; use one of: {TRANSCRIPT_FORMATS}"),
         paths={
-            "grpc:transcription": invalid(
-                "unknown response_format 99; use json, verbose_json, text, srt or vtt"
+            "diarization": invalid(
+                f"the diarization service has no response_format 'mp4'; use one of: {TURN_FORMATS}"
             ),
-            "grpc:diarization": invalid("diarization renders json or rttm, not 99"),
-            "grpc:orchestrator": invalid("unknown response_format 99"),
+            "orchestrator": invalid(
+                f"the orchestrator service has no response_format 'mp4'; use one of: {TRANSCRIPT_FORMATS}"
+            ),
+            "grpc:transcription": invalid(
+                f"the transcription service has no response_format 99; use one of: {TRANSCRIPT_FORMATS}"
+            ),
+            "grpc:diarization": invalid(
+                f"the diarization service has no response_format 99; use one of: {TURN_FORMATS}"
+            ),
+            "grpc:orchestrator": invalid(
+                f"the orchestrator service has no response_format 99; use one of: {TRANSCRIPT_FORMATS}"
+            ),
         },
         grpc={"audio": NOT_AUDIO, "response_format": 99},
         http_api=True,
@@ -840,10 +856,14 @@ CORPUS: list[Case] = [
         "response-format-unknown-number",
         '"response_format": 99',
         {"audio": NOT_AUDIO, "response_format": 99},
-        invalid("unknown response_format 99; use json, verbose_json, text, srt or vtt"),
+        invalid(f"the transcription service has no response_format 99; use one of: {TRANSCRIPT_FORMATS}"),
         paths={
-            "diarization": invalid("diarization renders json or rttm, not 99"),
-            "orchestrator": invalid("unknown response_format 99"),
+            "diarization": invalid(
+                f"the diarization service has no response_format 99; use one of: {TURN_FORMATS}"
+            ),
+            "orchestrator": invalid(
+                f"the orchestrator service has no response_format 99; use one of: {TRANSCRIPT_FORMATS}"
+            ),
         },
     ),
     Case(
@@ -858,11 +878,14 @@ CORPUS: list[Case] = [
         "rttm-without-speakers",
         '"response_format": "rttm" on transcription (and on the orchestrator without diarize)',
         {"audio": GOOD, "response_format": "rttm"},
-        invalid("rttm describes speaker turns: ask DiarizationService for it, or use json/text/srt/vtt"),
+        invalid(
+            "the transcription service has no response_format rttm (it lists speaker turns: use the "
+            f"diarization or orchestrator service); use one of: {TRANSCRIPT_FORMATS}"
+        ),
         paths={
             "diarization": ok("RTTM document", rttm_document),
             "orchestrator": invalid(
-                "rttm lists speaker turns: set diarize=true, or use json, text, srt or vtt"
+                f"response_format rttm lists speaker turns: set diarize=true, or use one of: {TRANSCRIPT_FORMATS}"
             ),
         },
         http_api=True,
@@ -871,7 +894,10 @@ CORPUS: list[Case] = [
         "srt-from-diarization",
         '"response_format": "srt" on diarization',
         {"audio": GOOD, "response_format": "srt"},
-        invalid("diarization renders json or rttm, not srt; text, srt and vtt need a transcript"),
+        invalid(
+            "the diarization service has no response_format srt (it renders a transcript: use the "
+            f"transcription or orchestrator service); use one of: {TURN_FORMATS}"
+        ),
         paths={
             "transcription": ok("SRT document", srt_document),
             "orchestrator": ok("SRT document", srt_document),
@@ -956,7 +982,7 @@ CORPUS: list[Case] = [
         "huge-response-format",
         '"response_format" of 100,000 characters',
         {"audio": NOT_AUDIO, "response_format": "x" * 100_000},
-        invalid("unknown response_format"),
+        invalid("has no response_format 'xxx"),
         paths={"grpc": COULD_NOT_DECODE},
         grpc={"audio": NOT_AUDIO},
     ),

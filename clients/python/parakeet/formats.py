@@ -91,14 +91,18 @@ class UnsupportedFormat(InvalidArgument, ValueError):
         super().__init__(message, reason=REASON)
 
 
+def _renders(row: ResponseFormat, rpc: Rpc | None, speakers: bool) -> bool:
+    """Whether `rpc` renders `row`; `speakers` says whether an orchestrate call diarizes (a
+    diarize call always finds speakers)."""
+    if rpc is not None and rpc not in row.rpcs:
+        return False
+    return speakers or not row.needs_speakers or rpc is Rpc.DIARIZE
+
+
 def names(rpc: Rpc | None = None, *, speakers: bool = True) -> list[str]:
     """The short names `rpc` renders (all of them when None), in contract order; without
     `speakers` (an orchestrate call that does not diarize), none that lists speaker turns."""
-    return [
-        row.name
-        for row in FORMATS
-        if (rpc is None or rpc in row.rpcs) and (speakers or not row.needs_speakers)
-    ]
+    return [row.name for row in FORMATS if _renders(row, rpc, speakers)]
 
 
 def document_names() -> frozenset[str]:
@@ -138,7 +142,7 @@ def resolve(value: FormatLike, rpc: Rpc | None = None, *, speakers: bool = True)
         raise UnsupportedFormat(
             f"{where} has no response_format {row.name} ({row.why_not}); use one of: {allowed}"
         )
-    if row.needs_speakers and not speakers:
+    if not _renders(row, rpc, speakers):
         raise UnsupportedFormat(
             f"response_format {row.name} lists speaker turns: set diarize=true, or use one of: {allowed}"
         )
