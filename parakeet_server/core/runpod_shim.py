@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 RequestT = TypeVar("RequestT", bound=Message)
 Servicer = Callable[[RequestT, CallContext], Message]
 
-_FORMAT_PREFIX = "RESPONSE_FORMAT_"
 _URL_SCHEMES = ("http://", "https://")
 
 
