@@ -14,17 +14,13 @@ How it finds who spoke when:
 2. Voices: resemblyzer's speaker encoder (a 3-layer LSTM over 40-band mel frames, the weights in
    the resemblyzer wheel) embeds `window_s` windows every `hop_s` across each speech region; a
    shorter region is one window of its own length. Each window also gets its median pitch.
-3. Speakers: spectral clustering of the windows (Wang et al. 2018: refined cosine affinity,
-   k-means on its leading eigenvectors) into exactly `num_speakers` clusters, or into as many as
-   `_count_speakers` finds (over-cluster, then join clusters whose mean embeddings and median
-   pitches are close), clamped to min/max_speakers.
+3. Speakers: spectral clustering of the windows into exactly `num_speakers` clusters, or into
+   as many as it estimates, clamped to min/max_speakers (parakeet_server.diarization.clustering,
+   plain numpy functions).
 4. Turns: every speech frame goes to the speaker whose centroid the windows covering it are
    closest to (weighted to the windows' centres); runs shorter than `min_turn_s` join a
    neighbour; same-speaker turns less than `merge_gap_s` apart are joined. Turns never overlap.
-
-Agglomerative clustering of the windows was tried first and left behind: on the development set
-(synthesized conversations, seeds 1000-1019) average linkage put 19 % of the windows in the
-wrong cluster even with the true speaker count, spectral clustering 5 %.
+   They come out as the shared Diarization type; nothing on this path imports pyannote.
 
 The encoder is resemblyzer's `VoiceEncoder` network, re-declared here (and checked against it by
 the tests) because importing the resemblyzer package imports webrtcvad, whose 2.0.10 release
@@ -39,7 +35,7 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +44,10 @@ import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.core.errors import PreconditionFailed
-from parakeet_server.diarization.pyannote_engine import (
-    DEVICES,
-    Diarization,
-    stop_check,
-    to_diarization,
-    torch_device,
-    warm_up_waveform,
-)
+from parakeet_server.diarization import clustering
+from parakeet_server.diarization.clustering import ClusteringParams
+from parakeet_server.diarization.runtime import check_device, stop_check, torch_device, warm_up_waveform
+from parakeet_server.diarization.types import ESTIMATE, Diarization, SpeakerCounts, diarization_from_segments
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +69,6 @@ _VAD_STREAM = 256
 _VAD_PRIMING = 32
 _EMBED_BATCH = 128
 _PITCH_FRAME = 1024
-# The affinity matrix is quadratic in memory and its eigendecomposition cubic in time: past this
-# many windows a sample of them is clustered and the rest go to the nearest centroid.
-_MAX_CLUSTERED = 4000
 
 Floats = npt.NDArray[np.float32]
 
@@ -95,11 +84,7 @@ class OfflineParams:
     window_s: float = 1.5
     hop_s: float = 0.5
     min_window_s: float = 0.4
-    neighbours: float = 0.2
-    overcluster: int = 6
-    merge_threshold: float = 0.2
-    pitch_weight: float = 0.5
-    min_speaker_share: float = 0.08
+    clustering: ClusteringParams = field(default_factory=ClusteringParams)
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
 
@@ -217,18 +202,17 @@ class _SileroVad:
         return scores[:, _VAD_PRIMING:].reshape(-1)[:chunks]
 
 
-class OfflineDiarizationEngine:
+class OfflineEngine:
     """Speaker turns from silero-vad, resemblyzer embeddings and clustering; no Hub, no token.
 
-    Same interface as DiarizationEngine. Turns never overlap, so `exclusive` changes nothing.
+    Same interface as PyannoteEngine. Turns never overlap, so `exclusive` changes nothing.
     Calls are serialised by a lock, as pyannote's are: the device is the bottleneck anyway.
     """
 
     def __init__(
         self, device: str = "auto", params: OfflineParams | None = None, name: str = OFFLINE_NAME
     ) -> None:
-        if device not in DEVICES and not device.startswith("cuda:"):
-            raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {device!r}")
+        check_device(device)
         self.device = device
         self.params = params or OfflineParams()
         self._name = name
@@ -271,9 +255,7 @@ class OfflineDiarizationEngine:
     def diarize(
         self,
         waveform: Waveform,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
+        counts: SpeakerCounts = ESTIMATE,
         exclusive: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> Diarization:
@@ -296,11 +278,18 @@ class OfflineDiarizationEngine:
             embeddings = self._embed(mels, windows, check)
         check()
         pitch = _window_pitch(samples, windows)
-        labels = _cluster(embeddings, pitch, self.params, num_speakers, min_speakers, max_speakers)
-        frame_labels = _frame_labels(embeddings, labels, windows, mels.shape[0])
-        frame_labels = _smooth(frame_labels, round(self.params.min_turn_s * _FRAMES_PER_S))
-        frame_labels = _bridge(frame_labels, round(self.params.merge_gap_s * _FRAMES_PER_S))
-        return to_diarization(_annotation(frame_labels), waveform.duration)
+        labels = clustering.cluster(embeddings, pitch, counts, self.params.clustering)
+        frames = clustering.frame_labels(embeddings, labels, windows.starts, windows.ends, mels.shape[0])
+        frames = clustering.smooth(frames, round(self.params.min_turn_s * _FRAMES_PER_S))
+        frames = clustering.bridge(frames, round(self.params.merge_gap_s * _FRAMES_PER_S))
+        return diarization_from_segments(
+            (
+                (start / _FRAMES_PER_S, end / _FRAMES_PER_S, label)
+                for start, end, label in clustering.runs(frames)
+                if label >= 0
+            ),
+            waveform.duration,
+        )
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -382,112 +371,6 @@ def _windows(regions: list[tuple[int, int]], params: OfflineParams) -> _Windows:
     return _Windows(np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
 
 
-def _cluster(
-    embeddings: Floats,
-    pitch: Floats,
-    params: OfflineParams,
-    num_speakers: int | None,
-    min_speakers: int | None,
-    max_speakers: int | None,
-) -> npt.NDArray[np.int64]:
-    """A cluster index per window: spectral clustering of the refined affinity (see _affinity)
-    into `num_speakers` clusters, or into as many as _count_speakers finds, clamped to
-    [min_speakers, max_speakers]. Never more clusters than windows."""
-    count = embeddings.shape[0]
-    if count == 1 or num_speakers == 1 or max_speakers == 1:
-        return np.zeros(count, dtype=np.int64)
-    sample = np.arange(count)
-    if count > _MAX_CLUSTERED:
-        sample = np.sort(np.random.default_rng(0).choice(count, _MAX_CLUSTERED, replace=False))
-    affinity = _affinity(embeddings[sample], params.neighbours)
-    degree = np.sqrt(affinity.sum(axis=1))
-    vectors = np.linalg.eigh(affinity / np.outer(degree, degree))[1][:, ::-1]
-    if num_speakers is not None:
-        clusters = num_speakers
-    else:
-        clusters = _count_speakers(embeddings[sample], pitch[sample], vectors, params)
-        clusters = max(clusters, min_speakers or 1)
-        clusters = min(clusters, max_speakers or clusters)
-    sampled = _spectral_labels(vectors, min(clusters, sample.size))
-    if sample.size == count:
-        return sampled
-    centroids = _centroids(embeddings[sample], sampled)
-    return np.asarray(np.argmax(embeddings @ centroids.T, axis=1), dtype=np.int64)
-
-
-def _spectral_labels(vectors: npt.NDArray[np.float64], clusters: int) -> npt.NDArray[np.int64]:
-    """k-means on the rows of the first `clusters` eigenvectors, labels by first appearance."""
-    from sklearn.cluster import KMeans
-
-    if clusters == 1:
-        return np.zeros(vectors.shape[0], dtype=np.int64)
-    points = vectors[:, :clusters]
-    points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
-    labels = KMeans(clusters, n_init=10, random_state=0).fit_predict(points).astype(np.int64)
-    return _renumber(labels)
-
-
-def _count_speakers(
-    embeddings: Floats, pitch: Floats, vectors: npt.NDArray[np.float64], params: OfflineParams
-) -> int:
-    """How many speakers: split into `params.overcluster` clusters, then join clusters whose
-    voices are alike (average linkage; distance: cosine distance between the clusters' mean
-    embeddings plus `pitch_weight` x the octaves between their median pitches) up to
-    `merge_threshold`. Voices with less than `min_speaker_share` of the windows are not counted
-    (windows spanning a change of speaker, or overlapped speech, gather in small clusters of
-    their own); their windows go to the nearest speaker.
-
-    Clusters of many windows have stable means, which individual windows do not; pitch tells
-    apart voices the speaker encoder finds alike (on the development set, pairs of voices whose
-    mean embeddings were 0.93 cosine-similar).
-    """
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    split = _spectral_labels(vectors, min(params.overcluster, embeddings.shape[0]))
-    groups = int(split.max()) + 1
-    if groups == 1:
-        return 1
-    centroids = _centroids(embeddings, split)
-    voiced = np.where(np.isnan(pitch), np.nanmedian(pitch) if np.any(~np.isnan(pitch)) else 0.0, pitch)
-    pitches = np.array([np.median(voiced[split == group]) for group in range(groups)])
-    distance = (
-        1.0 - centroids @ centroids.T + params.pitch_weight * np.abs(pitches[:, None] - pitches[None, :])
-    )
-    np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(np.maximum(distance, 0.0), checks=False), method="average")
-    voices = fcluster(tree, t=params.merge_threshold, criterion="distance")
-    sizes = np.bincount(split, minlength=groups)
-    shares = np.array([sizes[voices == voice].sum() for voice in np.unique(voices)]) / split.size
-    return max(1, int(np.count_nonzero(shares >= params.min_speaker_share)))
-
-
-def _affinity(embeddings: Floats, neighbours: float) -> npt.NDArray[np.float64]:
-    """Cosine affinity refined as in Wang et al. 2018 ("Speaker diarization with LSTM").
-
-    The embeddings are centred first (every window shares the recording's channel and the
-    encoder's bias, which crowds all similarities near 1); each row keeps its `neighbours`
-    fraction of highest similarities (the rest shrink to 1 %), the matrix is symmetrised and
-    diffused (A A^T), and each row is scaled to a maximum of 1.
-    """
-    centred = embeddings.astype(np.float64) - embeddings.mean(axis=0)
-    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-    affinity = centred @ centred.T
-    cutoff = np.quantile(affinity, 1.0 - neighbours, axis=1, keepdims=True)
-    affinity = np.where(affinity >= cutoff, affinity, 0.01 * affinity)
-    affinity = (affinity + affinity.T) / 2
-    affinity = np.maximum(affinity @ affinity.T, 0.0)
-    affinity /= np.maximum(affinity.max(axis=1, keepdims=True), 1e-12)
-    return (affinity + affinity.T) / 2  # type: ignore[no-any-return]
-
-
-def _renumber(labels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Labels 0..k-1 for the k labels present, in order of first appearance."""
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.argsort(np.argsort(first))
-    return np.asarray(rank[inverse], dtype=np.int64)
-
-
 def _window_pitch(samples: Floats, windows: _Windows) -> Floats:
     """The median pitch of each window's voiced frames, in octaves (log2 Hz); NaN when unvoiced.
 
@@ -511,102 +394,3 @@ def _window_pitch(samples: Floats, windows: _Windows) -> Floats:
         if voiced.size:
             result[index] = np.median(np.log2(voiced))
     return result
-
-
-def _centroids(embeddings: Floats, labels: npt.NDArray[np.int64]) -> Floats:
-    """The L2-normalised mean embedding of each cluster, in cluster order."""
-    means = np.stack([embeddings[labels == label].mean(axis=0) for label in range(int(labels.max()) + 1)])
-    norms = np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    return np.asarray(means / norms, dtype=np.float32)
-
-
-def _frame_labels(
-    embeddings: Floats, labels: npt.NDArray[np.int64], windows: _Windows, frames: int
-) -> npt.NDArray[np.int64]:
-    """A speaker per mel frame (-1: no speech), from the windows covering each frame.
-
-    Each window votes with its similarity to every centroid, weighted by a Hann taper so that a
-    frame listens most to the windows centred on it. A cluster that wins no frame (possible when
-    `num_speakers` asks for more than the voices heard) keeps its windows' centres, so the
-    requested count is honoured.
-    """
-    centroids = _centroids(embeddings, labels)
-    similarity = embeddings @ centroids.T
-    scores = np.zeros((frames, centroids.shape[0]), dtype=np.float64)
-    covered = np.zeros(frames, dtype=bool)
-    for index, (first, last) in enumerate(zip(windows.starts, windows.ends, strict=True)):
-        start, end = int(first), min(int(last), frames)
-        if end <= start:
-            continue
-        taper = np.hanning(end - start + 2)[1:-1]
-        scores[start:end] += taper[:, None] * similarity[index]
-        covered[start:end] = True
-    result = np.where(covered, np.argmax(scores, axis=1), -1).astype(np.int64)
-    for cluster in range(centroids.shape[0]):
-        if np.any(result == cluster):
-            continue
-        for member in np.flatnonzero(labels == cluster):
-            middle = (int(windows.starts[member]) + int(windows.ends[member])) // 2
-            result[max(0, middle - 5) : min(frames, middle + 5)] = cluster
-    return result
-
-
-def _runs(labels: npt.NDArray[np.int64]) -> list[tuple[int, int, int]]:
-    """(start, end, label) of each run of equal labels."""
-    if labels.size == 0:
-        return []
-    edges = np.flatnonzero(np.diff(labels)) + 1
-    starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [labels.size]])
-    return [(int(start), int(end), int(labels[start])) for start, end in zip(starts, ends, strict=True)]
-
-
-def _smooth(labels: npt.NDArray[np.int64], shortest: int) -> npt.NDArray[np.int64]:
-    """Runs of speech shorter than `shortest` frames join the longer speech run beside them.
-
-    Shortest runs first, one pass. A run is kept when it is the last one of its speaker, so no
-    requested speaker disappears.
-    """
-    runs = [list(run) for run in _runs(labels)]
-    frames_of: dict[int, int] = {}
-    for start, end, label in runs:
-        frames_of[label] = frames_of.get(label, 0) + end - start
-    result = labels.copy()
-    for index in sorted(range(len(runs)), key=lambda at: runs[at][1] - runs[at][0]):
-        start, end, label = runs[index]
-        if end - start >= shortest:
-            break
-        if label < 0 or frames_of[label] == end - start:
-            continue
-        beside = [runs[other] for other in (index - 1, index + 1) if 0 <= other < len(runs)]
-        speech = [run for run in beside if run[2] >= 0]
-        if not speech:
-            continue
-        target = max(speech, key=lambda run: run[1] - run[0])[2]
-        frames_of[label] -= end - start
-        frames_of[target] += end - start
-        runs[index][2] = target
-        result[start:end] = target
-    return result
-
-
-def _bridge(labels: npt.NDArray[np.int64], longest: int) -> npt.NDArray[np.int64]:
-    """Pauses of at most `longest` frames between two runs of one speaker become that speaker's."""
-    labels = labels.copy()
-    runs = _runs(labels)
-    for index in range(1, len(runs) - 1):
-        start, end, label = runs[index]
-        if label < 0 and end - start <= longest and runs[index - 1][2] == runs[index + 1][2]:
-            labels[start:end] = runs[index - 1][2]
-    return labels
-
-
-def _annotation(labels: npt.NDArray[np.int64]) -> Any:
-    """Frame labels as a pyannote Annotation (what to_diarization reads)."""
-    from pyannote.core import Annotation, Segment
-
-    annotation = Annotation(uri="audio")
-    for start, end, label in _runs(labels):
-        if label >= 0:
-            annotation[Segment(start / _FRAMES_PER_S, end / _FRAMES_PER_S)] = label
-    return annotation

@@ -1,6 +1,6 @@
-"""The diarization engine: the only code that touches pyannote.
+"""The pyannote diarization engine: the only code that touches pyannote.
 
-`DiarizationEngine` loads a pyannote pipeline (speaker-diarization-3.1 by default, or
+`PyannoteEngine` loads a pyannote pipeline (speaker-diarization-3.1 by default, or
 community-1, or any local pipeline directory) without the network when its weights are local,
 and turns a decoded `Waveform` into speaker turns labelled SPEAKER_00, SPEAKER_01, ... in order
 of first appearance.
@@ -30,45 +30,28 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import yaml
 
 from parakeet_server.core import model_store
-from parakeet_server.core.audio import SAMPLE_RATE, Waveform
-from parakeet_server.core.errors import DeadlineExceeded, PreconditionFailed, ServiceError
+from parakeet_server.core.audio import Waveform
+from parakeet_server.core.errors import PreconditionFailed, ServiceError
 from parakeet_server.core.model_store import RepoFile, looks_like_repo_id
 from parakeet_server.diarization import hub
+from parakeet_server.diarization.runtime import check_device, stop_check, torch_device, warm_up_waveform
+from parakeet_server.diarization.types import ESTIMATE, Diarization, SpeakerCounts, diarization_from_segments
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE = "pyannote/speaker-diarization-3.1"
 COMMUNITY_PIPELINE = "pyannote/speaker-diarization-community-1"
-DEVICES = ("auto", "cpu", "cuda")
-WARM_UP_SECONDS = 3.0
 # Files whose presence marks a usable copy of each kind of sub-model.
 _MODEL_FILE = "pytorch_model.bin"
 _PLDA_FILE = "plda.npz"
 _MODEL_KEYS = ("segmentation", "embedding")
-
-
-class Turn(NamedTuple):
-    """One speaker turn: seconds from the start of the audio (millisecond precision) and a label."""
-
-    start: float
-    end: float
-    speaker: str
-
-
-@dataclass(frozen=True)
-class Diarization:
-    """Turns in time order and the number of distinct speakers among them."""
-
-    turns: tuple[Turn, ...]
-    num_speakers: int
 
 
 def _import_pyannote() -> Any:
@@ -98,58 +81,15 @@ def _unused_plda() -> Any:
     return UnusedPLDA()
 
 
-def stop_check(should_stop: Callable[[], bool] | None) -> Callable[..., None]:
-    """A check to call between steps (also a pyannote progress hook) that aborts with
-    DeadlineExceeded once the caller has gone; a no-op without `should_stop`."""
-
-    def check(*_args: Any, **_kwargs: Any) -> None:
-        if should_stop is not None and should_stop():
-            raise DeadlineExceeded("the deadline passed (or the call was cancelled) during diarization")
-
-    return check
-
-
-def torch_device(device: str) -> Any:
-    """The torch device for a --device value: auto picks the GPU when there is one."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PreconditionFailed(
-            f"device {device!r} was requested but no CUDA GPU is visible", reason="DEVICE_UNAVAILABLE"
-        )
-    return torch.device(device)
-
-
 def to_diarization(annotation: Any, duration: float) -> Diarization:
-    """pyannote Annotation -> turns in time order, labels renamed by first appearance.
-
-    pyannote numbers speakers by cluster index, which is not the order they first speak in.
-    Audio shorter than a segmentation window is zero-padded to it, and turns can run into the
-    padding; they are clipped to the audio's `duration` (and dropped when wholly past it).
-    """
-    labels: dict[Any, str] = {}
-    turns = []
-    end_of_audio = round(duration, 3)
-    for segment, _track, label in annotation.itertracks(yield_label=True):
-        start, end = round(float(segment.start), 3), min(round(float(segment.end), 3), end_of_audio)
-        if end <= start:
-            continue
-        speaker = labels.setdefault(label, f"SPEAKER_{len(labels):02d}")
-        turns.append(Turn(start, end, speaker))
-    return Diarization(tuple(turns), len(labels))
+    """pyannote Annotation -> the shared Diarization (ms times, labels by first appearance)."""
+    segments = annotation.itertracks(yield_label=True)
+    return diarization_from_segments(
+        ((float(segment.start), float(segment.end), label) for segment, _track, label in segments), duration
+    )
 
 
-def warm_up_waveform() -> Waveform:
-    """A few seconds of tone and noise: enough for every diarization step to run once."""
-    seconds = np.arange(int(WARM_UP_SECONDS * SAMPLE_RATE), dtype=np.float64) / SAMPLE_RATE
-    noise = np.random.default_rng(0).standard_normal(seconds.size)
-    samples = 0.3 * np.sin(2 * np.pi * 220.0 * seconds) + 0.05 * noise
-    return Waveform(samples.astype(np.float32))
-
-
-class DiarizationEngine:
+class PyannoteEngine:
     """A pyannote diarization pipeline, loaded once and shared by every request.
 
     Calls are serialised by a lock: the pipeline keeps per-call state and the device is the
@@ -164,8 +104,7 @@ class DiarizationEngine:
         segmentation_batch_size: int = 32,
         embedding_batch_size: int = 32,
     ) -> None:
-        if device not in DEVICES and not device.startswith("cuda:"):
-            raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {device!r}")
+        check_device(device)
         if segmentation_batch_size < 1 or embedding_batch_size < 1:
             raise ValueError("batch sizes must be at least 1")
         self.pipeline = pipeline
@@ -228,9 +167,7 @@ class DiarizationEngine:
     def diarize(
         self,
         waveform: Waveform,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
+        counts: SpeakerCounts = ESTIMATE,
         exclusive: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> Diarization:
@@ -247,9 +184,9 @@ class DiarizationEngine:
         samples = torch.from_numpy(np.ascontiguousarray(waveform.samples, dtype=np.float32)).unsqueeze(0)
         audio = {"waveform": samples, "sample_rate": waveform.sample_rate, "uri": "audio"}
         options: dict[str, Any] = {
-            "num_speakers": num_speakers,
-            "min_speakers": min_speakers,
-            "max_speakers": max_speakers,
+            "num_speakers": counts.num_speakers,
+            "min_speakers": counts.min_speakers,
+            "max_speakers": counts.max_speakers,
         }
         if should_stop is not None:
             options["hook"] = stop_check(should_stop)

@@ -17,12 +17,9 @@ from typing import Protocol
 
 from parakeet_server.core.audio import Waveform
 from parakeet_server.core.errors import PreconditionFailed
-from parakeet_server.diarization.offline_engine import (
-    OFFLINE_NAME,
-    OFFLINE_PIPELINE,
-    OfflineDiarizationEngine,
-)
-from parakeet_server.diarization.pyannote_engine import DEFAULT_PIPELINE, Diarization, DiarizationEngine
+from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OFFLINE_PIPELINE, OfflineEngine
+from parakeet_server.diarization.pyannote_engine import DEFAULT_PIPELINE, PyannoteEngine
+from parakeet_server.diarization.types import ESTIMATE, Diarization, SpeakerCounts
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +27,7 @@ FALLBACKS = ("none", OFFLINE_PIPELINE)
 
 
 class Diarizer(Protocol):
-    """What the servicer needs of an engine; DiarizationEngine and OfflineDiarizationEngine are two."""
+    """What the servicer needs of an engine; PyannoteEngine and OfflineEngine are two."""
 
     @property
     def name(self) -> str: ...
@@ -45,9 +42,7 @@ class Diarizer(Protocol):
     def diarize(
         self,
         waveform: Waveform,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
+        counts: SpeakerCounts = ESTIMATE,
         exclusive: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> Diarization: ...
@@ -61,16 +56,16 @@ class OfflineFallback:
     error is in the warning. Once loaded, the choice is fixed for the life of the process.
     """
 
-    def __init__(self, primary: DiarizationEngine) -> None:
+    def __init__(self, primary: PyannoteEngine) -> None:
         self.primary = primary
-        self.offline = OfflineDiarizationEngine(
+        self.offline = OfflineEngine(
             device=primary.device, name=f"{OFFLINE_NAME} (fallback for {primary.name})"
         )
-        self._active: DiarizationEngine | OfflineDiarizationEngine = primary
+        self._active: PyannoteEngine | OfflineEngine = primary
         self._lock = threading.Lock()
 
     @property
-    def active(self) -> DiarizationEngine | OfflineDiarizationEngine:
+    def active(self) -> PyannoteEngine | OfflineEngine:
         """The engine that answers: pyannote until its load has failed, then the offline backend."""
         return self._active
 
@@ -104,15 +99,11 @@ class OfflineFallback:
     def diarize(
         self,
         waveform: Waveform,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
+        counts: SpeakerCounts = ESTIMATE,
         exclusive: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> Diarization:
-        return self._active.diarize(
-            waveform, num_speakers, min_speakers, max_speakers, exclusive, should_stop
-        )
+        return self._active.diarize(waveform, counts, exclusive, should_stop)
 
 
 def build_engine(
@@ -127,8 +118,8 @@ def build_engine(
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, not {fallback!r}")
     if pipeline == OFFLINE_PIPELINE:
-        return OfflineDiarizationEngine(device=device)
-    engine = DiarizationEngine(
+        return OfflineEngine(device=device)
+    engine = PyannoteEngine(
         pipeline=pipeline,
         device=device,
         segmentation_batch_size=segmentation_batch_size,

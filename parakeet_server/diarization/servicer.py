@@ -7,67 +7,26 @@ gRPC interceptor and the RunPod shim turn them into status codes and `{"error": 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
-from parakeet_server.core.errors import DeadlineExceeded, InvalidRequest
+from parakeet_server.core.errors import DeadlineExceeded
 from parakeet_server.core.formats import render_document, requested_format
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.diarization.selection import Diarizer
-
-# More speakers than this is a typo, not a meeting; clustering that many would take minutes.
-MAX_SPEAKERS = 100
-
-
-@dataclass(frozen=True)
-class SpeakerCounts:
-    """What the request says about the number of speakers; None means "estimate"."""
-
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
+from parakeet_server.diarization.types import SpeakerCounts
 
 
 def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
-    """The request's speaker counts, or InvalidRequest saying which value to change."""
-    counts = SpeakerCounts(
+    """The request's speaker counts (unset fields: estimate), or InvalidRequest saying which
+    value to change (SpeakerCounts checks them)."""
+    return SpeakerCounts(
         num_speakers=request.num_speakers if request.HasField("num_speakers") else None,
         min_speakers=request.min_speakers if request.HasField("min_speakers") else None,
         max_speakers=request.max_speakers if request.HasField("max_speakers") else None,
     )
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
-        value = getattr(counts, name)
-        if value is None:
-            continue
-        if value < 1:
-            raise InvalidRequest(
-                f"{name} must be at least 1 (got {value}); leave it unset to let the model estimate",
-                reason="INVALID_FIELD",
-            )
-        if value > MAX_SPEAKERS:
-            raise InvalidRequest(
-                f"{name} must be at most {MAX_SPEAKERS} (got {value})", reason="INVALID_FIELD"
-            )
-    low, high, exact = counts.min_speakers, counts.max_speakers, counts.num_speakers
-    if low is not None and high is not None and low > high:
-        raise InvalidRequest(
-            f"min_speakers ({low}) must not be greater than max_speakers ({high})", reason="INVALID_FIELD"
-        )
-    if exact is not None and low is not None and exact < low:
-        raise InvalidRequest(
-            f"num_speakers ({exact}) is below min_speakers ({low}); set one or the other",
-            reason="INVALID_FIELD",
-        )
-    if exact is not None and high is not None and exact > high:
-        raise InvalidRequest(
-            f"num_speakers ({exact}) is above max_speakers ({high}); set one or the other",
-            reason="INVALID_FIELD",
-        )
-    return counts
 
 
 class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
@@ -90,12 +49,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
                 "the deadline passed before diarization started", reason="DEADLINE_EXCEEDED"
             )
         result = self._engine.diarize(
-            waveform,
-            num_speakers=counts.num_speakers,
-            min_speakers=counts.min_speakers,
-            max_speakers=counts.max_speakers,
-            exclusive=request.exclusive,
-            should_stop=lambda: not context.is_active(),
+            waveform, counts, exclusive=request.exclusive, should_stop=lambda: not context.is_active()
         )
         turns = [audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.turns]
         return diarization_pb2.DiarizeResponse(

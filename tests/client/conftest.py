@@ -23,7 +23,7 @@ from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.context import JobContext
 from parakeet_server.core.grpc_server import HostedService, ServerOptions
 from parakeet_server.diarization import server as diarization_server
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.backends import InProcessBackends
@@ -70,7 +70,7 @@ def transcription_servicer(tdt_model_path: Path) -> Iterator[TranscriptionServic
 
 @pytest.fixture(scope="session")
 def diarization_servicer(pyannote_pipeline: Path) -> DiarizationServicer:
-    engine = DiarizationEngine(str(pyannote_pipeline), device="cpu")
+    engine = PyannoteEngine(str(pyannote_pipeline), device="cpu")
     engine.load()
     return DiarizationServicer(engine)
 

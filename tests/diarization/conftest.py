@@ -10,7 +10,7 @@ import pytest
 
 from parakeet_server.core.grpc_server import ServerOptions, ServiceHost
 from parakeet_server.diarization import server
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from tests.diarization.helpers import decoded, direct_turns, synthesize
 from tests.fixtures.pyannote_pipeline import hub_dir
 from tests.support.servers import REPO_ROOT, wait_for_health
@@ -35,15 +35,15 @@ def pyannote_fixture(pyannote_pipeline_path: Path) -> PyannoteFixture:
 
 
 @pytest.fixture(scope="session")
-def engine(pyannote_fixture: PyannoteFixture) -> DiarizationEngine:
+def engine(pyannote_fixture: PyannoteFixture) -> PyannoteEngine:
     """One engine over the local pipeline dir, loaded once for the session (on CPU, as CI has)."""
-    loaded = DiarizationEngine(str(pyannote_fixture.local_pipeline), device="cpu")
+    loaded = PyannoteEngine(str(pyannote_fixture.local_pipeline), device="cpu")
     loaded.load()
     return loaded
 
 
 @pytest.fixture(scope="session")
-def diarization_address(engine: DiarizationEngine) -> Iterator[str]:
+def diarization_address(engine: PyannoteEngine) -> Iterator[str]:
     """A gRPC server hosting the DiarizationService over the shared engine, SERVING."""
     host = ServiceHost([server.hosted_service(engine)], ServerOptions(host="127.0.0.1", port=0, grace_s=1.0))
     host.start()
@@ -59,7 +59,7 @@ def speech() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def reference(engine: DiarizationEngine, speech: bytes) -> Callable[..., list[tuple[float, float, str]]]:
+def reference(engine: PyannoteEngine, speech: bytes) -> Callable[..., list[tuple[float, float, str]]]:
     """Turns of a direct pyannote call on `speech`, per option set (computed once each)."""
     waveform = decoded(speech)
     cache: dict[object, list[tuple[float, float, str]]] = {}

@@ -1,4 +1,4 @@
-"""DiarizationEngine: loading from local caches (offline, RunPod layout, without community-1),
+"""PyannoteEngine: loading from local caches (offline, RunPod layout, without community-1),
 errors that name the repos to fix, speaker counts, labels, exclusive turns."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.errors import PreconditionFailed
 from parakeet_server.diarization import server
 from parakeet_server.diarization.hub import GATED
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
+from parakeet_server.diarization.types import SpeakerCounts
 from tests.diarization.helpers import decoded, synthesize
 from tests.fixtures.pyannote_pipeline import (
     COMMUNITY_ID,
@@ -64,7 +65,7 @@ def cache_with(tmp_path: Path, fixture_hub: Path, repos: list[str], refs: bool =
     return hub
 
 
-def assert_is_3_1(engine: DiarizationEngine) -> None:
+def assert_is_3_1(engine: PyannoteEngine) -> None:
     """The loaded pipeline is speaker-diarization-3.1 as its config describes it."""
     pipeline = engine.pyannote_pipeline
     assert type(pipeline).__name__ == "SpeakerDiarization"
@@ -91,7 +92,7 @@ def test_loads_3_1_by_hub_id_offline_from_the_cache_without_community_1(
         "models--pyannote--speaker-diarization-3.1",
         "models--pyannote--wespeaker-voxceleb-resnet34-LM",
     ]
-    engine = DiarizationEngine(PIPELINE_ID, device="cpu", segmentation_batch_size=4, embedding_batch_size=8)
+    engine = PyannoteEngine(PIPELINE_ID, device="cpu", segmentation_batch_size=4, embedding_batch_size=8)
     engine.load()
     assert_is_3_1(engine)
     assert engine.name == PIPELINE_ID
@@ -116,7 +117,7 @@ def test_loads_from_runpods_model_store_without_refs(pyannote_fixture, hub_env, 
         tmp_path, pyannote_fixture.hub, [PIPELINE_ID, SEGMENTATION_ID, EMBEDDING_ID], refs=False
     )
     hub_env(tmp_path / "empty-hf-cache", runpod=store)
-    engine = DiarizationEngine(PIPELINE_ID, device="cpu")
+    engine = PyannoteEngine(PIPELINE_ID, device="cpu")
     engine.load()
     assert_is_3_1(engine)
 
@@ -124,7 +125,7 @@ def test_loads_from_runpods_model_store_without_refs(pyannote_fixture, hub_env, 
 def test_missing_repos_offline_fail_naming_each_repo(pyannote_fixture, hub_env, tmp_path) -> None:
     hub_env(cache_with(tmp_path, pyannote_fixture.hub, [PIPELINE_ID]))
     with pytest.raises(PreconditionFailed) as missing:
-        DiarizationEngine(PIPELINE_ID, device="cpu").load()
+        PyannoteEngine(PIPELINE_ID, device="cpu").load()
     message = missing.value.message
     assert message.startswith(f"{SEGMENTATION_ID}, {EMBEDDING_ID} not found in the local Hugging Face caches")
     assert "HF_HUB_OFFLINE is set" in message
@@ -136,7 +137,7 @@ def test_missing_repos_offline_fail_naming_each_repo(pyannote_fixture, hub_env, 
 def test_no_token_online_fails_before_any_download_naming_the_gated_repos(hub_env, tmp_path) -> None:
     hub_env(tmp_path / "empty", offline=False)
     with pytest.raises(PreconditionFailed) as no_token:
-        DiarizationEngine(PIPELINE_ID, device="cpu").load()
+        PyannoteEngine(PIPELINE_ID, device="cpu").load()
     assert no_token.value.message == (
         f"no Hugging Face token to download {PIPELINE_ID}, {SEGMENTATION_ID}, {EMBEDDING_ID}: "
         f"accept the conditions of https://hf.co/{PIPELINE_ID} and https://hf.co/{SEGMENTATION_ID} "
@@ -173,7 +174,7 @@ def test_gated_repos_not_accepted_fail_naming_them_and_accepted_ones_download(
     refused = FakeHub(pyannote_fixture.hub, accepted=set())
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
     with pytest.raises(PreconditionFailed) as gated:
-        DiarizationEngine(PIPELINE_ID, device="cpu", token="hf_test").load()
+        PyannoteEngine(PIPELINE_ID, device="cpu", token="hf_test").load()
     assert gated.value.message == (
         "the Hugging Face account of the token has not accepted the conditions of "
         f"https://hf.co/{PIPELINE_ID} and https://hf.co/{SEGMENTATION_ID}: accept them there"
@@ -182,7 +183,7 @@ def test_gated_repos_not_accepted_fail_naming_them_and_accepted_ones_download(
 
     accepted = FakeHub(pyannote_fixture.hub, accepted={PIPELINE_ID, SEGMENTATION_ID})
     monkeypatch.setattr(huggingface_hub, "snapshot_download", accepted)
-    engine = DiarizationEngine(PIPELINE_ID, device="cpu", token="hf_test")
+    engine = PyannoteEngine(PIPELINE_ID, device="cpu", token="hf_test")
     engine.load()
     assert_is_3_1(engine)
     assert {call[1:] for call in accepted.calls} == {("hf_test", tmp_path / "empty")}
@@ -196,26 +197,26 @@ def test_a_local_pipeline_dir_missing_its_models_names_the_repos(pyannote_fixtur
         (snapshot_dir(pyannote_fixture.hub, PIPELINE_ID) / "config.yaml").read_text()
     )
     with pytest.raises(PreconditionFailed) as missing:
-        DiarizationEngine(str(local), device="cpu").load()
+        PyannoteEngine(str(local), device="cpu").load()
     assert missing.value.message.startswith(f"{SEGMENTATION_ID} not found in the local Hugging Face caches")
 
 
 def test_unknown_pipeline_and_missing_gpu_are_preconditions(hub_env, tmp_path) -> None:
     hub_env(tmp_path / "empty")
     with pytest.raises(PreconditionFailed, match="is neither a local directory holding config"):
-        DiarizationEngine("not a pipeline", device="cpu").load()
+        PyannoteEngine("not a pipeline", device="cpu").load()
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(PreconditionFailed, match="no CUDA GPU is visible"):
-            DiarizationEngine(PIPELINE_ID, device="cuda").load()
+            PyannoteEngine(PIPELINE_ID, device="cuda").load()
 
 
 def test_failed_load_keeps_the_server_not_serving_with_failed_precondition(
     pyannote_fixture, hub_env, tmp_path, start_host
 ) -> None:
     hub_env(cache_with(tmp_path, pyannote_fixture.hub, [PIPELINE_ID, EMBEDDING_ID]))
-    host = start_host([server.hosted_service(DiarizationEngine(PIPELINE_ID, device="cpu"))])
+    host = start_host([server.hosted_service(PyannoteEngine(PIPELINE_ID, device="cpu"))])
     assert host.wait_until_warm(60)
     assert health_status(host.address, server.SERVICE_NAME) == NOT_SERVING
     with grpc.insecure_channel(host.address) as channel:
@@ -232,8 +233,8 @@ def test_failed_load_keeps_the_server_not_serving_with_failed_precondition(
 def test_speaker_counts_are_honoured_and_labels_follow_first_appearance(engine) -> None:
     waveform = decoded(synthesize())
     estimated = engine.diarize(waveform)
-    one = engine.diarize(waveform, num_speakers=1)
-    three = engine.diarize(waveform, num_speakers=3)
+    one = engine.diarize(waveform, SpeakerCounts(num_speakers=1))
+    three = engine.diarize(waveform, SpeakerCounts(num_speakers=3))
     assert estimated.num_speakers == 2
     assert {turn.speaker for turn in one.turns} == {"SPEAKER_00"} and one.num_speakers == 1
     assert {turn.speaker for turn in three.turns} == {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
@@ -244,3 +245,11 @@ def test_speaker_counts_are_honoured_and_labels_follow_first_appearance(engine) 
         assert firsts == [f"SPEAKER_{index:02d}" for index in range(result.num_speakers)]
         assert [turn[:2] for turn in result.turns] == sorted(turn[:2] for turn in result.turns)
         assert all(0.0 <= turn.start < turn.end <= waveform.duration for turn in result.turns)
+
+
+def test_turn_times_are_whole_milliseconds(engine) -> None:
+    """Rounded where turns are made: no float artefacts such as 2.8000000000000003 reach JSON."""
+    result = engine.diarize(decoded(synthesize()), SpeakerCounts(num_speakers=2))
+    times = [time for turn in result.turns for time in turn[:2]]
+    assert len(times) >= 4
+    assert all(round(time, 3) == time for time in times)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 import logging
+import subprocess
 import sys
 import types
 import wave
@@ -28,9 +30,10 @@ from parakeet_server.core.settings import ConfigError
 from parakeet_server.diarization import server
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.diarization.handler import prepare
-from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OfflineDiarizationEngine
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.offline_engine import OFFLINE_NAME, OfflineEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from parakeet_server.diarization.selection import OfflineFallback, build_engine
+from parakeet_server.diarization.types import SpeakerCounts
 from parakeet_server.diarization.wiring import engine_for
 from tests.support.servers import wait_for_health
 
@@ -47,8 +50,8 @@ WARNING = (
 
 
 @pytest.fixture(scope="module")
-def offline() -> OfflineDiarizationEngine:
-    engine = OfflineDiarizationEngine(device="cpu")
+def offline() -> OfflineEngine:
+    engine = OfflineEngine(device="cpu")
     engine.load()
     return engine
 
@@ -102,7 +105,7 @@ def test_der_on_held_out_synthesized_conversations_is_within_the_floor(offline, 
 def test_num_speakers_is_honoured_exactly(offline, held_out) -> None:
     talk = held_out[1]  # three speakers
     for wanted in (1, 2, 3, 4):
-        result = offline.diarize(Waveform(talk.audio), num_speakers=wanted)
+        result = offline.diarize(Waveform(talk.audio), SpeakerCounts(num_speakers=wanted))
         assert result.num_speakers == wanted
         assert_well_formed(result.turns, wanted, talk.duration)
 
@@ -110,10 +113,10 @@ def test_num_speakers_is_honoured_exactly(offline, held_out) -> None:
 def test_min_and_max_speakers_clamp_the_estimate(offline, held_out) -> None:
     two, four = Waveform(held_out[0].audio), Waveform(held_out[2].audio)
     assert offline.diarize(two).num_speakers == 2
-    assert offline.diarize(two, min_speakers=3).num_speakers == 3
-    assert offline.diarize(two, min_speakers=1, max_speakers=5).num_speakers == 2
-    assert offline.diarize(four, max_speakers=2).num_speakers == 2
-    assert offline.diarize(four, max_speakers=1).num_speakers == 1
+    assert offline.diarize(two, SpeakerCounts(min_speakers=3)).num_speakers == 3
+    assert offline.diarize(two, SpeakerCounts(min_speakers=1, max_speakers=5)).num_speakers == 2
+    assert offline.diarize(four, SpeakerCounts(max_speakers=2)).num_speakers == 2
+    assert offline.diarize(four, SpeakerCounts(max_speakers=1)).num_speakers == 1
 
 
 @pytest.mark.parametrize(
@@ -126,14 +129,14 @@ def test_min_and_max_speakers_clamp_the_estimate(offline, held_out) -> None:
     ids=["digital-silence", "faint-noise", "shorter-than-a-vad-chunk"],
 )
 def test_audio_without_speech_gives_no_turns(offline, samples) -> None:
-    result = offline.diarize(Waveform(samples), num_speakers=2)
+    result = offline.diarize(Waveform(samples), SpeakerCounts(num_speakers=2))
     assert result.turns == () and result.num_speakers == 0
 
 
 def test_a_single_short_utterance_is_one_speaker(offline, held_out) -> None:
     first = held_out[0].turns[0]
     clip = held_out[0].audio[int(first.start * SAMPLE_RATE) : int(first.end * SAMPLE_RATE)]
-    result = offline.diarize(Waveform(clip), num_speakers=3)
+    result = offline.diarize(Waveform(clip), SpeakerCounts(num_speakers=3))
     assert {turn.speaker for turn in result.turns} <= {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
     assert offline.diarize(Waveform(clip[: SAMPLE_RATE // 2])).num_speakers == 1
 
@@ -201,24 +204,26 @@ def test_the_runpod_worker_runs_offline_when_the_environment_says_so(held_out, m
     monkeypatch.setenv("DIARIZATION_DEVICE", "cpu")
     monkeypatch.delenv("DIARIZATION_FALLBACK", raising=False)
     config = DiarizationConfig.from_env()
-    assert isinstance(engine_for(config), OfflineDiarizationEngine)
+    assert isinstance(engine_for(config), OfflineEngine)
     job = {"input": {"audio": base64.b64encode(wav_bytes(held_out[1].audio)).decode(), "audio_format": "wav"}}
     output = run_job(job, diarization_pb2.DiarizeRequest, ready_or_refusing(lambda: prepare(config)))
     assert output["model"] == OFFLINE_NAME
     assert output["num_speakers"] == 3
     assert output["segments"][0]["speaker"] == "SPEAKER_00"
+    times = [turn[key] for turn in output["segments"] for key in ("start", "end")]
+    assert all(round(time, 3) == time for time in times)  # no 2.8000000000000003 in the JSON
 
 
 def test_selection_by_the_environment() -> None:
     assert isinstance(
-        engine_for(DiarizationConfig.from_env({"DIARIZATION_PIPELINE": "offline"})), OfflineDiarizationEngine
+        engine_for(DiarizationConfig.from_env({"DIARIZATION_PIPELINE": "offline"})), OfflineEngine
     )
-    assert type(engine_for(DiarizationConfig.from_env({}))) is DiarizationEngine
+    assert type(engine_for(DiarizationConfig.from_env({}))) is PyannoteEngine
     fallback = engine_for(
         DiarizationConfig.from_env({"DIARIZATION_FALLBACK": "offline", "DIARIZATION_DEVICE": "cpu"})
     )
     assert isinstance(fallback, OfflineFallback) and fallback.primary.pipeline == PYANNOTE_3_1
-    assert type(engine_for(DiarizationConfig.from_env({"DIARIZATION_FALLBACK": ""}))) is DiarizationEngine
+    assert type(engine_for(DiarizationConfig.from_env({"DIARIZATION_FALLBACK": ""}))) is PyannoteEngine
     with pytest.raises(
         ConfigError, match=r"^DIARIZATION_FALLBACK='pyannote': expected one of none, offline$"
     ):
@@ -278,3 +283,46 @@ def test_the_runpod_worker_falls_back_only_when_told_to(no_pyannote, held_out, m
     assert output["model"] == f"{OFFLINE_NAME} (fallback for {PYANNOTE_3_1})"
     assert output["num_speakers"] == 2
     assert any(WARNING[1] in record.getMessage() for record in caplog.records)
+
+
+BLOCKED_PYANNOTE = """
+import json, sys
+from pathlib import Path
+
+for name in ("pyannote", "pyannote.audio", "pyannote.core", "pyannote.metrics"):
+    sys.modules[name] = None  # any import of pyannote now raises ImportError
+
+from parakeet.v1 import audio_pb2, diarization_pb2
+from parakeet_server.core.context import JobContext
+from parakeet_server.diarization.selection import build_engine
+from parakeet_server.diarization.servicer import DiarizationServicer
+
+engine = build_engine("offline", device="cpu")
+engine.load()
+request = diarization_pb2.DiarizeRequest(audio=audio_pb2.Audio(content=Path(sys.argv[1]).read_bytes()))
+response = DiarizationServicer(engine).Diarize(request, JobContext())
+print(json.dumps({
+    "pyannote": sorted(name for name, module in sys.modules.items() if name.startswith("pyannote") and module),
+    "num_speakers": response.num_speakers,
+    "turns": [[turn.start, turn.end, turn.speaker] for turn in response.segments],
+}))
+"""
+
+
+def test_the_offline_path_never_imports_pyannote(held_out, tmp_path) -> None:
+    """The offline backend, its selection and the servicer run with pyannote unimportable."""
+    audio = tmp_path / "talk.wav"
+    audio.write_bytes(wav_bytes(held_out[0].audio))
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_PYANNOTE, str(audio)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["pyannote"] == []
+    assert result["num_speakers"] == 2
+    assert {speaker for _start, _end, speaker in result["turns"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all(round(time, 3) == time for start, end, _ in result["turns"] for time in (start, end))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.errors import DeadlineExceeded
@@ -157,3 +161,15 @@ def test_a_caller_that_goes_away_stops_the_pipeline_between_steps(engine, speech
     with pytest.raises(DeadlineExceeded, match="during diarization"):
         servicer.Diarize(request, midway)
     assert midway.checks == 3
+
+
+def test_turn_times_in_the_proto_and_its_json_are_whole_milliseconds(diarization_address, speech) -> None:
+    response = call(diarization_address, audio=audio_pb2.Audio(content=speech), num_speakers=2)
+    times = [time for turn in response.segments for time in (turn.start, turn.end)]
+    assert len(times) >= 4
+    assert all(round(time, 3) == time for time in times)
+    rendered = json_format.MessageToDict(response)["segments"]
+    assert [(turn["start"], turn["end"]) for turn in rendered] == [
+        (t.start, t.end) for t in response.segments
+    ]
+    assert not re.search(r"\.\d{4,}", json.dumps(rendered))  # e.g. 2.8000000000000003

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
-from parakeet_server.diarization.pyannote_engine import Diarization, Turn
+from parakeet_server.diarization.types import ESTIMATE, Diarization, SpeakerCounts, Turn
 from parakeet_server.transcription.engine import EngineTranscript, SegmentTiming, WordTiming
 
 
@@ -45,13 +45,11 @@ class ScriptedDiarizer:
     def diarize(
         self,
         waveform: Waveform,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
+        counts: SpeakerCounts = ESTIMATE,
         exclusive: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> Diarization:
-        speakers = num_speakers or max(min_speakers or 1, min(2, max_speakers or 2))
+        speakers = counts.clamp(2)
         seconds = math.ceil(waveform.duration)
         turns = tuple(
             Turn(float(i), min(float(i + 1), waveform.duration), f"SPEAKER_{i % speakers:02d}")

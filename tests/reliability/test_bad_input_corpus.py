@@ -32,7 +32,7 @@ from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.grpc_server import HostedService, ServerOptions, ServiceHost
 from parakeet_server.core.runpod_shim import run_job
 from parakeet_server.diarization import server as diarization_server
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.orchestrator import server as orchestrator_server
 from parakeet_server.orchestrator.backends import InProcessBackends
@@ -79,7 +79,7 @@ def servers(tdt_model_path: Path, pyannote_pipeline_path: Path) -> Iterator[Corp
     transcription = TranscriptionServicer(
         runner, AudioLimits(max_bytes=corpus.MAX_AUDIO_BYTES, max_duration_s=corpus.TRANSCRIPTION_MAX_SECONDS)
     )
-    diarization_engine = DiarizationEngine(str(pyannote_pipeline_path), device="cpu")
+    diarization_engine = PyannoteEngine(str(pyannote_pipeline_path), device="cpu")
     diarization_engine.load()
     diarization = DiarizationServicer(
         diarization_engine,

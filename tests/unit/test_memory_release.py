@@ -248,8 +248,8 @@ class _Diarizer:
     name = "stub"
     loaded = True
 
-    def diarize(self, waveform: Any, **kwargs: Any) -> Any:
-        from parakeet_server.diarization.pyannote_engine import Diarization
+    def diarize(self, waveform: Any, counts: Any, **kwargs: Any) -> Any:
+        from parakeet_server.diarization.types import Diarization
 
         return Diarization(turns=(), num_speakers=0)
 

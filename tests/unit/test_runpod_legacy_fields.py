@@ -23,7 +23,7 @@ from parakeet.runpod import RunPodEndpoint, response_from_json, response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.runpod_shim import LEGACY_FIELDS, run_job
-from parakeet_server.diarization.pyannote_engine import DiarizationEngine
+from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.orchestrator.backends import InProcessBackends, RunPodBackends
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
@@ -136,7 +136,7 @@ class Once:
 @pytest.fixture(scope="module")
 def servicers(tdt_model_path: Path, pyannote_pipeline_path: Path) -> Iterator[dict[str, Once]]:
     """The three endpoints' servicers, as the handlers build them (the single endpoint in process)."""
-    diarization_engine = DiarizationEngine(str(pyannote_pipeline_path), device="cpu")
+    diarization_engine = PyannoteEngine(str(pyannote_pipeline_path), device="cpu")
     diarization_engine.load()
     transcription_engine = TranscriptionEngine(TranscriptionEngineConfig(model=str(tdt_model_path)))
     transcription_engine.load()
