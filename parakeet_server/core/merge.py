@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parakeet.v1 import audio_pb2, orchestrator_pb2
+from parakeet_server.core.times import whole_ms
 
 _RESOLUTION = 1_000_000  # ticks per second for comparisons: one microsecond
 
@@ -59,11 +60,6 @@ def speakers_in_order(items: Iterable[_HasSpeaker]) -> list[str]:
         if item.speaker:
             seen.setdefault(item.speaker, None)
     return list(seen)
-
-
-def _ms(seconds: float) -> float:
-    """Seconds rounded to the millisecond, for the times the merge hands out."""
-    return round(seconds, 3)
 
 
 def _ticks(seconds: float) -> int:
@@ -162,7 +158,7 @@ def assign_speakers(
         copy = audio_pb2.Word()
         copy.CopyFrom(word)
         copy.speaker = _best_speaker(tracks, word.start, word.end) if tracks else ""
-        copy.start, copy.end = _ms(word.start), _ms(word.end)
+        copy.start, copy.end = whole_ms(word.start), whole_ms(word.end)
         result.append(copy)
     return result
 
@@ -223,8 +219,8 @@ def join_words(words: Iterable[audio_pb2.Word]) -> str:
 
 def _segment_from_run(run: Sequence[audio_pb2.Word]) -> audio_pb2.Segment:
     return audio_pb2.Segment(
-        start=_ms(run[0].start),
-        end=_ms(max(max(word.start, word.end) for word in run)),
+        start=whole_ms(run[0].start),
+        end=whole_ms(max(max(word.start, word.end) for word in run)),
         text=join_words(run),
         speaker=run[0].speaker,
     )
@@ -277,7 +273,7 @@ def split_segments_by_speaker(
             continue
         kept = audio_pb2.Segment()
         kept.CopyFrom(segment)
-        kept.start, kept.end = _ms(segment.start), _ms(segment.end)
+        kept.start, kept.end = whole_ms(segment.start), whole_ms(segment.end)
         kept.speaker = (
             runs[0][0].speaker if runs else index_of_words.nearest_speaker(segment.start, segment.end)
         )
@@ -310,8 +306,8 @@ def build_utterances(
 
 def _utterance(words: Sequence[audio_pb2.Word]) -> orchestrator_pb2.Utterance:
     return orchestrator_pb2.Utterance(
-        start=_ms(words[0].start),
-        end=_ms(max(max(word.start, word.end) for word in words)),
+        start=whole_ms(words[0].start),
+        end=whole_ms(max(max(word.start, word.end) for word in words)),
         speaker=words[0].speaker,
         text=join_words(words),
     )

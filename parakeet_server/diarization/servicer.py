@@ -15,6 +15,7 @@ from parakeet_server.core.errors import DeadlineExceeded
 from parakeet_server.core.formats import render_document, requested_format
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.metrics import AUDIO_SECONDS
+from parakeet_server.core.times import whole_ms
 from parakeet_server.diarization.selection import Diarizer
 from parakeet_server.diarization.types import SpeakerCounts
 
@@ -55,7 +56,7 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         return diarization_pb2.DiarizeResponse(
             segments=turns,
             num_speakers=result.num_speakers,
-            duration=waveform.duration,
+            duration=whole_ms(waveform.duration),
             model=self._engine.name,
             response_format=rendered_as,
             document=render_document(rendered_as, (), turns),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.times import whole_ms
 
 # More speakers than this is a typo, not a meeting; clustering that many would take minutes.
 MAX_SPEAKERS = 100
@@ -99,9 +100,9 @@ def diarization_from_segments(
     """
     labels: dict[Hashable, str] = {}
     turns = []
-    end_of_audio = round(duration, 3)
+    end_of_audio = whole_ms(duration)
     for raw_start, raw_end, label in sorted(segments, key=lambda segment: (segment[0], segment[1])):
-        start, end = round(float(raw_start), 3), min(round(float(raw_end), 3), end_of_audio)
+        start, end = whole_ms(float(raw_start)), min(whole_ms(float(raw_end)), end_of_audio)
         if end <= start:
             continue
         speaker = labels.setdefault(label, f"SPEAKER_{len(labels):02d}")

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import PreconditionFailed
 from parakeet_server.core.model_store import RepoFile, looks_like_repo_id, resolve
+from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.windows import FrameWord, merge_windows, plan_windows
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,6 @@ def _confidence_config() -> dict[str, Any]:
     }
 
 
-def _ms(seconds: float) -> float:
-    """Seconds rounded to the millisecond, where times are made: frame arithmetic (35 frames of
-    0.08 s) leaves binary noise, 2.8000000000000003, that every JSON rendering would show."""
-    return round(seconds, 3)
-
-
 def _hypothesis_to_transcript(hypothesis: Any) -> EngineTranscript:
     stamps = hypothesis.timestamp if isinstance(hypothesis.timestamp, dict) else {}
     confidences = list(getattr(hypothesis, "word_confidence", None) or [])
@@ -113,15 +108,17 @@ def _hypothesis_to_transcript(hypothesis: Any) -> EngineTranscript:
     words = [
         WordTiming(
             word=str(entry["word"]),
-            start=_ms(float(entry["start"])),
-            end=_ms(float(entry["end"])),
+            start=whole_ms(float(entry["start"])),
+            end=whole_ms(float(entry["end"])),
             confidence=float(confidences[index]) if index < len(confidences) else None,
         )
         for index, entry in enumerate(raw_words)
     ]
     segments = [
         SegmentTiming(
-            text=str(entry["segment"]), start=_ms(float(entry["start"])), end=_ms(float(entry["end"]))
+            text=str(entry["segment"]),
+            start=whole_ms(float(entry["start"])),
+            end=whole_ms(float(entry["end"])),
         )
         for entry in stamps.get("segment", [])
     ]
@@ -296,7 +293,7 @@ class TranscriptionEngine:
         subsampling = self._model.encoder.subsampling_factor
 
         def seconds(offset: int) -> float:
-            return _ms(float(offset * stride * subsampling))  # NeMo's process_timestamp_outputs
+            return whole_ms(float(offset * stride * subsampling))  # NeMo's process_timestamp_outputs
 
         decoding = self._model.decoding
         segments = (

@@ -15,6 +15,7 @@ from parakeet_server.core.formats import render_document, requested_detail, requ
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.merge import assign_speakers, split_segments_by_speaker
 from parakeet_server.core.metrics import AUDIO_SECONDS
+from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import EngineTranscript
 from parakeet_server.transcription.runner import TranscriptionRunner
 
@@ -103,7 +104,7 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
             text=transcript.text,
             segments=segments if with_segments else [],
             words=words if with_words else [],
-            duration=waveform.duration,
+            duration=whole_ms(waveform.duration),
             language=language,
             model=self.runner.engine.name,
             response_format=rendered_as,

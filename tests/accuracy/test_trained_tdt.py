@@ -26,7 +26,7 @@ from tests.fixtures.train_tdt import RECIPE, TEST_SEED, TRAIN_SEED
 from tests.support.audio import wav_bytes
 from tests.support.servers import REPO_ROOT
 
-MODEL = REPO_ROOT / "services" / "eval" / "assets" / "tiny_tdt_espeak.nemo"
+MODEL = REPO_ROOT / "eval" / "assets" / "tiny_tdt_espeak.nemo"
 WER_FLOOR = 0.10
 
 pytestmark = [

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from google.protobuf import json_format
 
@@ -38,6 +39,16 @@ def test_a_transcription_s_json_times_are_whole_milliseconds(servicer: Transcrip
     assert [t for t in times if not MILLISECONDS.fullmatch(t)] == []
     # The fixture's frames are 80 ms: without rounding most of these would carry binary noise.
     assert all(round(w.start * 1000) % 80 == 0 for w in response.words)
+
+
+def test_the_duration_is_whole_milliseconds(servicer: TranscriptionServicer) -> None:
+    """3.0001875 s of samples (48 003 at 16 kHz) is reported as 3.0."""
+    samples = sweep(3.0, seed=5)
+    odd = np.concatenate([samples, samples[:3]])
+    request = transcription_pb2.TranscribeRequest(audio=audio_pb2.Audio(content=wav_bytes(odd)))
+    response = servicer.Transcribe(request, JobContext(60.0))
+    assert len(odd) == 48_003
+    assert json.dumps(response.duration) == "3.0"
 
 
 @pytest.fixture(scope="module")

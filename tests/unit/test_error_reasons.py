@@ -56,7 +56,7 @@ def test_every_reason_builds_the_error_class_of_its_code(reason: str) -> None:
 def test_every_reason_the_services_raise_is_in_the_table() -> None:
     named = {
         match
-        for path in (REPO_ROOT / "services").rglob("*.py")
+        for path in (REPO_ROOT / "parakeet_server").rglob("*.py")
         for match in re.findall(r'reason="([A-Z0-9_]+)"', path.read_text())
     }
     assert named - set(REASONS) == set()

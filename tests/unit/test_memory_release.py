@@ -266,7 +266,7 @@ def test_each_servicer_releases_after_a_large_request(
     from parakeet_server.orchestrator.backends import InProcessBackends
     from parakeet_server.orchestrator.servicer import OrchestratorServicer
     from parakeet_server.transcription.servicer import TranscriptionServicer
-    from tests.audio_samples import wav_bytes
+    from tests.support.audio import wav_bytes
 
     calls: list[str] = []
     monkeypatch.setattr(memory, "release_memory", lambda: calls.append("trim") or True)
