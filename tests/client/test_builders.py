@@ -21,6 +21,7 @@ from parakeet import (
     transcribe_request,
 )
 from parakeet.cli import _request_options, build_parser
+from parakeet.client import DiarizeOptions, OrchestrateOptions, TranscribeOptions
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 
 AUDIO = b"RIFF-bytes"
@@ -148,3 +149,17 @@ def test_the_cli_sets_every_orchestrate_request_field() -> None:
     assert request.HasField("timestamps")
     plain = orchestrate_request(AUDIO, **_request_options(build_parser().parse_args(["transcribe", "a.wav"])))
     assert plain == default and not plain.HasField("timestamps")
+
+
+@pytest.mark.parametrize(
+    ("options", "builder"),
+    [
+        (OrchestrateOptions, orchestrate_request),
+        (TranscribeOptions, transcribe_request),
+        (DiarizeOptions, diarize_request),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_the_clients_option_types_name_exactly_the_builders_keywords(options: type, builder) -> None:
+    """The clients' methods take `**options` typed by these; a keyword missing here is untyped there."""
+    assert set(options.__annotations__) == set(inspect.signature(builder).parameters) - {"audio"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import grpc
 import grpc.aio
@@ -157,24 +157,66 @@ def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
-class _CallSettings:
-    """What both clients put on every call: a default deadline and the bearer token."""
+class OrchestrateOptions(TypedDict, total=False):
+    """The keywords of `orchestrate_request`, which the clients' `transcribe` passes on."""
 
-    def __init__(self, timeout: float | None, token: str | None) -> None:
-        self.timeout = timeout
-        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+    diarize: bool
+    response_format: FormatLike
+    language: str
+    word_timestamps: bool
+    timestamps: bool
+    num_speakers: int | None
+    min_speakers: int | None
+    max_speakers: int | None
+    speakers_optional: bool
 
-    def kwargs(self, timeout: float | None) -> dict[str, Any]:
-        return {"timeout": self.timeout if timeout is None else timeout, "metadata": self.metadata}
+
+class TranscribeOptions(TypedDict, total=False):
+    """The keywords of `transcribe_request`, which the clients' `transcribe_only` passes on."""
+
+    response_format: FormatLike
+    language: str
+    word_timestamps: bool
+    timestamps: bool
+    diarization_segments: Sequence[audio_pb2.SpeakerTurn]
 
 
-class ParakeetClient:
+class DiarizeOptions(TypedDict, total=False):
+    """The keywords of `diarize_request`, which the clients' `diarize` passes on."""
+
+    response_format: FormatLike
+    num_speakers: int | None
+    min_speakers: int | None
+    max_speakers: int | None
+    exclusive: bool
+
+
+class _BaseClient:
+    """What both clients share: the stubs over one channel, a default deadline and the token."""
+
+    def __init__(
+        self, address: str, channel: grpc.Channel | grpc.aio.Channel, timeout: float | None, token: str | None
+    ) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(channel)
+        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+
+    def _call_options(self, timeout: float | None) -> dict[str, Any]:
+        return {"timeout": self._timeout if timeout is None else timeout, "metadata": self._metadata}
+
+
+class ParakeetClient(_BaseClient):
     """Blocking client of one server: `transcribe` (OrchestratorService), `transcribe_only`
     (TranscriptionService), `diarize` (DiarizationService) and `health`.
 
     One channel for the client's life; use it as a context manager or call `close()`.
     `timeout` is the default deadline of every call in seconds (None: no deadline); `token`
-    sends `authorization: Bearer <token>`; `credentials` switches to TLS.
+    sends `authorization: Bearer <token>`; `credentials` switches to TLS. The keywords of each
+    method are those of its request builder (`orchestrate_request`, ...).
     """
 
     def __init__(
@@ -186,54 +228,25 @@ class ParakeetClient:
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self.address = address
-        self._settings = _CallSettings(timeout, token)
         options = _channel_options(max_message_bytes)
         self._channel: grpc.Channel = (
             grpc.secure_channel(address, credentials, options=options)
             if credentials is not None
             else grpc.insecure_channel(address, options=options)
         )
-        self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
-        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channel)
-        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        super().__init__(address, self._channel, timeout, token)
 
     def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         try:
-            return method(request, **self._settings.kwargs(timeout))
+            return method(request, **self._call_options(timeout))
         except grpc.RpcError as error:
             raise ParakeetError.from_rpc_error(error) from None
 
     def transcribe(
-        self,
-        audio: AudioSource,
-        *,
-        diarize: bool = False,
-        response_format: FormatLike = "json",
-        language: str = "",
-        word_timestamps: bool = False,
-        timestamps: bool = True,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        speakers_optional: bool = False,
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[OrchestrateOptions]
     ) -> orchestrator_pb2.OrchestrateResponse:
         """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
-        request = orchestrate_request(
-            audio,
-            diarize=diarize,
-            response_format=response_format,
-            language=language,
-            word_timestamps=word_timestamps,
-            timestamps=timestamps,
-            num_speakers=num_speakers,
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            speakers_optional=speakers_optional,
-        )
-        return self.orchestrate(request, timeout=timeout)
+        return self.orchestrate(orchestrate_request(audio, **options), timeout=timeout)
 
     def orchestrate(
         self, request: orchestrator_pb2.OrchestrateRequest, *, timeout: float | None = None
@@ -245,51 +258,21 @@ class ParakeetClient:
         return response
 
     def transcribe_only(
-        self,
-        audio: AudioSource,
-        *,
-        response_format: FormatLike = "json",
-        language: str = "",
-        word_timestamps: bool = False,
-        timestamps: bool = True,
-        diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[TranscribeOptions]
     ) -> transcription_pb2.TranscribeResponse:
         """TranscriptionService alone (the split architecture); speakers from `diarization_segments`."""
-        request = transcribe_request(
-            audio,
-            response_format=response_format,
-            language=language,
-            word_timestamps=word_timestamps,
-            timestamps=timestamps,
-            diarization_segments=diarization_segments,
-        )
         response: transcription_pb2.TranscribeResponse = self._call(
-            self._transcription.Transcribe, request, timeout
+            self._transcription.Transcribe, transcribe_request(audio, **options), timeout
         )
         return response
 
     def diarize(
-        self,
-        audio: AudioSource,
-        *,
-        response_format: FormatLike = "json",
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        exclusive: bool = False,
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[DiarizeOptions]
     ) -> diarization_pb2.DiarizeResponse:
         """Speaker turns of `audio` from DiarizationService (json, or rttm in `document`)."""
-        request = diarize_request(
-            audio,
-            response_format=response_format,
-            num_speakers=num_speakers,
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            exclusive=exclusive,
+        response: diarization_pb2.DiarizeResponse = self._call(
+            self._diarization.Diarize, diarize_request(audio, **options), timeout
         )
-        response: diarization_pb2.DiarizeResponse = self._call(self._diarization.Diarize, request, timeout)
         return response
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
@@ -310,7 +293,7 @@ class ParakeetClient:
         self.close()
 
 
-class AsyncParakeetClient:
+class AsyncParakeetClient(_BaseClient):
     """The asyncio twin of `ParakeetClient` (grpc.aio): the same methods, awaited.
 
     Create it inside the running event loop; use `async with` or `await client.close()`.
@@ -325,54 +308,25 @@ class AsyncParakeetClient:
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self.address = address
-        self._settings = _CallSettings(timeout, token)
         options = _channel_options(max_message_bytes)
         self._channel: grpc.aio.Channel = (
             grpc.aio.secure_channel(address, credentials, options=options)
             if credentials is not None
             else grpc.aio.insecure_channel(address, options=options)
         )
-        self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
-        self._transcription = transcription_pb2_grpc.TranscriptionServiceStub(self._channel)
-        self._diarization = diarization_pb2_grpc.DiarizationServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        super().__init__(address, self._channel, timeout, token)
 
     async def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         try:
-            return await method(request, **self._settings.kwargs(timeout))
+            return await method(request, **self._call_options(timeout))
         except grpc.RpcError as error:
             raise ParakeetError.from_rpc_error(error) from None
 
     async def transcribe(
-        self,
-        audio: AudioSource,
-        *,
-        diarize: bool = False,
-        response_format: FormatLike = "json",
-        language: str = "",
-        word_timestamps: bool = False,
-        timestamps: bool = True,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        speakers_optional: bool = False,
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[OrchestrateOptions]
     ) -> orchestrator_pb2.OrchestrateResponse:
         """Transcript of `audio`, every word with a speaker when `diarize` (OrchestratorService)."""
-        request = orchestrate_request(
-            audio,
-            diarize=diarize,
-            response_format=response_format,
-            language=language,
-            word_timestamps=word_timestamps,
-            timestamps=timestamps,
-            num_speakers=num_speakers,
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            speakers_optional=speakers_optional,
-        )
-        return await self.orchestrate(request, timeout=timeout)
+        return await self.orchestrate(orchestrate_request(audio, **options), timeout=timeout)
 
     async def orchestrate(
         self, request: orchestrator_pb2.OrchestrateRequest, *, timeout: float | None = None
@@ -384,52 +338,20 @@ class AsyncParakeetClient:
         return response
 
     async def transcribe_only(
-        self,
-        audio: AudioSource,
-        *,
-        response_format: FormatLike = "json",
-        language: str = "",
-        word_timestamps: bool = False,
-        timestamps: bool = True,
-        diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[TranscribeOptions]
     ) -> transcription_pb2.TranscribeResponse:
         """TranscriptionService alone (the split architecture); speakers from `diarization_segments`."""
-        request = transcribe_request(
-            audio,
-            response_format=response_format,
-            language=language,
-            word_timestamps=word_timestamps,
-            timestamps=timestamps,
-            diarization_segments=diarization_segments,
-        )
         response: transcription_pb2.TranscribeResponse = await self._call(
-            self._transcription.Transcribe, request, timeout
+            self._transcription.Transcribe, transcribe_request(audio, **options), timeout
         )
         return response
 
     async def diarize(
-        self,
-        audio: AudioSource,
-        *,
-        response_format: FormatLike = "json",
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        exclusive: bool = False,
-        timeout: float | None = None,
+        self, audio: AudioSource, *, timeout: float | None = None, **options: Unpack[DiarizeOptions]
     ) -> diarization_pb2.DiarizeResponse:
         """Speaker turns of `audio` from DiarizationService (json, or rttm in `document`)."""
-        request = diarize_request(
-            audio,
-            response_format=response_format,
-            num_speakers=num_speakers,
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            exclusive=exclusive,
-        )
         response: diarization_pb2.DiarizeResponse = await self._call(
-            self._diarization.Diarize, request, timeout
+            self._diarization.Diarize, diarize_request(audio, **options), timeout
         )
         return response
 
