@@ -1,0 +1,412 @@
+"""Live streaming transcription on NeMo's own streaming library, many streams to one forward pass.
+
+What it offers: a `StreamingTranscriber` owns one NeMo `BufferedRNNTPipeline`
+(nemo.collections.asr.inference, the buffered RNNT/TDT pipeline meant for offline-trained models
+such as parakeet-tdt-0.6b-v2) and serves any number of streams: `open_stream()`, `feed()` 16 kHz
+float32 samples as they arrive, `step()` to decode one chunk of every stream that has one (all of
+them in one batched call: continuous batching, as NeMo's own request streamer does), `close()` to
+flush a stream's last words. Results are typed events: `Interim` (the utterance so far, may
+change), `Final` (words with times in seconds from the stream's start and confidence; never
+revised) and `EndOfUtterance`. NeMo's endpointer makes an utterance final after
+`endpoint_silence_ms` of silence.
+
+Pitfalls it guards (measured on the trained tiny TDT and espeak speech):
+- sizes whose float sum truncates a sample (0.8 + 5.6 + 0.8 s) or whose frame counts NeMo rounds
+  up (0.56 / 0.08 = 7.000000000000001) shift windows and garble words: StreamingConfig and
+  `check_frames` refuse them, naming the setting;
+- contexts under 0.32 s lose words: refused;
+- the pipeline is stateless (each step re-decodes the window): the stateful mode's overlap
+  de-duplication drops genuinely repeated word pieces at chunk edges ("banana banana" -> "bana");
+- finals come only at an endpoint: past `max_utterance_s` a stream's endpoint silence drops to
+  160 ms, so a monologue still ends its utterance at the next short pause between words;
+- NeMo's wrapper reconfigures the model it is handed (decoding strategy, dither, dtype), so the
+  transcriber restores its own copy of the checkpoint instead of sharing the batch engine's; it
+  is built without NeMo's PipelineBuilder (which sets the global log level and matmul precision),
+  and NeMo's log level is restored after the build;
+- the pipeline is not thread-safe: every call into it holds one lock; `feed` only takes a short
+  lock on the stream's buffer, so producers never wait for a forward pass.
+
+Cost: every step re-encodes each stream's whole window (left context + chunk + right context),
+so on CPU a stream costs several times the compute of batch transcription; left context is the
+knob. Streams that share a step share that pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from parakeet_server.core.audio import SAMPLE_RATE
+from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.times import whole_ms
+from parakeet_server.transcription.engine import TranscriptionEngine
+from parakeet_server.transcription.streaming_config import MIN_ENDPOINT_SILENCE_MS, StreamingConfig
+
+log = logging.getLogger(__name__)
+
+Samples = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class StreamWord:
+    """One final word; times in seconds from the stream's first sample, whole milliseconds."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Interim:
+    """The current utterance as decoded so far; later interims and its final may differ."""
+
+    stream: int
+    text: str
+    stability: float | None = None  # NeMo's buffered pipeline gives none
+
+
+@dataclass(frozen=True)
+class Final:
+    """An utterance's words, decided and never revised."""
+
+    stream: int
+    text: str
+    words: tuple[StreamWord, ...]
+
+
+@dataclass(frozen=True)
+class EndOfUtterance:
+    """The stream's utterance ended (after its Final), at `at` seconds of the stream's audio."""
+
+    stream: int
+    at: float
+
+
+StreamEvent = Interim | Final | EndOfUtterance
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one `step()` did: its events in order, and the streams in each forward pass."""
+
+    events: list[StreamEvent]
+    batch_sizes: list[int]
+
+
+@dataclass
+class _Stream:
+    """One live stream's audio not yet decoded and its place in the pipeline."""
+
+    id: int
+    pending: Samples = field(default_factory=lambda: np.zeros(0, np.float32))
+    fed_samples: int = 0  # samples fed (the stream's duration so far)
+    sent_samples: int = 0  # valid samples handed to the pipeline (with the silence close adds)
+    started: bool = False  # its first frame went to the pipeline
+    utterance_start: int = 0  # sample where the current utterance's decoding began
+    shortened_endpoint: bool = False
+    last_interim: str = ""
+
+
+def _streaming_cfg(config: StreamingConfig, checkpoint: str, device: str) -> Any:
+    """The full config NeMo's buffered pipeline reads (it needs every section present)."""
+    from omegaconf import OmegaConf
+
+    on_gpu = device.startswith("cuda")
+    return OmegaConf.create(
+        {
+            "asr_decoding_type": "rnnt",
+            "pipeline_type": "buffered",
+            "asr_output_granularity": "word",
+            "asr": {
+                "model_name": checkpoint,
+                "device": "cuda" if on_gpu else "cpu",
+                "device_id": int(device.split(":")[1]) if ":" in device else 0,
+                "compute_dtype": "bfloat16" if on_gpu else "float32",
+                "use_amp": on_gpu,
+                "decoding": {"strategy": "greedy_batch", "greedy": {"preserve_frame_confidence": True}},
+            },
+            "streaming": {
+                "sample_rate": SAMPLE_RATE,
+                # Stateless: each step decodes its window afresh. The stateful mode's overlap
+                # de-duplication drops genuinely repeated word pieces at chunk edges.
+                "stateful": False,
+                "batch_size": config.max_batch_streams,
+                "chunk_size": config.chunk_s,
+                "left_padding_size": config.left_context_s,
+                "right_padding_size": config.right_context_s,
+                "request_type": "frame",
+                "padding_mode": "right",
+                "word_boundary_tolerance": 4,
+            },
+            "endpointing": {"stop_history_eou": config.endpoint_silence_ms, "residue_tokens_at_end": 0},
+            "return_tail_result": False,
+            # The batch engine's confidence: entropy based, a word's is its least confident token's.
+            "confidence": {
+                "exclude_blank": True,
+                "aggregation": "min",
+                "method_cfg": {
+                    "name": "entropy",
+                    "entropy_type": "tsallis",
+                    "alpha": 0.5,
+                    "entropy_norm": "exp",
+                },
+            },
+            "enable_itn": False,
+            "enable_nmt": False,
+            "itn": {"batch_size": 1, "n_jobs": 1, "left_padding_size": 4},
+        }
+    )
+
+
+@contextlib.contextmanager
+def _nemo_globals_kept() -> Iterator[None]:
+    """Undo what building a pipeline does to process-wide state (NeMo's log level, matmul precision)."""
+    import torch
+    from nemo.utils import logging as nemo_logging
+
+    level = nemo_logging.getEffectiveLevel()
+    precision = torch.get_float32_matmul_precision()
+    nemo_logging.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        nemo_logging.setLevel(level)
+        torch.set_float32_matmul_precision(precision)
+
+
+def _build_pipeline(config: StreamingConfig, model: Any, device: str) -> Any:
+    """A BufferedRNNTPipeline around `model` (an ASRModel the pipeline then owns)."""
+    from nemo.collections.asr.inference.factory.buffered_pipeline_builder import BufferedPipelineBuilder
+    from nemo.collections.asr.inference.model_wrappers.rnnt_inference_wrapper import RNNTInferenceWrapper
+    from nemo.collections.asr.inference.pipelines.buffered_rnnt_pipeline import BufferedRNNTPipeline
+
+    class OwnedModel(RNNTInferenceWrapper):  # type: ignore[misc]
+        """NeMo's RNNT wrapper, handed a loaded model instead of loading the checkpoint again."""
+
+        def load_model(self, model_name: str, map_location: Any) -> Any:
+            return model.to(map_location).eval()
+
+    cfg = _streaming_cfg(config, "<loaded model>", device)
+    decoding = BufferedPipelineBuilder.get_rnnt_decoding_cfg(cfg)
+    wrapper = OwnedModel(
+        model_name=cfg.asr.model_name,
+        decoding_cfg=decoding,
+        device=cfg.asr.device,
+        device_id=cfg.asr.device_id,
+        compute_dtype=cfg.asr.compute_dtype,
+        use_amp=cfg.asr.use_amp,
+    )
+    return BufferedRNNTPipeline(cfg, wrapper)
+
+
+class StreamingTranscriber:
+    """One NeMo streaming pipeline serving many live streams; thread-safe (one lock around NeMo)."""
+
+    def __init__(
+        self, model: str | Path | Any, config: StreamingConfig | None = None, device: str = "auto"
+    ) -> None:
+        """`model`: a .nemo checkpoint (restored here: the pipeline reconfigures the model it gets)
+        or an ASRModel this transcriber may own."""
+        import torch
+
+        self.config = config or StreamingConfig()
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        with _nemo_globals_kept():
+            if isinstance(model, str | Path):
+                from nemo.collections.asr.models import ASRModel
+
+                model = ASRModel.restore_from(str(model), map_location=torch.device(self.device))
+            stride = float(model.cfg.preprocessor.window_stride)
+            self.frame_s = stride * int(model.encoder.subsampling_factor)
+            self.config.check_frames(self.frame_s, stride)
+            self._pipeline = _build_pipeline(self.config, model, self.device)
+        self._pipeline.open_session()
+        self._pipeline_lock = threading.Lock()  # NeMo's pipeline is not thread-safe
+        self._streams_lock = threading.Lock()  # feed() only waits for this one
+        self._streams: dict[int, _Stream] = {}
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def for_engine(
+        cls, engine: TranscriptionEngine, config: StreamingConfig | None = None
+    ) -> StreamingTranscriber:
+        """A transcriber on the checkpoint and device the batch engine loads (its own copy)."""
+        checkpoint = engine._nemo_file()
+        device = engine.config.device
+        return cls(checkpoint, config, device=device)
+
+    # Streams -----------------------------------------------------------------------------
+
+    def open_stream(self) -> int:
+        """A new stream's id; its word times count from the first sample fed to it."""
+        with self._streams_lock:
+            stream = _Stream(next(self._ids))
+            self._streams[stream.id] = stream
+            return stream.id
+
+    def feed(self, stream_id: int, samples: Samples) -> None:
+        """Queue 16 kHz mono float32 samples; a later `step()` decodes them a chunk at a time."""
+        audio = np.asarray(samples, dtype=np.float32).reshape(-1)
+        with self._streams_lock:
+            stream = self._stream(stream_id)
+            stream.pending = np.concatenate([stream.pending, audio])
+            stream.fed_samples += len(audio)
+
+    def ready_streams(self) -> int:
+        """How many streams have a whole chunk waiting (what the next `step()` would batch)."""
+        chunk = self.config.chunk_samples
+        with self._streams_lock:
+            return sum(len(s.pending) >= chunk for s in self._streams.values())
+
+    @property
+    def open_streams(self) -> int:
+        with self._streams_lock:
+            return len(self._streams)
+
+    def _stream(self, stream_id: int) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise InvalidRequest(f"no open stream {stream_id}")
+        return stream
+
+    # Decoding ----------------------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        """Decode one chunk of every stream that has one, `max_batch_streams` streams to a pass."""
+        chunk = self.config.chunk_samples
+        with self._pipeline_lock:
+            with self._streams_lock:
+                batch = [
+                    (s, self._take(s, last=False)) for s in self._streams.values() if len(s.pending) >= chunk
+                ]
+            events: list[StreamEvent] = []
+            sizes: list[int] = []
+            size = self.config.max_batch_streams
+            for first in range(0, len(batch), size):
+                group = batch[first : first + size]
+                events += self._run(group)
+                sizes.append(len(group))
+            return StepReport(events, sizes)
+
+    def close(self, stream_id: int) -> list[StreamEvent]:
+        """End a stream: decode what is left of its audio and flush its last words as a Final."""
+        with self._pipeline_lock:
+            with self._streams_lock:
+                stream = self._stream(stream_id)
+                del self._streams[stream_id]
+            events: list[StreamEvent] = []
+            if not stream.started and not len(stream.pending):
+                return events
+            # NeMo's last frame (is_last) drops words it has not committed yet when an endpoint
+            # came just before it ("call back tomorrow" ended "call | tomorrow"). Silence first:
+            # enough for every real sample to be decoded with its right context by ordinary
+            # steps, so the last frame holds only silence.
+            chunk = self.config.chunk_samples
+            right = round(self.config.right_context_s * SAMPLE_RATE)
+            padded = -(-(len(stream.pending) + right) // chunk) * chunk + chunk
+            stream.pending = np.concatenate(
+                [stream.pending, np.zeros(padded - len(stream.pending), np.float32)]
+            )
+            while True:
+                last = len(stream.pending) <= self.config.chunk_samples
+                events += self._run([(stream, self._take(stream, last=last))])
+                if last:
+                    return events
+
+    def cancel(self, stream_id: int) -> None:
+        """Drop a stream without decoding the rest (a client that went away)."""
+        with self._pipeline_lock:
+            with self._streams_lock:
+                self._stream(stream_id)
+                del self._streams[stream_id]
+            self._pipeline.delete_state(stream_id)
+            self._pipeline.bufferer.rm_bufferer(stream_id)
+
+    def _take(self, stream: _Stream, last: bool) -> Any:
+        """The stream's next chunk as a NeMo Frame (zero-padded when it is the short last one)."""
+        import torch
+        from nemo.collections.asr.inference.streaming.framing.request import Frame
+        from nemo.collections.asr.inference.streaming.framing.request_options import ASRRequestOptions
+
+        chunk = self.config.chunk_samples
+        samples, stream.pending = stream.pending[:chunk], stream.pending[chunk:]
+        valid = len(samples)
+        if valid < chunk:
+            samples = np.pad(samples, (0, chunk - valid))
+        first = not stream.started
+        stream.started = True
+        stream.sent_samples += valid
+        return Frame(
+            samples=torch.from_numpy(np.ascontiguousarray(samples)),
+            stream_id=stream.id,
+            is_first=first,
+            is_last=last,
+            length=valid,
+            options=ASRRequestOptions(stop_history_eou=self.config.endpoint_silence_ms) if first else None,
+        )
+
+    def _run(self, batch: Sequence[tuple[_Stream, Any]]) -> list[StreamEvent]:
+        """One forward pass over one frame per stream, turned into events."""
+        import torch
+
+        with torch.inference_mode():
+            outputs = self._pipeline.transcribe_step([frame for _, frame in batch])
+        events: list[StreamEvent] = []
+        for (stream, frame), output in zip(batch, outputs, strict=True):
+            events += self._events(stream, output, frame.is_last)
+        return events
+
+    def _events(self, stream: _Stream, output: Any, is_last: bool) -> list[StreamEvent]:
+        words = tuple(
+            StreamWord(
+                word=segment.text.strip(),
+                start=whole_ms(float(segment.start)),
+                end=whole_ms(float(segment.end)),
+                confidence=float(segment.conf) if segment.conf is not None else None,
+            )
+            for segment in (output.final_segments or [])
+            if segment.text.strip()
+        )
+        events: list[StreamEvent] = []
+        if words:
+            events.append(Final(stream.id, " ".join(w.word for w in words), words))
+            events.append(EndOfUtterance(stream.id, self._position(stream)))
+            stream.utterance_start = stream.sent_samples
+            stream.last_interim = ""
+            if stream.shortened_endpoint and not is_last:
+                self._set_endpoint(stream, self.config.endpoint_silence_ms)
+                stream.shortened_endpoint = False
+        elif is_last:
+            events.append(EndOfUtterance(stream.id, self._position(stream)))
+        if is_last:
+            return events
+        interim = output.partial_transcript.strip()
+        if self.config.interim_results and interim and interim != stream.last_interim:
+            events.append(Interim(stream.id, interim))
+        stream.last_interim = interim
+        too_long = stream.sent_samples - stream.utterance_start > self.config.max_utterance_s * SAMPLE_RATE
+        if too_long and not stream.shortened_endpoint:
+            # Finals come only at an endpoint: end this long utterance at the next short pause.
+            self._set_endpoint(stream, MIN_ENDPOINT_SILENCE_MS)
+            stream.shortened_endpoint = True
+        return events
+
+    @staticmethod
+    def _position(stream: _Stream) -> float:
+        """Seconds of the stream's own audio decoded so far (not the silence close appends)."""
+        return whole_ms(min(stream.sent_samples, stream.fed_samples) / SAMPLE_RATE)
+
+    def _set_endpoint(self, stream: _Stream, silence_ms: int) -> None:
+        state = self._pipeline.get_state(stream.id)
+        if state is not None and state.options is not None:
+            state.options.stop_history_eou = silence_ms
