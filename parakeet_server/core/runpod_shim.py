@@ -38,7 +38,8 @@ from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_fiel
 from parakeet_server.core.context import CallContext, JobContext
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed, ServiceError
 from parakeet_server.core.formats import requested_format
-from parakeet_server.core.runtime_hygiene import exit_on_signal
+from parakeet_server.core.logs import configure_logging
+from parakeet_server.core.runtime_hygiene import exit_on_signal, prepare_process
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,14 @@ def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[Req
         raise failure
 
     return refuse
+
+
+def run_worker(request_type: type[RequestT], prepare: Callable[[], Servicer[RequestT]]) -> None:
+    """A RunPod worker's whole life: process hygiene before any model library loads, logs, the
+    servicer built and warmed up (or one answering every job with why not), then the job loop."""
+    prepare_process()
+    configure_logging()
+    serve_jobs(request_type, ready_or_refusing(prepare))
 
 
 def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> None:

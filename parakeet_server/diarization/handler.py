@@ -22,9 +22,7 @@ from collections.abc import Callable
 
 from parakeet.v1 import diarization_pb2
 from parakeet_server.core.context import CallContext
-from parakeet_server.core.logs import configure_logging
-from parakeet_server.core.runpod_shim import ready_or_refusing, serve_jobs
-from parakeet_server.core.runtime_hygiene import prepare_process
+from parakeet_server.core.runpod_shim import run_worker
 from parakeet_server.core.settings import worker_config
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.diarization.wiring import build_servicer, engine_for, warm_up
@@ -40,12 +38,7 @@ def prepare(config: DiarizationConfig) -> Diarize:
 
 
 def main() -> None:
-    prepare_process()  # before any model library loads: see parakeet_server/core/runtime_hygiene.py
-    configure_logging()
-    serve_jobs(
-        diarization_pb2.DiarizeRequest,
-        ready_or_refusing(lambda: prepare(worker_config(DiarizationConfig.from_env))),
-    )
+    run_worker(diarization_pb2.DiarizeRequest, lambda: prepare(worker_config(DiarizationConfig.from_env)))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from collections.abc import Callable
 
 from parakeet.v1 import orchestrator_pb2
 from parakeet_server.core.context import CallContext
-from parakeet_server.core.logs import configure_logging
-from parakeet_server.core.runpod_shim import ready_or_refusing, serve_jobs
-from parakeet_server.core.runtime_hygiene import prepare_process
+from parakeet_server.core.runpod_shim import run_worker
 from parakeet_server.core.settings import worker_config
 from parakeet_server.orchestrator.config import OrchestratorConfig
 from parakeet_server.orchestrator.wiring import build_servicer
@@ -35,13 +33,9 @@ def prepare(config: OrchestratorConfig) -> Orchestrate:
 
 
 def main() -> None:
-    prepare_process()  # before any model library loads: see parakeet_server/core/runtime_hygiene.py
-    configure_logging()
-    serve_jobs(
+    run_worker(
         orchestrator_pb2.OrchestrateRequest,
-        ready_or_refusing(
-            lambda: prepare(worker_config(lambda: OrchestratorConfig.from_env(backend="runpod")))
-        ),
+        lambda: prepare(worker_config(lambda: OrchestratorConfig.from_env(backend="runpod"))),
     )
 
 

@@ -13,9 +13,7 @@ from collections.abc import Callable
 
 from parakeet.v1 import transcription_pb2
 from parakeet_server.core.context import CallContext
-from parakeet_server.core.logs import configure_logging
-from parakeet_server.core.runpod_shim import ready_or_refusing, serve_jobs
-from parakeet_server.core.runtime_hygiene import prepare_process
+from parakeet_server.core.runpod_shim import run_worker
 from parakeet_server.core.settings import worker_config
 from parakeet_server.transcription.config import TranscriptionConfig
 from parakeet_server.transcription.wiring import build_servicer, warm_up
@@ -33,11 +31,8 @@ def prepare(config: TranscriptionConfig) -> Transcribe:
 
 
 def main() -> None:
-    prepare_process()  # before any model library loads: see parakeet_server/core/runtime_hygiene.py
-    configure_logging()
-    serve_jobs(
-        transcription_pb2.TranscribeRequest,
-        ready_or_refusing(lambda: prepare(worker_config(TranscriptionConfig.from_env))),
+    run_worker(
+        transcription_pb2.TranscribeRequest, lambda: prepare(worker_config(TranscriptionConfig.from_env))
     )
 
 
