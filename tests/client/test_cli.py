@@ -176,7 +176,8 @@ def test_usage_errors_exit_2_with_the_reason(tmp_path, audio_files) -> None:
         (["transcribe", wav, "--format", "docx"], "invalid choice: 'docx'"),
         (
             ["transcribe", wav, "--format", "rttm"],
-            "parakeet: error: --format rttm lists speaker turns: add --diarize",
+            "parakeet: error: --format: response_format rttm lists speaker turns: set diarize=true, or use one of: "
+            "json, verbose_json, text, srt, vtt",
         ),
         (["transcribe", wav, "-o", tmp_path / "no" / "out.srt"], "the directory does not exist"),
         (["transcribe", wav, "--num-speakers", "0"], "must be at least 1, got 0"),

@@ -63,12 +63,24 @@ def test_builders_read_formats_through_the_one_table() -> None:
     )
     assert diarize_request(b"x", response_format=audio_pb2.RESPONSE_FORMAT_RTTM).response_format == 6
     with pytest.raises(
-        UnsupportedFormat, match=r"^this API has no response_format 'docx'; use one of: json, "
+        UnsupportedFormat,
+        match=r"^the orchestrator service has no response_format 'docx'; use one of: json, verbose_json, "
+        r"text, srt, vtt$",
     ) as raised:
         orchestrate_request(b"x", response_format="docx")
     assert isinstance(raised.value, ValueError) and raised.value.reason == "UNSUPPORTED_FORMAT"
     with pytest.raises(UnsupportedFormat, match="no response_format 42"):
         diarize_request(b"x", response_format=42)
+    # Each builder checks against its own RPC, with the server's message for that RPC.
+    with pytest.raises(UnsupportedFormat, match=r"^the diarization service has no response_format srt \("):
+        diarize_request(b"x", response_format="srt")
+    with pytest.raises(UnsupportedFormat, match=r"^the transcription service has no response_format rttm \("):
+        transcribe_request(b"x", response_format="rttm")
+    assert orchestrate_request(b"x", response_format="rttm", diarize=True).response_format == 6
+    with pytest.raises(
+        UnsupportedFormat, match="^response_format rttm lists speaker turns: set diarize=true"
+    ):
+        orchestrate_request(b"x", response_format="rttm")
 
 
 def test_audio_message_reads_paths_and_passes_bytes_urls_and_messages(tmp_path) -> None:
@@ -196,7 +208,6 @@ def test_health_reports_each_hosted_service(client) -> None:
     ("audio", "options", "message"),
     [
         (BAD_AUDIO, {}, "could not decode the audio"),
-        (WAV, {"response_format": "rttm"}, "rttm lists speaker turns: set diarize=true"),
         (WAV, {"diarize": True, "num_speakers": 0}, "num_speakers must be at least 1 (got 0)"),
         (WAV, {"language": "de"}, "language 'de' is not supported"),
         ("http://127.0.0.1:9/a.wav", {}, "resolves to a non-public address"),

@@ -266,8 +266,10 @@ def _check_usage(args: argparse.Namespace) -> None:
     """Fail before any model loads or network call on what the command line already gets wrong."""
     if not is_url(args.audio) and not Path(args.audio).is_file():
         raise UsageError(f"{args.audio}: no such file (give a path to an audio file, or an http(s) URL)")
-    if args.format == "rttm" and not args.diarize:
-        raise UsageError("--format rttm lists speaker turns: add --diarize")
+    try:
+        formats.resolve(args.format, formats.Rpc.ORCHESTRATE, speakers=args.diarize)
+    except formats.UnsupportedFormat as error:
+        raise UsageError(f"--format: {error}") from None
     if args.output and args.output != "-" and not Path(args.output).resolve().parent.is_dir():
         raise UsageError(f"-o {args.output}: the directory does not exist")
 

@@ -96,7 +96,7 @@ def orchestrate_request(
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio_message(audio),
         diarize=diarize,
-        response_format=formats.parse(response_format),
+        response_format=formats.parse(response_format, formats.Rpc.ORCHESTRATE, speakers=diarize),
         language=language,
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
@@ -119,7 +119,7 @@ def transcribe_request(
     """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`."""
     return transcription_pb2.TranscribeRequest(
         audio=audio_message(audio),
-        response_format=formats.parse(response_format),
+        response_format=formats.parse(response_format, formats.Rpc.TRANSCRIBE),
         language=language,
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
@@ -139,7 +139,7 @@ def diarize_request(
     """A DiarizeRequest; `exclusive=True` gives the non-overlapping turns word alignment wants."""
     return diarization_pb2.DiarizeRequest(
         audio=audio_message(audio),
-        response_format=formats.parse(response_format),
+        response_format=formats.parse(response_format, formats.Rpc.DIARIZE),
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
