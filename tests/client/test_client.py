@@ -78,7 +78,7 @@ def test_builders_read_formats_through_the_one_table() -> None:
         transcribe_request(b"x", response_format="rttm")
     assert orchestrate_request(b"x", response_format="rttm", diarize=True).response_format == 6
     with pytest.raises(
-        UnsupportedFormat, match="^response_format rttm lists speaker turns: set diarize=true"
+        UnsupportedFormat, match=r"^response_format rttm lists speaker turns: set diarize=true"
     ):
         orchestrate_request(b"x", response_format="rttm")
 
