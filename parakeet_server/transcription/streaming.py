@@ -15,8 +15,12 @@ Pitfalls it guards (measured on the trained tiny TDT and espeak speech):
   up (0.56 / 0.08 = 7.000000000000001) shift windows and garble words: StreamingConfig and
   `check_frames` refuse them, naming the setting;
 - contexts under 0.32 s lose words: refused;
-- the pipeline is stateless (each step re-decodes the window): the stateful mode's overlap
-  de-duplication drops genuinely repeated word pieces at chunk edges ("banana banana" -> "bana");
+- NeMo joins consecutive steps by text, dropping a step's first tokens when they equal the last
+  ones kept; in the stateless mode used here (each step re-decodes its window) those are a
+  word's own repeated pieces a frame apart across the seam ("banana banana" -> "bana", "coffee"
+  -> "cofee"): steps are joined by token time instead (`_time_merged_state`), and a piece
+  repeated across a seam is dropped only when the new window did not decode it before the seam
+  (one token a window moved by a frame: "warm" -> "wararm" otherwise);
 - finals come only at an endpoint: past `max_utterance_s` a stream's endpoint silence drops to
   160 ms, so a monologue still ends its utterance at the next short pause between words;
 - NeMo's wrapper reconfigures the model it is handed (decoding strategy, dither, dtype), so the
@@ -34,6 +38,7 @@ knob. Streams that share a step share that pass.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -137,8 +142,8 @@ def _streaming_cfg(config: StreamingConfig, checkpoint: str, device: str) -> Any
             },
             "streaming": {
                 "sample_rate": SAMPLE_RATE,
-                # Stateless: each step decodes its window afresh. The stateful mode's overlap
-                # de-duplication drops genuinely repeated word pieces at chunk edges.
+                # Stateless: each step decodes its window afresh; _time_merged_state joins the
+                # steps' tokens by frame time.
                 "stateful": False,
                 "batch_size": config.max_batch_streams,
                 "chunk_size": config.chunk_s,
@@ -185,10 +190,10 @@ def _nemo_globals_kept() -> Iterator[None]:
 
 
 def _build_pipeline(config: StreamingConfig, model: Any, device: str) -> Any:
-    """A BufferedRNNTPipeline around `model` (an ASRModel the pipeline then owns)."""
+    """A BufferedRNNTPipeline around `model` (an ASRModel the pipeline then owns), merging steps by
+    token time (see `_time_merged_pipeline`)."""
     from nemo.collections.asr.inference.factory.buffered_pipeline_builder import BufferedPipelineBuilder
     from nemo.collections.asr.inference.model_wrappers.rnnt_inference_wrapper import RNNTInferenceWrapper
-    from nemo.collections.asr.inference.pipelines.buffered_rnnt_pipeline import BufferedRNNTPipeline
 
     class OwnedModel(RNNTInferenceWrapper):  # type: ignore[misc]
         """NeMo's RNNT wrapper, handed a loaded model instead of loading the checkpoint again."""
@@ -206,7 +211,108 @@ def _build_pipeline(config: StreamingConfig, model: Any, device: str) -> Any:
         compute_dtype=cfg.asr.compute_dtype,
         use_amp=cfg.asr.use_amp,
     )
-    return BufferedRNNTPipeline(cfg, wrapper)
+    return _time_merged_pipeline()(cfg, wrapper)
+
+
+@functools.cache
+def _time_merged_state() -> Any:
+    """NeMo's RNNTStreamingState, joining a stateless stream's steps by token time.
+
+    Each stateless step keeps only the tokens whose frame lies in the step's own span of its
+    window (ClippedRNNTGreedyDecoder: from the frame where the previous step stopped to this
+    step's end), so consecutive steps never share a frame. NeMo's StreamingState.update_state
+    then de-duplicates by text: when a step's first tokens equal the last ones kept (up to
+    OVERLAP_SEARCH_TH = 3 tokens within CLOSE_IN_TIME_TH = 2 frames; after an endpoint, the last
+    token alone) it drops them. That drop is right when two windows placed one token a frame
+    apart on either side of the seam ("w|ar" + "ar|m" -> "wararm" without it), and wrong when the
+    word repeats a piece ("ba|an" + "an|a" at frames 33 and 34 -> "bana", "co|f" + "f|ee" ->
+    "cofee"). NeMo has no setting for it (both thresholds are module constants).
+
+    This state keeps tokens by time: a token before the stream frame the previous step committed
+    up to is dropped (that audio was decoded already), one at or after it is kept, except for the
+    one case text cannot decide and time alone gets wrong: the step begins with the same tokens
+    the previous step ended with, within 2 frames. Then the step's own window decides: if it
+    also decoded those tokens before the seam, the word repeats them and both are kept; if not,
+    the window moved them across the seam and the repeat is dropped.
+    """
+    from nemo.collections.asr.inference.streaming.state.rnnt_state import RNNTStreamingState
+    from nemo.collections.asr.inference.streaming.state.state import CLOSE_IN_TIME_TH, OVERLAP_SEARCH_TH
+
+    class TimeMergedState(RNNTStreamingState):  # type: ignore[misc]
+        """RNNTStreamingState that joins steps at the committed frame instead of by token text."""
+
+        committed_until: float  # stream frame up to which steps kept tokens
+        seam_tail: list[tuple[int, float]]  # the last tokens kept, with their stream frames
+        seen_before_seam: list[int]  # this step's window's own tokens before the seam
+
+        def update_state(self, completed_output: dict[str, Any], eou_detected: bool) -> None:
+            if not completed_output or not completed_output["tokens"]:
+                self.last_token = self.last_token_idx = None
+                return
+            tokens: list[int] = completed_output["tokens"]
+            times = [t + self.global_offset for t in completed_output["timesteps"]]
+            completed_output["timesteps"] = times  # stream frames, as NeMo's update_state leaves them
+            # Clipped tokens come in time order: the ones before the boundary are a prefix.
+            skip = next((i for i, t in enumerate(times) if t >= self.committed_until), len(times))
+            skip += self._moved_across_seam(tokens[skip:], times[skip:])
+            self._update_state(completed_output, skip)
+            self.seam_tail = (self.seam_tail + list(zip(tokens[skip:], times[skip:], strict=True)))[
+                -OVERLAP_SEARCH_TH:
+            ]
+            self.eou_detected_before = eou_detected
+
+        def _moved_across_seam(self, tokens: list[int], times: list[float]) -> int:
+            """How many first `tokens` are the previous step's last ones, placed a frame later."""
+            tail, seen = self.seam_tail, self.seen_before_seam
+            for k in range(min(OVERLAP_SEARCH_TH, len(tail), len(tokens)), 0, -1):
+                if [token for token, _ in tail[-k:]] == tokens[:k]:
+                    if times[k - 1] - tail[-k][1] > CLOSE_IN_TIME_TH or seen[-k:] == tokens[:k]:
+                        return 0  # far apart, or this window has them before the seam too
+                    return k
+            return 0
+
+        def update_from_decoder_results(self, start_idx: int, end_idx: int) -> None:
+            super().update_from_decoder_results(start_idx, end_idx)
+            # Called after update_state and before the pipeline advances global_offset, so the
+            # step's end frame in its window plus the offset is the boundary in stream frames.
+            self.committed_until = end_idx + self.global_offset
+
+        def _additional_params_reset(self) -> None:
+            super()._additional_params_reset()
+            self.committed_until = float("-inf")
+            self.seam_tail = []
+            self.seen_before_seam = []
+
+    return TimeMergedState
+
+
+@functools.cache
+def _time_merged_pipeline() -> Any:
+    """NeMo's BufferedRNNTPipeline whose streams' states are `_time_merged_state()` (stateless only:
+    stateful steps carry the decoder's state across the seam, where NeMo's own merge is meant)."""
+    from nemo.collections.asr.inference.pipelines.buffered_rnnt_pipeline import BufferedRNNTPipeline
+
+    class TimeMergedPipeline(BufferedRNNTPipeline):  # type: ignore[misc]
+        """The buffered RNNT pipeline, its streams merged by token time."""
+
+        def create_state(self, options: Any) -> Any:
+            if self.stateful:
+                raise ValueError("steps are merged by token time only in stateless streaming")
+            state = _time_merged_state()()
+            state.__dict__.update(super().create_state(options).__dict__)  # NeMo's settings for it
+            return state
+
+        def run_greedy_decoder(
+            self, state: Any, request: Any, timesteps: Any, tokens: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            # The window's whole hypothesis is at hand only here: keep what it decoded before the
+            # seam (frames in the window, 0 offset in stateless mode) for the state's merge.
+            seam = state.committed_until - state.global_offset
+            pairs = zip(tokens.tolist(), timesteps.tolist(), strict=True)  # NeMo passes tensors
+            state.seen_before_seam = [token for token, t in pairs if t < seam]
+            return super().run_greedy_decoder(state, request, timesteps, tokens, *args, **kwargs)
+
+    return TimeMergedPipeline
 
 
 class StreamingTranscriber:

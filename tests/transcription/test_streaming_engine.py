@@ -23,6 +23,7 @@ from parakeet_server.transcription.streaming import (
     Interim,
     StreamEvent,
     StreamingTranscriber,
+    _time_merged_state,
 )
 from parakeet_server.transcription.streaming_config import StreamingConfig, StreamingConfigError
 from tests.support.servers import REPO_ROOT
@@ -98,24 +99,45 @@ def test_word_times_are_monotonic_whole_ms_and_inside_the_stream(transcriber, re
     "text",
     [
         "yes please open the kitchen window banana banana apple",
-        "banana banana banana river river teacher",
         "coffee coffee coffee green green water",
     ],
 )
-@pytest.mark.xfail(
-    reason="NeMo's overlap de-duplication (state.detect_overlap / last_token) drops a repeated word "
-    "piece at a seam in stateless mode too: 'banana banana' -> 'bana' at 550 ms offset, 'coffee' -> "
-    "'cofee' at 130 ms; needs a fix around StreamingState.update_state (issue #16)",
-    strict=False,
-)
 def test_no_word_lost_or_repeated_at_chunk_seams(transcriber, engine, text: str) -> None:
+    """Repeated words and pieces ("ba|an|an|a", "co|f|f|ee") survive a seam between them.
+
+    NeMo's text de-duplication dropped the second of two equal tokens one frame apart on either
+    side of a seam ("banana banana" -> "bana" at 550 ms, "coffee" -> "cofee" at 130 ms); steps
+    are joined by token time instead (streaming._time_merged_pipeline).
+    """
     audio = synth.synthesize(text, synth.VOICES[2])
-    # Shifted starts put the chunk seams at every place in the words.
-    for offset_ms in (0, 130, 270, 410, 550, 690):
+    assert engine.transcribe([audio])[0].text == text
+    # Shifted starts put the chunk seams at every place in the words (a chunk is 800 ms).
+    for offset_ms in (0, 130, 270, 330, 410, 550, 690, 770):
         shifted = np.concatenate([np.zeros(offset_ms * RATE // 1000, np.float32), audio])
         batch = engine.transcribe([shifted])[0].text.split()
         assert final_words(stream(transcriber, shifted)) == batch, offset_ms
-    assert engine.transcribe([audio])[0].text == text
+
+
+def test_steps_are_joined_by_token_time() -> None:
+    """A token before the seam is dropped; one repeated across it is kept if the word repeats it
+    (the new window decoded it before the seam too) and dropped if a window moved it a frame."""
+    state = _time_merged_state()()
+    state.set_global_offset(-35.0)
+    w, b, an, a, ar, m = 1, 2, 3, 4, 5, 6
+
+    def step(tokens: list[int], frames: list[int], seen: list[int]) -> None:  # one step, as NeMo runs it
+        state.seen_before_seam = seen  # the window's own tokens before the seam
+        state.update_state({"tokens": tokens, "timesteps": frames, "confidences": [1.0] * len(tokens)}, False)
+        state.update_from_decoder_results(59, 69)
+        state.increment_global_offset(10.0)
+
+    step([b, an], [67, 68], seen=[])  # stream frames 32, 33; committed up to 34
+    step([an, a], [59, 60], seen=[b, an])  # frames 34, 35: "ba|an" + "an|a" is "banana"
+    assert state.tokens == [b, an, an, a] and state.timesteps == [32, 33, 34, 35]
+    step([a, w, ar], [58, 59, 68], seen=[an, an])  # frame 43 was decoded by the previous step
+    assert state.tokens[4:] == [w, ar] and state.timesteps[4:] == [44, 53]
+    step([ar, m], [59, 60], seen=[w])  # frames 54, 55: "w|ar" + "ar|m" is one "ar", moved
+    assert state.tokens[4:] == [w, ar, m] and state.timesteps[-1] == 55
 
 
 def test_interleaved_streams_share_passes_and_keep_their_words(transcriber, engine) -> None:
