@@ -15,7 +15,7 @@ STUBS_DIR   := clients/python
 # buf breaking compares the contract with this git ref; CI uses the last landed contract.
 BREAKING_AGAINST ?= $(shell cat .ci/breaking-baseline 2>/dev/null)
 
-.PHONY: help setup system-deps demo eval train-tdt lock proto proto-check lint buf-lint buf-breaking test pytest client-check serve fixtures bench clean
+.PHONY: help setup system-deps demo demo-live eval train-tdt lock proto proto-check lint buf-lint buf-breaking test pytest client-check serve fixtures bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -99,6 +99,11 @@ demo: ## synthesize a 2-speaker conversation and transcribe it offline with spea
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	$(PY) -m eval.demo "$$dir/conversation.wav" && \
 	$(VENV)/bin/parakeet transcribe "$$dir/conversation.wav" --diarize --model $(DEMO_MODEL) --pipeline offline --format text
+
+demo-live: ## the same conversation streamed live: captions with speakers as it plays (parakeet stream --realtime)
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(PY) -m eval.demo "$$dir/conversation.wav" --live && \
+	$(VENV)/bin/parakeet stream "$$dir/conversation.wav" --diarize --realtime --model $(DEMO_MODEL) --pipeline offline
 
 eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
 	$(PY) -m eval --check-floors $(EVAL_ARGS)

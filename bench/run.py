@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from bench import streaming
 from bench.common import (
     Measure,
     Ratio,
@@ -331,7 +332,7 @@ def decode_speed() -> list[Row]:
     return rows
 
 
-FIGURES = range(1, 9)
+FIGURES = range(1, 12)  # 9-11: live streaming (bench/streaming.py)
 
 
 def figure_list(text: str) -> set[int]:
@@ -374,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     figures: set[int] = args.figures
 
     # Figure 8 alone needs no fixture model on CPU (it serves the trained one).
-    model = model_path(args.full_size) if args.full_size or figures - {8} else TRAINED_MODEL
+    model = (
+        model_path(args.full_size)
+        if args.full_size or figures - {8} - streaming.STREAMING_FIGURES
+        else TRAINED_MODEL
+    )
     rows: list[Row] = []
     if figures & {1, 2, 3, 5}:
         engine = TranscriptionEngine(TranscriptionEngineConfig(model=str(model)))
@@ -408,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     if 8 in figures:
         hours = args.rss_hours or ([1.0, 3.0] if args.full else [1.0])
         rows += server_peak_rss(model if args.full_size else TRAINED_MODEL, hours)
+    if figures & streaming.STREAMING_FIGURES:
+        rows += streaming.figures(figures)
     report(rows, "full-size" if args.full_size else "cpu")
     return 0 if all(row.passed is not False for row in rows) else 1
 

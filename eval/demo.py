@@ -1,4 +1,5 @@
-"""`make demo`, first half: write a short synthesized 2-speaker conversation and show its script.
+"""`make demo` (and `make demo-live`), first half: write a short synthesized 2-speaker conversation
+and show its script.
 
 The Makefile then transcribes the file with the `parakeet` CLI (trained fixture ASR + offline
 diarization), so what a new user sees is the real command path, and the script printed here is
@@ -18,8 +19,10 @@ DEMO_SEED = 7
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    live = "--live" in args
+    args = [arg for arg in args if arg != "--live"]
     if len(args) != 1:
-        print("usage: python -m eval.demo OUT.wav", file=sys.stderr)
+        print("usage: python -m eval.demo OUT.wav [--live]", file=sys.stderr)
         return 2
     out = Path(args[0])
     talk = conversation(DEMO_SEED, num_speakers=2, num_turns=6, overlap_probability=0.0, uri="demo")
@@ -27,9 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"A synthesized conversation ({talk.duration:.1f} s, espeak-ng voices), as scripted:\n")
     for turn in sorted(talk.turns, key=lambda turn: turn.start):
         print(f"  [{turn.start:5.2f}-{turn.end:5.2f}] {turn.speaker}: {turn.text}")
-    print(
-        f"\nparakeet transcribe {out.name} --diarize  (tiny trained TDT + offline diarization):\n", flush=True
-    )
+    command = f"stream {out.name} --diarize --realtime" if live else f"transcribe {out.name} --diarize"
+    print(f"\nparakeet {command}  (tiny trained TDT + offline diarization):\n", flush=True)
     return 0
 
 

@@ -121,6 +121,12 @@ def _add_transport_options(command: argparse.ArgumentParser) -> None:
         "(env PARAKEET_MAX_CONCURRENT_REQUESTS; default: 64)",
     )
     group.add_argument(
+        "--max-live-streams",
+        type=_flag(whole(minimum=1)),
+        help="live streams (Streaming* RPCs) served at once per server; more get RESOURCE_EXHAUSTED "
+        "(env PARAKEET_MAX_LIVE_STREAMS; default: 32)",
+    )
+    group.add_argument(
         "--auth-token-file",
         help="require 'authorization: Bearer <token>' on every parakeet RPC, the token read from this file "
         f"(or the file env {AUTH_TOKEN_FILE_ENV} names, or env {AUTH_TOKEN_ENV}); health and reflection "
@@ -536,6 +542,11 @@ def server_options(
                 "PARAKEET_MAX_CONCURRENT_REQUESTS", ServerOptions.max_concurrent_requests, whole(minimum=1)
             ),
         ),
+        max_live_streams=_given(
+            args,
+            "max_live_streams",
+            env.get("PARAKEET_MAX_LIVE_STREAMS", ServerOptions.max_live_streams, whole(minimum=1)),
+        ),
         auth_token=server_token(args, env),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -570,7 +581,9 @@ def hosted_service(config: ServiceConfig) -> HostedService:
     if isinstance(config, TranscriptionConfig):
         return transcription_server.hosted_service(transcription_wiring.build_servicer(config))
     if isinstance(config, DiarizationConfig):
-        return diarization_server.hosted_service(diarization_wiring.engine_for(config), config.limits)
+        return diarization_server.hosted_service(
+            diarization_wiring.engine_for(config), config.limits, config.live_limits
+        )
     return orchestrator_server.hosted_service(orchestrator_wiring.build_servicer(config))
 
 

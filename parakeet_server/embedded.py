@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 from parakeet.errors import FailedPrecondition, ParakeetError
-from parakeet.v1 import orchestrator_pb2
+from parakeet.v1 import orchestrator_pb2, streaming_pb2
 
 # The command that installs what this mode loads: the models' libraries with the server.
 INSTALL = "pip install 'parakeet-grpc[asr,diarization]'"
@@ -62,6 +63,77 @@ def orchestrate(
         raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
     except ImportError as error:
         raise _missing_stack(error) from None
+
+
+class _LocalCall:
+    """What serve_live asks of a gRPC call, for a stream with no gRPC underneath: the caller
+    closing the response iterator is its cancellation."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self._callbacks: list[Callable[[], None]] = []
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        self._callbacks.append(callback)
+        return True
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def end(self) -> None:
+        self.active = False
+        for callback in self._callbacks:
+            callback()
+
+
+def stream(
+    config: streaming_pb2.StreamingConfig,
+    chunks: Iterable[bytes],
+    *,
+    model: str = "",
+    pipeline: str = "",
+    verbose: bool = False,
+    step: Step = _no_progress,
+) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+    """A live StreamingOrchestrate in this process: the same servicer, sessions and merge as
+    `parakeet-server orchestrator --backend inprocess`, fed `chunks` in `config.audio_format`.
+
+    The models load before this returns (inside `step`), so a failure to load is raised here;
+    results then come as the chunks are consumed. Closing the iterator cancels the stream."""
+    _quiet_libraries(verbose)
+    try:
+        from parakeet_server.core.errors import ServiceError
+        from parakeet_server.orchestrator.servicer import OrchestratorServicer
+        from parakeet_server.orchestrator.wiring import embedded_backends
+    except ImportError as error:
+        raise _missing_stack(error) from None
+    try:
+        backends = embedded_backends(model, pipeline, diarization=config.diarize, live=True)
+        with step("loading the models" if config.diarize else "loading the model"):
+            backends.warm_up()
+    except ServiceError as error:
+        raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
+    servicer = OrchestratorServicer(backends, max_concurrent_calls=1)
+    return _responses(servicer, config, chunks)
+
+
+def _responses(
+    servicer: Any, config: streaming_pb2.StreamingConfig, chunks: Iterable[bytes]
+) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+    from parakeet_server.core.errors import ServiceError
+
+    def requests() -> Iterator[orchestrator_pb2.StreamingOrchestrateRequest]:
+        yield orchestrator_pb2.StreamingOrchestrateRequest(config=config)
+        for chunk in chunks:
+            yield orchestrator_pb2.StreamingOrchestrateRequest(audio=chunk)
+
+    call = _LocalCall()
+    try:
+        yield from servicer.StreamingOrchestrate(requests(), call)
+    except ServiceError as error:
+        raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
+    finally:
+        call.end()
 
 
 def _missing_stack(error: ImportError) -> FailedPrecondition:

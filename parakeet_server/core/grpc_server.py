@@ -10,13 +10,14 @@ finish within the grace period and refuses new ones.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from parakeet_server.core.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from parakeet_server.core.live import LiveRegistry, hosted_streams
 from parakeet_server.core.logs import REQUEST_ID_KEY, request_scope
 from parakeet_server.core.metrics import IN_FLIGHT, LATENCY, REQUESTS
 
@@ -87,6 +89,8 @@ class ServerOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_s: float = 30.0
     max_concurrent_requests: int = 64
+    # Live streams (Streaming* RPCs) at once; each holds a thread for its whole life.
+    max_live_streams: int = 32
     auth_token: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -181,13 +185,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """
 
     def __init__(
-        self, hosted: set[str], readiness: _Readiness, auth_token: str = "", max_concurrent: int = 0
+        self,
+        hosted: set[str],
+        readiness: _Readiness,
+        auth_token: str = "",
+        max_concurrent: int = 0,
+        max_streams: int = 0,
     ) -> None:
         self._hosted = hosted
         self._readiness = readiness
         self._expected = f"Bearer {auth_token}".encode() if auth_token else b""
-        self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent > 0 else None
-        self._max_concurrent = max_concurrent
+        self._requests = _Limit(max_concurrent, "concurrent requests") if max_concurrent > 0 else None
+        self._streams = _Limit(max_streams, "live streams") if max_streams > 0 else None
+        self.live_streams = LiveRegistry()  # this server's live streams, finished when it drains
 
     def _authorised(self, metadata: dict[str, str]) -> bool:
         if not self._expected:
@@ -201,68 +211,131 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         service = _service_of(handler_call_details.method)
-        if handler is None or handler.unary_unary is None or service not in self._hosted:
+        if handler is None or service not in self._hosted:
             return handler
-        behaviour = handler.unary_unary
-        method = handler_call_details.method
-        metadata = {
-            key: value
-            for key, value in (handler_call_details.invocation_metadata or ())
-            if isinstance(value, str)
-        }
+        if handler.unary_unary is not None:
+            return self._unary(handler, handler_call_details)
+        if handler.stream_stream is not None:
+            return self._streaming(handler, handler_call_details)
+        return handler
+
+    def _admit(self, metadata: dict[str, str], service: str) -> None:
+        """Auth first (so nothing leaks to a caller without the token), then readiness."""
+        if not self._authorised(metadata):
+            raise Unauthenticated("this server needs an 'authorization: Bearer <token>' header")
+        self._readiness.check(service)
+
+    @staticmethod
+    def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+        return {key: value for key, value in (details.invocation_metadata or ()) if isinstance(value, str)}
+
+    @contextlib.contextmanager
+    def _guarded_call(
+        self,
+        context: grpc.ServicerContext,
+        details: grpc.HandlerCallDetails,
+        limit: _Limit | None,
+        request: Any = None,
+    ) -> Iterator[None]:
+        """One call's gate, whatever its shape: request id, auth, readiness, a malformed request,
+        the call's limit, errors as rich statuses, metrics."""
+        method = details.method
         short = method.rsplit("/", 1)[-1]
+        metadata = self._metadata(details)
+        request_id = metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        acquired = False
+        IN_FLIGHT.labels(short).inc()
+        try:
+            self._admit(metadata, _service_of(method))
+            if isinstance(request, _MalformedRequest):
+                raise InvalidRequest(request.problem, reason="MALFORMED_REQUEST")
+            if limit is not None:
+                acquired = limit.acquire()
+            with request_scope(request_id):
+                yield
+        except ServiceError as error:
+            code = error.code
+            log.info("%s %s -> %s (%s): %s", short, request_id, code.name, error.reason, error.message)
+            context.abort_with_status(_status(error, request_id))
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("unhandled error in %s (request %s)", method, request_id)
+            context.abort_with_status(_status(_internal(method, request_id), request_id))
+        finally:
+            if acquired and limit is not None:
+                limit.release()
+            IN_FLIGHT.labels(short).dec()
+            REQUESTS.labels(short, code.name).inc()
+            LATENCY.labels(short).observe(time.monotonic() - started)
+
+    def _unary(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        behaviour = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            request_id = metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex
-            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-            started = time.monotonic()
-            code = grpc.StatusCode.OK
-            acquired = False
-            IN_FLIGHT.labels(short).inc()
-            try:
-                if not self._authorised(metadata):
-                    raise Unauthenticated("this server needs an 'authorization: Bearer <token>' header")
-                self._readiness.check(service)
-                if isinstance(request, _MalformedRequest):
-                    raise InvalidRequest(request.problem, reason="MALFORMED_REQUEST")
-                if self._slots is not None:
-                    acquired = self._slots.acquire(blocking=False)
-                    if not acquired:
-                        raise LimitExceeded(
-                            f"the server is serving its limit of {self._max_concurrent} concurrent requests; "
-                            "retry with backoff",
-                            reason="CONCURRENCY_LIMIT",
-                            metadata={"limit": str(self._max_concurrent)},
-                        )
-                with request_scope(request_id):
-                    return behaviour(request, context)
-            except ServiceError as error:
-                code = error.code
-                log.info("%s %s -> %s (%s): %s", short, request_id, code.name, error.reason, error.message)
-                context.abort_with_status(_status(error, request_id))
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                log.exception("unhandled error in %s (request %s)", method, request_id)
-                context.abort_with_status(
-                    _status(
-                        ServiceError(
-                            f"internal error in {method} (request {request_id}); see the server log"
-                        ),
-                        request_id,
-                    )
-                )
-            finally:
-                if acquired and self._slots is not None:
-                    self._slots.release()
-                IN_FLIGHT.labels(short).dec()
-                REQUESTS.labels(short, code.name).inc()
-                LATENCY.labels(short).observe(time.monotonic() - started)
+            with self._guarded_call(context, details, self._requests, request):
+                return behaviour(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=_lenient(handler.request_deserializer, method),
+            request_deserializer=_lenient(handler.request_deserializer, details.method),
             response_serializer=handler.response_serializer,
         )
+
+    def _streaming(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        """The same gate for a bidirectional stream, counted against the live-stream limit instead
+        of the request limit (a stream holds its slot for its whole life)."""
+        behaviour = handler.stream_stream
+
+        def checked(requests: Iterator[Any]) -> Iterator[Any]:
+            for request in requests:
+                if isinstance(request, _MalformedRequest):
+                    raise InvalidRequest(request.problem, reason="MALFORMED_REQUEST")
+                yield request
+
+        def guarded(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with self._guarded_call(context, details, self._streams), hosted_streams(self.live_streams):
+                yield from behaviour(checked(requests), context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            guarded,
+            request_deserializer=_lenient(handler.request_deserializer, details.method),
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass
+class _Limit:
+    """How many calls of a kind may run at once; past it, RESOURCE_EXHAUSTED (CONCURRENCY_LIMIT)."""
+
+    limit: int
+    what: str  # "concurrent requests", "live streams"
+    slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.limit)
+
+    def acquire(self) -> bool:
+        if not self.slots.acquire(blocking=False):
+            raise LimitExceeded(
+                f"the server is serving its limit of {self.limit} {self.what}; retry with backoff",
+                reason="CONCURRENCY_LIMIT",
+                metadata={"limit": str(self.limit)},
+            )
+        return True
+
+    def release(self) -> None:
+        self.slots.release()
+
+
+def _internal(method: str, request_id: str) -> ServiceError:
+    return ServiceError(f"internal error in {method} (request {request_id}); see the server log")
 
 
 class ServiceHost:
@@ -278,20 +351,24 @@ class ServiceHost:
         self._serving: dict[str, bool] = {}
         self._stopping = threading.Event()
         names = [service.name for service in self.services]
+        self._interceptor = ServiceInterceptor(
+            set(names),
+            self._readiness,
+            auth_token=self.options.auth_token,
+            max_concurrent=self.options.max_concurrent_requests,
+            max_streams=self.options.max_live_streams,
+        )
+        self.live_streams = self._interceptor.live_streams
         self.server = grpc.server(
             # Enough threads for every admitted call plus probes: calls past the limit must reach the
             # interceptor (and get RESOURCE_EXHAUSTED) instead of waiting in the executor's queue.
             futures.ThreadPoolExecutor(
-                max_workers=max(self.options.max_workers, self.options.max_concurrent_requests + 4)
-            ),
-            interceptors=[
-                ServiceInterceptor(
-                    set(names),
-                    self._readiness,
-                    auth_token=self.options.auth_token,
-                    max_concurrent=self.options.max_concurrent_requests,
+                max_workers=max(
+                    self.options.max_workers,
+                    self.options.max_concurrent_requests + self.options.max_live_streams + 4,
                 )
-            ],
+            ),
+            interceptors=[self._interceptor],
             options=[
                 ("grpc.max_receive_message_length", self.options.max_message_bytes),
                 ("grpc.max_send_message_length", self.options.max_message_bytes),
@@ -410,6 +487,7 @@ class ServiceHost:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish within the grace period."""
         self._stopping.set()
         self.health.enter_graceful_shutdown()
+        self.live_streams.finish_all()  # live streams end their audio now and send their finals
         grace = self.options.grace_s if grace_s is None else grace_s
         self.server.stop(grace).wait()
         log.info("%s drained", self.address)

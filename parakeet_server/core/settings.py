@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from parakeet_server.core.audio import AudioLimits
 from parakeet_server.core.errors import PreconditionFailed
+from parakeet_server.core.live import LiveLimits
 
 T = TypeVar("T")
 Converter = Callable[[str], T]
@@ -144,6 +145,15 @@ def audio_limits(env: Env) -> AudioLimits:
     return AudioLimits(
         max_bytes=default.max_bytes,
         max_duration_s=env.get(MAX_AUDIO_SECONDS_ENV, default.max_duration_s, real(above=0)),
+    )
+
+
+def live_limits(env: Env) -> LiveLimits:
+    """What one live stream may do (STREAM_IDLE_TIMEOUT_S, default 30; MAX_STREAM_SECONDS, default 4 h)."""
+    default = LiveLimits()
+    return LiveLimits(
+        idle_timeout_s=env.get("STREAM_IDLE_TIMEOUT_S", default.idle_timeout_s, real(above=0)),
+        max_stream_seconds=env.get("MAX_STREAM_SECONDS", default.max_stream_seconds, real(above=0)),
     )
 
 

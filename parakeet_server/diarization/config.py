@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from parakeet_server.core.audio import AudioLimits
-from parakeet_server.core.settings import Env, audio_limits, device, one_of, whole
+from parakeet_server.core.live import LiveLimits
+from parakeet_server.core.settings import Env, audio_limits, device, live_limits, one_of, whole
 from parakeet_server.diarization.pyannote_engine import DEFAULT_PIPELINE
 from parakeet_server.diarization.selection import FALLBACKS
 
@@ -29,10 +30,12 @@ class DiarizationConfig:
     embedding_batch_size: int = 32
     fallback: str = "none"
     limits: AudioLimits = field(default_factory=AudioLimits)
+    live_limits: LiveLimits = field(default_factory=LiveLimits)  # StreamingDiarize
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> DiarizationConfig:
-        """DIARIZATION_PIPELINE, DIARIZATION_DEVICE, ... and MAX_AUDIO_SECONDS; unset ones keep their defaults."""
+        """DIARIZATION_PIPELINE, DIARIZATION_DEVICE, ..., MAX_AUDIO_SECONDS and the live-stream limits
+        (STREAM_IDLE_TIMEOUT_S, MAX_STREAM_SECONDS); unset ones keep their defaults."""
         env = Env(environ)
         default = cls()
         return cls(
@@ -46,4 +49,5 @@ class DiarizationConfig:
             ),
             fallback=env.get("DIARIZATION_FALLBACK", default.fallback, one_of(FALLBACKS)),
             limits=audio_limits(env),
+            live_limits=live_limits(env),
         )

@@ -1,26 +1,31 @@
 """The DiarizationService request logic: the one implementation behind gRPC and RunPod.
 
 Cheap checks (speaker counts, response format) run before the audio is fetched or decoded, so a
-request that cannot succeed costs nothing. Errors are raised as parakeet_server.core.errors types; the
+request that cannot succeed costs nothing. StreamingDiarize runs on the live-stream framework
+(parakeet_server.core.live) with a DiarizeSession per stream (parakeet_server.diarization.live). Errors are raised as parakeet_server.core.errors types; the
 gRPC interceptor and the RunPod shim turn them into status codes and `{"error": ...}`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from parakeet.formats import Rpc
-from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
+from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc, streaming_pb2
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import DeadlineExceeded
 from parakeet_server.core.formats import render_document, requested_format
+from parakeet_server.core.live import LiveLimits, LiveOutput, StreamContext, serve_live
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.core.times import whole_ms
+from parakeet_server.diarization.live import DiarizeSession, open_diarizer
 from parakeet_server.diarization.selection import Diarizer
 from parakeet_server.diarization.types import SpeakerCounts
 
 
-def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
+def speaker_counts(request: diarization_pb2.DiarizeRequest | streaming_pb2.StreamingConfig) -> SpeakerCounts:
     """The request's speaker counts (unset fields: estimate), or InvalidRequest saying which
     value to change (SpeakerCounts checks them)."""
     return SpeakerCounts(
@@ -33,9 +38,12 @@ def speaker_counts(request: diarization_pb2.DiarizeRequest) -> SpeakerCounts:
 class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
     """Serves Diarize over a loaded engine (pyannote or the offline backend)."""
 
-    def __init__(self, engine: Diarizer, limits: AudioLimits | None = None) -> None:
+    def __init__(
+        self, engine: Diarizer, limits: AudioLimits | None = None, live_limits: LiveLimits | None = None
+    ) -> None:
         self._engine = engine
         self._limits = limits or AudioLimits()
+        self.live_limits = live_limits or LiveLimits()
 
     @track_audio  # large requests give their memory back to the system when they end
     def Diarize(
@@ -60,4 +68,32 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
             model=self._engine.name,
             response_format=rendered_as,
             document=render_document(rendered_as, (), turns),
+        )
+
+    def StreamingDiarize(
+        self, request_iterator: Iterator[diarization_pb2.StreamingDiarizeRequest], context: StreamContext
+    ) -> Iterator[diarization_pb2.StreamingDiarizeResponse]:
+        """Speaker turns while the audio streams: a `turn` per decided turn, labels fixed for the stream.
+
+        Of the StreamingConfig, the audio format and the speaker counts (validated as Diarize
+        validates them: INVALID_FIELD) are used; `language` is accepted and ignored (speakers
+        have no language); interim_results, word_timestamps, endpoint_silence_ms, diarize and
+        speakers_optional concern transcription and are ignored. min_speakers is validated but
+        cannot be honoured live (a voice heard once is never split later).
+        """
+        return serve_live(request_iterator, context, self.open_session, self.live_limits)
+
+    def open_session(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[diarization_pb2.StreamingDiarizeResponse],
+    ) -> DiarizeSession:
+        """A live session for one stream (also what the orchestrator opens in process)."""
+        counts = speaker_counts(config)
+        engine = self._engine
+        return DiarizeSession(
+            lambda should_stop: open_diarizer(engine, counts, should_stop),
+            output,
+            engine.name,
+            min_speakers=counts.min_speakers,
         )

@@ -4,6 +4,7 @@ and warmed up, for the gRPC server, the RunPod worker and the orchestrator's in-
 from __future__ import annotations
 
 from parakeet_server.core.audio import AudioLimits
+from parakeet_server.core.live import LiveLimits
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.diarization.selection import Diarizer, build_engine
 from parakeet_server.diarization.servicer import DiarizationServicer
@@ -20,9 +21,12 @@ def engine_for(config: DiarizationConfig) -> Diarizer:
     )
 
 
-def build_servicer(engine: Diarizer, limits: AudioLimits) -> DiarizationServicer:
-    """The servicer over `engine`, enforcing the same limits as every other service."""
-    return DiarizationServicer(engine, limits)
+def build_servicer(
+    engine: Diarizer, limits: AudioLimits, live_limits: LiveLimits | None = None
+) -> DiarizationServicer:
+    """The servicer over `engine`, enforcing the same limits as every other service (and, for
+    StreamingDiarize, the live-stream limits)."""
+    return DiarizationServicer(engine, limits, live_limits)
 
 
 def warm_up(engine: Diarizer) -> None:

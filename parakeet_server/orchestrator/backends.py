@@ -23,7 +23,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parakeet.errors import REASONS, ParakeetError, default_reason, reason_of
 from parakeet.runpod import RunPodEndpoint, RunPodJobs, request_to_json, response_from_json
-from parakeet.v1 import diarization_pb2, diarization_pb2_grpc, transcription_pb2, transcription_pb2_grpc
+from parakeet.v1 import (
+    diarization_pb2,
+    diarization_pb2_grpc,
+    streaming_pb2,
+    transcription_pb2,
+    transcription_pb2_grpc,
+)
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import (
     DeadlineExceeded,
@@ -32,7 +38,9 @@ from parakeet_server.core.errors import (
     ServiceUnavailable,
     error_for_reason,
 )
+from parakeet_server.core.live import LiveOutput, LiveSession, Opener
 from parakeet_server.core.logs import REQUEST_ID_KEY, current_request_id
+from parakeet_server.orchestrator.live import GrpcStreamSession
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
@@ -77,12 +85,44 @@ DiarizeFn = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_
 
 
 class InProcessBackends:
-    """Both servicers in this process (single-endpoint worker, embedded CLI, `--backend inprocess`)."""
+    """Both servicers in this process (single-endpoint worker, embedded CLI, `--backend inprocess`);
+    live streams go to the servicers' own sessions when they have them."""
 
-    def __init__(self, transcribe: TranscribeFn, diarize: DiarizeFn, warm_up: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        transcribe: TranscribeFn,
+        diarize: DiarizeFn,
+        warm_up: Callable[[], None],
+        stream_transcription: Opener[transcription_pb2.StreamingTranscribeResponse] | None = None,
+        stream_diarization: Opener[diarization_pb2.StreamingDiarizeResponse] | None = None,
+    ) -> None:
         self._transcribe = transcribe
         self._diarize = diarize
         self._warm_up = warm_up
+        self._stream_transcription = stream_transcription
+        self._stream_diarization = stream_diarization
+
+    def open_transcription_stream(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[transcription_pb2.StreamingTranscribeResponse],
+    ) -> LiveSession:
+        if self._stream_transcription is None:
+            raise PreconditionFailed(
+                "live transcription is not enabled in this process", reason="FAILED_PRECONDITION"
+            )
+        return self._stream_transcription(config, output)
+
+    def open_diarization_stream(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[diarization_pb2.StreamingDiarizeResponse],
+    ) -> LiveSession:
+        if self._stream_diarization is None:
+            raise PreconditionFailed(
+                "live diarization is not enabled in this process", reason="FAILED_PRECONDITION"
+            )
+        return self._stream_diarization(config, output)
 
     def transcribe(
         self, request: transcription_pb2.TranscribeRequest, context: CallContext
@@ -238,6 +278,43 @@ class GrpcBackends:
             DIARIZATION, self._diarization.Diarize, request, context
         )
         return response
+
+    def open_transcription_stream(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[transcription_pb2.StreamingTranscribeResponse],
+    ) -> LiveSession:
+        return GrpcStreamSession(
+            TRANSCRIPTION,
+            self._transcription.StreamingTranscribe,
+            transcription_pb2.StreamingTranscribeRequest,
+            config,
+            output,
+            self._metadata,
+            self._stream_error,
+        )
+
+    def open_diarization_stream(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[diarization_pb2.StreamingDiarizeResponse],
+    ) -> LiveSession:
+        return GrpcStreamSession(
+            DIARIZATION,
+            self._diarization.StreamingDiarize,
+            diarization_pb2.StreamingDiarizeRequest,
+            config,
+            output,
+            self._metadata,
+            self._stream_error,
+        )
+
+    def _stream_error(self, backend: str, error: grpc.RpcError) -> ServiceError:
+        """A backend stream's failure as ours: credentials named, reasons kept, the backend named."""
+        code: grpc.StatusCode = error.code()
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return self._credentials_error(backend, code, error.details() or code.name)
+        return backend_error(backend, code.name, error.details() or code.name, reason_of(error))
 
     def warm_up(self) -> None:
         """Nothing to load: the backends warm themselves up and report it through health."""

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from parakeet.runpod import API_KEY_ENV, RUNPOD_API_BASE
-from parakeet_server.core.settings import AUTH_TOKEN_ENV, Env, one_of
+from parakeet_server.core.live import LiveLimits
+from parakeet_server.core.settings import AUTH_TOKEN_ENV, Env, live_limits, one_of
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.orchestrator.backends import BACKEND_AUTH_TOKEN_ENV
 from parakeet_server.transcription.config import TranscriptionConfig
@@ -51,6 +52,8 @@ class OrchestratorConfig:
     # --backend inprocess: the engines this process runs.
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
+    # What one StreamingOrchestrate stream may do (idle timeout, maximum duration).
+    live_limits: LiveLimits = field(default_factory=LiveLimits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, backend: str = "grpc") -> OrchestratorConfig:
@@ -73,4 +76,5 @@ class OrchestratorConfig:
             runpod_api_key=env.text(API_KEY_ENV),
             transcription=TranscriptionConfig.from_env(environ),
             diarization=DiarizationConfig.from_env(environ),
+            live_limits=live_limits(env),
         )

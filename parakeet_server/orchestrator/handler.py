@@ -12,6 +12,7 @@ runpod SDK's local test API.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from parakeet.v1 import orchestrator_pb2
 from parakeet_server.core.context import CallContext
@@ -26,8 +27,11 @@ Orchestrate = Callable[
 
 
 def prepare(config: OrchestratorConfig) -> Orchestrate:
-    """The servicer the config describes, its backends warmed up."""
-    servicer = build_servicer(config)
+    """The servicer the config describes, its backends warmed up; in process without the
+    streaming model (a RunPod job is a whole recording, so a second model copy would only cost
+    memory)."""
+    transcription = replace(config.transcription, streaming_enabled=False)
+    servicer = build_servicer(replace(config, transcription=transcription))
     servicer.backends.warm_up()
     return servicer.Orchestrate
 

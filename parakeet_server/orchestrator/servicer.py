@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import contextvars
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import grpc
+
 from parakeet.formats import Rpc
-from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, orchestrator_pb2_grpc, transcription_pb2
+from parakeet.v1 import (
+    audio_pb2,
+    diarization_pb2,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+    streaming_pb2,
+    transcription_pb2,
+)
 from parakeet_server.core.context import CallContext
 from parakeet_server.core.errors import InvalidRequest, LimitExceeded, ServiceError
 from parakeet_server.core.formats import render_document, requested_detail, requested_format
+from parakeet_server.core.live import LiveLimits, LiveOutput, LiveSession, serve_live
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.merge import (
     assign_speakers,
@@ -24,6 +35,7 @@ from parakeet_server.core.merge import (
 )
 from parakeet_server.diarization.servicer import speaker_counts
 from parakeet_server.orchestrator.backends import Backends
+from parakeet_server.orchestrator.live import open_orchestrated
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +65,33 @@ def _diarize_request(request: orchestrator_pb2.OrchestrateRequest) -> diarizatio
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """Joins a transcription backend and a diarization backend into one speaker-attributed transcript."""
 
-    def __init__(self, backends: Backends, max_concurrent_calls: int = 32) -> None:
+    def __init__(
+        self, backends: Backends, max_concurrent_calls: int = 32, live_limits: LiveLimits | None = None
+    ) -> None:
         self.backends = backends
+        self.live_limits = live_limits or LiveLimits()
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="orchestrate")
+        self._open_stream = open_orchestrated(backends)
+
+    def StreamingOrchestrate(
+        self,
+        request_iterator: Iterator[orchestrator_pb2.StreamingOrchestrateRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+        """Live audio in, interim and speaker-attributed final results out (orchestrator/live.py)."""
+        return serve_live(request_iterator, context, self._open_live, self.live_limits)
+
+    def _open_live(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        output: LiveOutput[orchestrator_pb2.StreamingOrchestrateResponse],
+    ) -> LiveSession:
+        counts = diarization_pb2.DiarizeRequest()
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            if config.HasField(name):
+                setattr(counts, name, getattr(config, name))
+        speaker_counts(counts)  # an impossible count is an error even without diarize
+        return self._open_stream(config, output)
 
     @track_audio  # large requests give their memory back to the system when they end
     def Orchestrate(

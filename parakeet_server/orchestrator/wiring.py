@@ -32,14 +32,22 @@ def in_process_backends(config: OrchestratorConfig, diarization: bool = True) ->
     (the embedded CLI without --diarize needs no Hugging Face token)."""
     transcription = transcription_wiring.build_servicer(config.transcription)
     engine = diarization_wiring.engine_for(config.diarization)
-    diarizer = diarization_wiring.build_servicer(engine, config.diarization.limits)
+    diarizer = diarization_wiring.build_servicer(
+        engine, config.diarization.limits, config.diarization.live_limits
+    )
 
     def warm_up() -> None:
         transcription_wiring.warm_up(transcription)
         if diarization:
             diarization_wiring.warm_up(engine)
 
-    return InProcessBackends(transcription.Transcribe, diarizer.Diarize, warm_up)
+    return InProcessBackends(
+        transcription.Transcribe,
+        diarizer.Diarize,
+        warm_up,
+        stream_transcription=transcription.live.open_session if transcription.live is not None else None,
+        stream_diarization=diarizer.open_session,
+    )
 
 
 def runpod_backends(config: OrchestratorConfig) -> RunPodBackends:
@@ -90,14 +98,17 @@ def build_backends(config: OrchestratorConfig, diarization: bool = True) -> Back
 
 def build_servicer(config: OrchestratorConfig) -> OrchestratorServicer:
     """The servicer over its backends; `servicer.backends.warm_up` is its warm-up."""
-    return OrchestratorServicer(build_backends(config))
+    return OrchestratorServicer(build_backends(config), live_limits=config.live_limits)
 
 
-def embedded_backends(model: str = "", pipeline: str = "", diarization: bool = True) -> Backends:
+def embedded_backends(
+    model: str = "", pipeline: str = "", diarization: bool = True, live: bool = False
+) -> InProcessBackends:
     """Both engines in this process, configured as the servers are (defaults and environment),
-    with an optional model and pipeline; for the embedded CLI and the evaluation rig."""
+    with an optional model and pipeline; for the embedded CLI and the evaluation rig. `live`
+    loads the streaming model (its own copy) too, for `parakeet stream`."""
     config = OrchestratorConfig.from_env()
-    transcription = config.transcription
+    transcription = replace(config.transcription, streaming_enabled=live)
     if model:
         transcription = replace(transcription, engine=replace(transcription.engine, model=model))
     engines = replace(

@@ -10,6 +10,7 @@ with the reason. Run `python -m parakeet_server.transcription.handler`; add
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from parakeet.v1 import transcription_pb2
 from parakeet_server.core.context import CallContext
@@ -24,8 +25,9 @@ Transcribe = Callable[
 
 
 def prepare(config: TranscriptionConfig) -> Transcribe:
-    """The servicer the config describes, loaded and warmed up."""
-    servicer = build_servicer(config)
+    """The servicer the config describes, loaded and warmed up; without the streaming model (a
+    RunPod job is a whole recording, so a second copy of the model would only cost memory)."""
+    servicer = build_servicer(replace(config, streaming_enabled=False))
     warm_up(servicer)
     return servicer.Transcribe
 

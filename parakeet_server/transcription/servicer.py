@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
-from parakeet_server.core.errors import InvalidRequest
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.fetch import FetchPolicy
 from parakeet_server.core.formats import render_document, requested_detail, requested_format
+from parakeet_server.core.live import LiveLimits, serve_live
 from parakeet_server.core.memory import track_audio
 from parakeet_server.core.merge import assign_speakers, split_segments_by_speaker
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import EngineTranscript
 from parakeet_server.transcription.runner import TranscriptionRunner
+
+if TYPE_CHECKING:
+    from parakeet_server.core.live import StreamContext
+    from parakeet_server.transcription.live import LiveTranscription
 
 MODEL_LANGUAGE = "en"  # parakeet-tdt-0.6b-v2 is English-only
 _ENGLISH = {"", "en", "eng", "english"}
@@ -82,10 +88,16 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         runner: TranscriptionRunner,
         limits: AudioLimits | None = None,
         fetch_policy: FetchPolicy | None = None,
+        live: LiveTranscription | None = None,
+        live_limits: LiveLimits | None = None,
     ) -> None:
+        """`live`: the StreamingTranscribe sessions; without it (the orchestrator's in-process
+        backend, the RunPod worker, test doubles) that RPC is refused."""
         self.runner = runner
         self.limits = limits or AudioLimits()
         self.fetch_policy = fetch_policy
+        self.live = live
+        self.live_limits = live_limits or LiveLimits()
 
     @track_audio  # large requests give their memory back to the system when they end
     def Transcribe(
@@ -110,3 +122,14 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
             response_format=rendered_as,
             document=render_document(rendered_as, segments, turns, words=words),
         )
+
+    def StreamingTranscribe(
+        self, request_iterator: Iterator[transcription_pb2.StreamingTranscribeRequest], context: StreamContext
+    ) -> Iterator[transcription_pb2.StreamingTranscribeResponse]:
+        """Live transcription: a config, then audio; interims, finals and speech events as they come."""
+        if self.live is None:
+            raise PreconditionFailed(
+                "streaming is not enabled on this server (TRANSCRIPTION_STREAMING=0, or a transcription "
+                "backend inside another service); use Transcribe, or a transcription server with streaming on"
+            )
+        return serve_live(request_iterator, context, self.live.open_session, self.live_limits)

@@ -54,7 +54,11 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import TranscriptionEngine
-from parakeet_server.transcription.streaming_config import MIN_ENDPOINT_SILENCE_MS, StreamingConfig
+from parakeet_server.transcription.streaming_config import (
+    MIN_ENDPOINT_SILENCE_MS,
+    StreamingConfig,
+    StreamingConfigError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class Interim:
 
     stream: int
     text: str
+    start: float  # where the utterance's first token lies, seconds from the stream's start
     stability: float | None = None  # NeMo's buffered pipeline gives none
 
 
@@ -102,10 +107,14 @@ StreamEvent = Interim | Final | EndOfUtterance
 
 @dataclass(frozen=True)
 class StepReport:
-    """What one `step()` did: its events in order, and the streams in each forward pass."""
+    """What one `step()` did: its events in order, the streams in each forward pass, each decoded
+    stream's position after it (seconds of its audio decoded) and the streams whose pass raised
+    (their state is unusable: cancel them)."""
 
     events: list[StreamEvent]
     batch_sizes: list[int]
+    positions: dict[int, float] = field(default_factory=dict)
+    failed: dict[int, Exception] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +122,7 @@ class _Stream:
     """One live stream's audio not yet decoded and its place in the pipeline."""
 
     id: int
+    endpoint_silence_ms: int  # this stream's own (NeMo's stop_history_eou)
     pending: Samples = field(default_factory=lambda: np.zeros(0, np.float32))
     fed_samples: int = 0  # samples fed (the stream's duration so far)
     sent_samples: int = 0  # valid samples handed to the pipeline (with the silence close adds)
@@ -353,10 +363,16 @@ class StreamingTranscriber:
 
     # Streams -----------------------------------------------------------------------------
 
-    def open_stream(self) -> int:
-        """A new stream's id; its word times count from the first sample fed to it."""
+    def open_stream(self, endpoint_silence_ms: int | None = None) -> int:
+        """A new stream's id; its word times count from the first sample fed to it. Its utterances
+        end after `endpoint_silence_ms` of silence (the config's when None)."""
+        silence = self.config.endpoint_silence_ms if endpoint_silence_ms is None else endpoint_silence_ms
+        if silence < MIN_ENDPOINT_SILENCE_MS:
+            raise StreamingConfigError(
+                "endpoint_silence_ms", f"must be at least {MIN_ENDPOINT_SILENCE_MS} ms (got {silence} ms)"
+            )
         with self._streams_lock:
-            stream = _Stream(next(self._ids))
+            stream = _Stream(next(self._ids), silence)
             self._streams[stream.id] = stream
             return stream.id
 
@@ -373,6 +389,11 @@ class StreamingTranscriber:
         chunk = self.config.chunk_samples
         with self._streams_lock:
             return sum(len(s.pending) >= chunk for s in self._streams.values())
+
+    def pending_samples(self, stream_id: int) -> int:
+        """Samples fed to the stream and not decoded yet (what back-pressure bounds)."""
+        with self._streams_lock:
+            return len(self._stream(stream_id).pending)
 
     @property
     def open_streams(self) -> int:
@@ -395,14 +416,19 @@ class StreamingTranscriber:
                 batch = [
                     (s, self._take(s, last=False)) for s in self._streams.values() if len(s.pending) >= chunk
                 ]
-            events: list[StreamEvent] = []
-            sizes: list[int] = []
+            report = StepReport([], [])
             size = self.config.max_batch_streams
             for first in range(0, len(batch), size):
                 group = batch[first : first + size]
-                events += self._run(group)
-                sizes.append(len(group))
-            return StepReport(events, sizes)
+                report.batch_sizes.append(len(group))
+                try:
+                    report.events.extend(self._run(group))
+                except Exception as error:  # one failed pass fails its streams, not the others
+                    log.exception("streaming pass over %d streams failed", len(group))
+                    report.failed.update((stream.id, error) for stream, _ in group)
+                    continue
+                report.positions.update((stream.id, self._position(stream)) for stream, _ in group)
+            return report
 
     def close(self, stream_id: int) -> list[StreamEvent]:
         """End a stream: decode what is left of its audio and flush its last words as a Final."""
@@ -423,11 +449,15 @@ class StreamingTranscriber:
             stream.pending = np.concatenate(
                 [stream.pending, np.zeros(padded - len(stream.pending), np.float32)]
             )
-            while True:
-                last = len(stream.pending) <= self.config.chunk_samples
-                events += self._run([(stream, self._take(stream, last=last))])
-                if last:
-                    return events
+            try:
+                while True:
+                    last = len(stream.pending) <= self.config.chunk_samples
+                    events += self._run([(stream, self._take(stream, last=last))])
+                    if last:
+                        return events
+            except BaseException:  # a failed flush leaves nothing behind either
+                self._forget(stream_id)
+                raise
 
     def cancel(self, stream_id: int) -> None:
         """Drop a stream without decoding the rest (a client that went away)."""
@@ -435,8 +465,12 @@ class StreamingTranscriber:
             with self._streams_lock:
                 self._stream(stream_id)
                 del self._streams[stream_id]
-            self._pipeline.delete_state(stream_id)
-            self._pipeline.bufferer.rm_bufferer(stream_id)
+            self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        """Drop NeMo's state and buffer of a stream (under the pipeline lock)."""
+        self._pipeline.delete_state(stream_id)
+        self._pipeline.bufferer.rm_bufferer(stream_id)
 
     def _take(self, stream: _Stream, last: bool) -> Any:
         """The stream's next chunk as a NeMo Frame (zero-padded when it is the short last one)."""
@@ -458,7 +492,7 @@ class StreamingTranscriber:
             is_first=first,
             is_last=last,
             length=valid,
-            options=ASRRequestOptions(stop_history_eou=self.config.endpoint_silence_ms) if first else None,
+            options=ASRRequestOptions(stop_history_eou=stream.endpoint_silence_ms) if first else None,
         )
 
     def _run(self, batch: Sequence[tuple[_Stream, Any]]) -> list[StreamEvent]:
@@ -490,7 +524,7 @@ class StreamingTranscriber:
             stream.utterance_start = stream.sent_samples
             stream.last_interim = ""
             if stream.shortened_endpoint and not is_last:
-                self._set_endpoint(stream, self.config.endpoint_silence_ms)
+                self._set_endpoint(stream, stream.endpoint_silence_ms)
                 stream.shortened_endpoint = False
         elif is_last:
             events.append(EndOfUtterance(stream.id, self._position(stream)))
@@ -498,7 +532,7 @@ class StreamingTranscriber:
             return events
         interim = output.partial_transcript.strip()
         if self.config.interim_results and interim and interim != stream.last_interim:
-            events.append(Interim(stream.id, interim))
+            events.append(Interim(stream.id, interim, self._utterance_start(stream)))
         stream.last_interim = interim
         too_long = stream.sent_samples - stream.utterance_start > self.config.max_utterance_s * SAMPLE_RATE
         if too_long and not stream.shortened_endpoint:
@@ -506,6 +540,15 @@ class StreamingTranscriber:
             self._set_endpoint(stream, MIN_ENDPOINT_SILENCE_MS)
             stream.shortened_endpoint = True
         return events
+
+    def _utterance_start(self, stream: _Stream) -> float:
+        """Seconds from the stream's start to the current utterance's first token (its stream
+        frame in NeMo's state), or to where its decoding began when no token is kept yet."""
+        state = self._pipeline.get_state(stream.id)
+        frames = getattr(state, "timesteps", None)
+        if frames:
+            return whole_ms(max(0.0, float(frames[0]) * self.frame_s))
+        return whole_ms(stream.utterance_start / SAMPLE_RATE)
 
     @staticmethod
     def _position(stream: _Stream) -> float:

@@ -27,11 +27,13 @@ _TOLERANCE = 1e-6
 
 
 class StreamingConfigError(InvalidRequest, ValueError):
-    """A streaming setting NeMo would accept but that loses words; `setting` names it."""
+    """A streaming setting NeMo would accept but that loses words; `setting` names it (a stream's
+    own setting, e.g. its endpoint silence, is a field of its request: reason INVALID_FIELD)."""
 
     def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"{setting}: {message}", metadata={"setting": setting})
+        super().__init__(f"{setting}: {message}", reason="INVALID_FIELD", metadata={"setting": setting})
         self.setting = setting
+        self.detail = message  # without the setting's name, for callers that name it their way
 
 
 def _samples(setting: str, seconds: float) -> int:

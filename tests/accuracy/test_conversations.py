@@ -7,6 +7,7 @@ neither the ASR training nor the diarization tuning (seeds 1000 and up) saw.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -130,3 +131,30 @@ def test_make_demo_prints_the_scripted_conversation_with_speakers() -> None:
     mapping = dict(zip((who for who, _ in script), (who for who, _ in spoken), strict=False))
     assert len(set(mapping.values())) == 2
     assert [who for who, _ in spoken] == [mapping[who] for who, _ in script]
+
+
+def test_make_demo_live_streams_the_conversation_as_captions_with_speakers() -> None:
+    """`make demo-live`: the same words as the script, live; speakers decided from what was heard
+    so far, so most (not necessarily all) words carry the speaker the whole-file run gives."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "demo-live"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    script = re.findall(r"^\s+\[[ \d.]+-[ \d.]+\] (spk\d): (.+)$", result.stdout, flags=re.MULTILINE)
+    captions = re.findall(r"^\[[\d:.]+-[\d:.]+\] (SPEAKER_\d\d): (.+)$", result.stdout, flags=re.MULTILINE)
+    assert len(script) == 6, result.stdout
+    said = [(who, word) for who, text in script for word in text.split()]
+    heard = [(who, word) for who, text in captions for word in text.split()]
+    assert [word for _, word in heard] == [word for _, word in said], result.stdout
+    agree: dict[tuple[str, str], int] = {}
+    for (reference, _), (label, _) in zip(said, heard, strict=True):
+        agree[reference, label] = agree.get((reference, label), 0) + 1
+    labels = [*sorted({label for _, label in agree}), "none"]
+    matched = max(
+        agree.get(("spk0", a), 0) + agree.get(("spk1", b), 0) for a, b in itertools.permutations(labels, 2)
+    )
+    assert matched >= 0.85 * len(said), (agree, result.stdout)

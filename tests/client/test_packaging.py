@@ -97,10 +97,14 @@ def test_the_server_depends_on_the_client_of_the_same_version() -> None:
 
 def test_the_server_registers_the_embedded_mode_the_cli_looks_up() -> None:
     declared = SERVER["entry-points"][cli.EMBEDDED_GROUP]
-    assert declared == {"orchestrate": "parakeet_server.embedded:orchestrate"}
+    assert declared == {
+        "orchestrate": "parakeet_server.embedded:orchestrate",
+        "stream": "parakeet_server.embedded:stream",
+    }
     from parakeet_server import embedded
 
     assert cli.embedded_mode() is embedded.orchestrate
+    assert cli.embedded_stream() is embedded.stream
     assert embedded.INSTALL == cli.EMBEDDED_INSTALL
 
 

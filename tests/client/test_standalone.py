@@ -96,7 +96,7 @@ def test_the_client_installs_without_the_server_stack(client_venv: Path, tmp_pat
     assert set(found["distributions"]) <= CLIENT_DISTRIBUTIONS, found["distributions"]
     assert "site-packages" in found["client"] and str(REPO_ROOT) not in found["client"]
     stubs = {path.name for path in (REPO_ROOT / "clients/python/parakeet/v1").glob("*.pyi")}
-    assert set(found["typed"]) == {"py.typed"} | stubs and len(stubs) == 4
+    assert set(found["typed"]) == {"py.typed"} | stubs and len(stubs) == 5
 
 
 def test_the_api_works_against_a_server_of_the_full_install(

@@ -7,10 +7,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from bench import common, run
+from bench import common, run, streaming
 from parakeet_server.core.audio import decode_bytes
 from tests.support.audio import silent_flac
 
@@ -132,3 +134,66 @@ def test_server_peak_rss_measures_a_real_server_and_stops_past_the_floor(monkeyp
     assert [row.passed for row in missed] == [False, None, False]
     assert math.isnan(missed[2].value)
     assert missed[2].detail == {"skipped": f"not sent: 0.005 h already peaked at {missed[0].value:.2f} GB"}
+
+
+def _response(event: str = "", processed: float = 0.0, **fields: Any) -> Any:
+    """A StreamingTranscribeResponse with `event` set from `fields` (no event: progress only)."""
+    from parakeet.v1 import streaming_pb2, transcription_pb2
+
+    response = transcription_pb2.StreamingTranscribeResponse(processed_seconds=processed)
+    if event == "interim":
+        response.interim.CopyFrom(streaming_pb2.InterimResult(**fields))
+    elif event == "final_result":
+        response.final_result.CopyFrom(streaming_pb2.FinalResult(**fields))
+    elif event == "summary":
+        response.summary.CopyFrom(streaming_pb2.StreamingSummary(**fields))
+    return response
+
+
+def _streamed() -> streaming.Streamed:
+    """Two utterances heard by a client whose audio time 0 is wall clock 100.0."""
+    at = 100.0
+    return streaming.Streamed(
+        at,
+        [
+            streaming.Received(at + 2.0, _response("interim", 1.9, text="hi", start=0.5)),
+            streaming.Received(at + 2.4, _response("interim", 2.3, text="hi there", start=0.5)),
+            streaming.Received(at + 3.0, _response("final_result", 2.7, text="hi there", start=0.5, end=1.5)),
+            streaming.Received(at + 3.2, _response(processed=2.7)),
+            streaming.Received(at + 5.5, _response("interim", 5.4, text="bye", start=4.0)),
+            streaming.Received(at + 7.0, _response("final_result", 6.0, text="bye", start=4.0, end=4.8)),
+            streaming.Received(at + 7.5, _response("summary", 6.0, duration=6.0)),
+        ],
+    )
+
+
+def test_streamed_latencies_are_arrivals_minus_the_wall_time_of_their_audio_time() -> None:
+    streamed = _streamed()
+    assert streamed.final_latencies() == pytest.approx([3.0 - 1.5, 7.0 - 4.8])
+    assert streamed.final_latencies(after_end_s=0.4) == pytest.approx([1.1, 1.8])
+    # Only an utterance's first interim counts: the second "hi there" is not a new utterance.
+    assert streamed.first_interims() == [(102.0, 0.5), (105.5, 4.0)]
+    assert streamed.first_interim_latencies() == pytest.approx([1.5, 1.5])
+    # Most trailing: at 3.2 s, 2.7 s fed (0.5 s behind). At 7.0 s the audio (6 s) has all been
+    # sent and fed: the final's wait after the audio ended is not lag.
+    assert streamed.max_lag() == pytest.approx(0.5)
+
+
+def test_latency_against_the_reference_uses_the_nearest_turn_bound_within_a_second() -> None:
+    from eval.synth import Conversation, RefTurn
+
+    talk = Conversation(
+        np.zeros(16_000, dtype=np.float32),
+        [RefTurn("spk0", 0.4, 1.7, "hi there"), RefTurn("spk1", 3.9, 5.2, "bye")],
+        "t",
+    )
+    finals, interims = streaming.against_reference(_streamed(), talk)
+    assert finals == pytest.approx([3.0 - 1.7, 7.0 - 5.2])
+    assert interims == pytest.approx([2.0 - 0.4, 5.5 - 3.9])
+    assert streaming.nearest(10.0, [0.4, 3.9]) is None
+    assert streaming.percentile([], 0.5) != streaming.percentile([], 0.5)  # nan: nothing measured
+    assert streaming.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == pytest.approx(2.5)
+
+
+def test_the_streaming_figures_are_selectable() -> None:
+    assert run.figure_list("9,10,11") == {9, 10, 11} == streaming.STREAMING_FIGURES

@@ -175,3 +175,41 @@ def test_a_bad_flag_names_itself(argv: list[str], message: str, capsys: pytest.C
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_live_stream_limit_comes_from_its_flag_or_variable() -> None:
+    parser = build_parser()
+    plain = parser.parse_args(["transcription"])
+    assert server_options(plain, {})["transcription"].max_live_streams == 32
+    assert server_options(plain, {"PARAKEET_MAX_LIVE_STREAMS": "5"})["transcription"].max_live_streams == 5
+    flagged = parser.parse_args(["all", "--max-live-streams", "3"])
+    options = server_options(flagged, {"PARAKEET_MAX_LIVE_STREAMS": "5"})
+    assert {name: o.max_live_streams for name, o in options.items()} == {
+        "transcription": 3,
+        "diarization": 3,
+        "orchestrator": 3,
+    }
+
+
+def test_live_limits_come_from_their_variables() -> None:
+    from parakeet_server.core.settings import ConfigError, Env, live_limits
+
+    limits = live_limits(Env({"STREAM_IDLE_TIMEOUT_S": "5", "MAX_STREAM_SECONDS": ""}))
+    assert (limits.idle_timeout_s, limits.max_stream_seconds) == (5.0, 4 * 3600.0)
+    with pytest.raises(ConfigError, match="STREAM_IDLE_TIMEOUT_S"):
+        live_limits(Env({"STREAM_IDLE_TIMEOUT_S": "0"}))
+
+
+def test_the_live_limits_reach_every_service_of_the_command() -> None:
+    environ = {"STREAM_IDLE_TIMEOUT_S": "7", "MAX_STREAM_SECONDS": "60"}
+    found = configs("all", environ=environ)
+    assert {
+        name: (c.live_limits.idle_timeout_s, c.live_limits.max_stream_seconds) for name, c in found.items()
+    } == {
+        "transcription": (7.0, 60.0),
+        "diarization": (7.0, 60.0),
+        "orchestrator": (7.0, 60.0),
+    }
+    orchestrator = found["orchestrator"]
+    assert isinstance(orchestrator, OrchestratorConfig)
+    assert orchestrator.diarization.live_limits.idle_timeout_s == 7.0

@@ -1,11 +1,13 @@
 """`parakeet`: the command-line client.
 
 parakeet transcribe FILE_OR_URL [--diarize] [--format srt] [-o OUT]   transcribe, with speakers
+parakeet stream FILE|- [--diarize] [--realtime] [--format jsonl]      live: results as audio arrives
 parakeet health --server HOST:PORT                                    which services are SERVING
 
 `transcribe` runs wherever the models are: a gRPC OrchestratorService (`--server`), a RunPod
 endpoint (`--runpod`, through `parakeet.runpod`), or, with neither, this process (embedded mode,
-the same servicer and engines the servers run, so every path gives the same transcript). The
+the same servicer and engines the servers run, so every path gives the same transcript); `stream`
+runs on a server (StreamingOrchestrate) or embedded. The
 embedded mode belongs to the server distribution, which registers it as an entry point
 (`EMBEDDED_GROUP`); this package never imports the server, so it installs without the models'
 libraries and says what to install when the embedded mode is asked for and missing.
@@ -18,10 +20,11 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -30,10 +33,19 @@ from typing import Any, Protocol, TextIO
 import grpc
 
 from parakeet import formats
-from parakeet.client import ParakeetClient, is_url, orchestrate_request
+from parakeet.client import ParakeetClient, StreamOptions, is_url, orchestrate_request, streaming_config
 from parakeet.errors import ParakeetError
 from parakeet.runpod import API_KEY_ENV, RunPodEndpoint, RunPodJobs, response_to_json
-from parakeet.v1 import orchestrator_pb2
+from parakeet.streaming import (
+    DEFAULT_SAMPLE_RATE_HZ,
+    ENCODINGS,
+    AudioStream,
+    open_audio,
+    paced,
+    pcm_stream,
+    require_pacing,
+)
+from parakeet.v1 import orchestrator_pb2, streaming_pb2
 
 SERVICES = (
     "parakeet.v1.TranscriptionService",
@@ -66,6 +78,39 @@ examples:
   parakeet transcribe call.wav --model ./parakeet-tdt-0.6b-v2.nemo --pipeline ./speaker-diarization-3.1
 
 exit status: 0 done, 1 the service refused or failed (message on stderr), 2 bad usage.
+"""
+
+
+STREAM_EPILOG = """\
+where it runs:
+  --server HOST:PORT     a running OrchestratorService (its StreamingOrchestrate)
+  (no --server)          embedded: loads the models into this process (slow to start;
+                         needs the server: pip install 'parakeet-grpc[asr,diarization]')
+
+audio:
+  FILE                   a 16-bit WAV goes out as PCM with its own rate and channels; any other
+                         file (mp3, ogg, flac, ...) as its encoded bytes, decoded by the server
+                         as they arrive
+  -                      raw PCM on stdin: s16le, 16 kHz, mono unless --encoding,
+                         --sample-rate, --channels say otherwise
+  --realtime             send the audio at its own pace, as a live source would (raw PCM and
+                         16-bit WAV only: an encoded file's duration is unknown until it is
+                         decoded, so let ffmpeg pace it: ffmpeg -re -i FILE ... | parakeet stream -)
+
+output:
+  text                   each final utterance as "[00:01.2-00:03.4] SPEAKER_00: text" (the speaker
+                         with --diarize); on a terminal the utterance being spoken is shown and
+                         rewritten in place
+  jsonl                  every response as one JSON object per line, flushed as it arrives
+
+examples:
+  parakeet stream call.wav --diarize --realtime --server 127.0.0.1:50053
+  ffmpeg -i call.mp3 -f s16le -ac 1 -ar 16000 - | parakeet stream - --server 127.0.0.1:50053
+  arecord -q -t raw -f S16_LE -r 16000 -c 1 | parakeet stream - --server 127.0.0.1:50053
+  parakeet stream call.wav --format jsonl --no-interim --server 127.0.0.1:50053
+
+exit status: 0 done, 1 the service refused or failed (message on stderr), 2 bad usage,
+130 interrupted (the stream is cancelled).
 """
 
 
@@ -208,24 +253,55 @@ class EmbeddedOrchestrate(Protocol):
     ) -> orchestrator_pb2.OrchestrateResponse: ...
 
 
+class EmbeddedStream(Protocol):
+    """What the server distribution registers as `stream` in the `parakeet.embedded` group: a
+    live StreamingOrchestrate over in-process engines, fed `chunks` in `config.audio_format`.
+    `step` should wrap the model load only: once results flow, stdout carries them live."""
+
+    def __call__(
+        self,
+        config: streaming_pb2.StreamingConfig,
+        chunks: Iterable[bytes],
+        *,
+        model: str = "",
+        pipeline: str = "",
+        verbose: bool = False,
+        step: Callable[[str], AbstractContextManager[None]] = ...,
+    ) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]: ...
+
+
 def embedded_mode() -> EmbeddedOrchestrate:
     """The server distribution's in-process mode, or a UsageError saying what to install.
 
     Looked up by entry point, not imported: this package installs without the server."""
-    found = entry_points(group=EMBEDDED_GROUP, name="orchestrate")
+    orchestrate: EmbeddedOrchestrate = _embedded_entry(
+        "orchestrate", "--server HOST:PORT", "--runpod ENDPOINT_ID"
+    )
+    return orchestrate
+
+
+def embedded_stream() -> EmbeddedStream:
+    """The server distribution's in-process live stream, or a UsageError saying what to install."""
+    stream: EmbeddedStream = _embedded_entry("stream", "--server HOST:PORT")
+    return stream
+
+
+def _embedded_entry(name: str, *targets: str) -> Any:
+    """Entry point `name` of the server's embedded mode; what to do instead names `targets`."""
+    found = entry_points(group=EMBEDDED_GROUP, name=name)
+    instead = " or ".join(targets)
     if not found:
+        flags = " or ".join(target.split()[0] for target in targets)
         raise UsageError(
-            "no --server or --runpod given, and the embedded mode (the models in this process) is "
-            f"not installed: {EMBEDDED_INSTALL}, or use --server HOST:PORT or --runpod ENDPOINT_ID"
+            f"no {flags} given, and the embedded mode (the models in this process) is "
+            f"not installed: {EMBEDDED_INSTALL}, or use {instead}"
         )
     try:
-        orchestrate: EmbeddedOrchestrate = next(iter(found)).load()
+        return next(iter(found)).load()
     except ImportError as error:
         raise UsageError(
-            f"the embedded mode cannot be loaded ({error}): {EMBEDDED_INSTALL}, "
-            "or use --server HOST:PORT or --runpod ENDPOINT_ID"
+            f"the embedded mode cannot be loaded ({error}): {EMBEDDED_INSTALL}, or use {instead}"
         ) from None
-    return orchestrate
 
 
 def _embedded(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.OrchestrateResponse:
@@ -287,6 +363,142 @@ def transcribe(args: argparse.Namespace) -> int:
     for warning in response.warnings:
         print(f"parakeet: warning: {warning}", file=sys.stderr)
     write_output(render(response, args.format), args.output)
+    return EXIT_OK
+
+
+def clock(seconds: float) -> str:
+    """MM:SS.t from the stream's start (minutes keep counting past an hour)."""
+    minutes, tenths = divmod(round(seconds * 10), 600)
+    return f"{minutes:02d}:{tenths // 10:02d}.{tenths % 10}"
+
+
+def final_line(result: streaming_pb2.FinalResult) -> str:
+    """`[00:01.2-00:03.4] SPEAKER_00: text`; no speaker part when the final has none."""
+    speaker = f"{result.speaker}: " if result.speaker else ""
+    return f"[{clock(result.start)}-{clock(result.end)}] {speaker}{result.text}"
+
+
+class LiveOutput:
+    """`parakeet stream`'s stdout. jsonl: every response, a line each, flushed. text: finals,
+    a line each; on a terminal the current interim is drawn on the last line and redrawn in
+    place (`\r`, clear to end of line), cut to the terminal's width so it never wraps."""
+
+    CLEAR = "\r\x1b[K"
+
+    def __init__(self, out: TextIO, output_format: str, errors: TextIO) -> None:
+        self.out, self.errors = out, errors
+        self.jsonl = output_format == "jsonl"
+        self.live = not self.jsonl and out.isatty()
+        self.columns = shutil.get_terminal_size().columns
+        self.drawn = False  # an interim is on the last line
+
+    def write(self, response: orchestrator_pb2.StreamingOrchestrateResponse) -> None:
+        event = response.WhichOneof("event")
+        if self.jsonl:
+            self.out.write(json.dumps(response_to_json(response), ensure_ascii=False) + "\n")
+        elif event == "final_result":
+            self.out.write((self.CLEAR if self.drawn else "") + final_line(response.final_result) + "\n")
+            self.drawn = False
+        elif event == "interim" and self.live:
+            text = response.interim.text[-max(1, self.columns - 1) :]
+            self.out.write(self.CLEAR + text)
+            self.drawn = bool(text)
+        self.out.flush()
+        if event == "summary":
+            for warning in response.summary.warnings:
+                print(f"parakeet: warning: {warning}", file=self.errors)
+
+    def close(self) -> None:
+        """Take a leftover interim off the screen (a stream cut short)."""
+        if self.drawn:
+            self.out.write(self.CLEAR)
+            self.out.flush()
+            self.drawn = False
+
+
+def _stream_options(args: argparse.Namespace) -> StreamOptions:
+    """The StreamingConfig fields the command line sets, the same on a server and embedded."""
+    return {
+        "diarize": args.diarize,
+        "interim_results": args.interim,
+        "word_timestamps": args.word_timestamps,
+        "num_speakers": args.num_speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+        "endpoint_silence_ms": args.endpoint_silence_ms,
+        "language": args.language,
+        "speakers_optional": args.speakers_optional,
+    }
+
+
+def _stream_audio(args: argparse.Namespace) -> AudioStream:
+    """The audio of `parakeet stream`, checked before anything connects or loads."""
+    raw = {"--encoding": args.encoding, "--sample-rate": args.sample_rate, "--channels": args.channels}
+    if args.audio == "-":
+        audio = pcm_stream(
+            sys.stdin.buffer,
+            sample_rate_hz=args.sample_rate or DEFAULT_SAMPLE_RATE_HZ,
+            channels=args.channels or 1,
+            encoding=args.encoding or "s16le",
+        )
+    else:
+        given = [flag for flag, value in raw.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"{given[0]} describes raw PCM on stdin (-); {args.audio} is a file, which carries its own format"
+            )
+        if not Path(args.audio).is_file():
+            raise UsageError(
+                f"{args.audio}: no such file (give a path to an audio file, or - for raw PCM on stdin)"
+            )
+        audio = open_audio(args.audio)
+    if args.realtime:
+        try:
+            require_pacing(audio)
+        except ValueError as error:
+            raise UsageError(f"--realtime: {args.audio} is not PCM: {error}") from None
+    return audio
+
+
+def _stream_responses(
+    args: argparse.Namespace, audio: AudioStream, stack: contextlib.ExitStack
+) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+    """The responses from --server, or from the embedded mode; closed (cancelled) with `stack`."""
+    if args.server:
+        client = stack.enter_context(connect(args, args.timeout))
+        return stack.enter_context(
+            contextlib.closing(client.stream(audio, realtime=args.realtime, **_stream_options(args)))
+        )
+    run = embedded_stream()
+    chunks = audio.chunks
+    assert isinstance(chunks, Iterable)  # the CLI's sources are all blocking reads
+    if args.realtime:
+        stop = threading.Event()
+        stack.callback(stop.set)
+        chunks = paced(chunks, audio.bytes_per_second, stop)
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    responses = run(
+        streaming_config(audio.format, **_stream_options(args)),
+        chunks,
+        model=args.model or "",
+        pipeline=args.pipeline or "",
+        verbose=args.verbose,
+        step=progress.step,
+    )
+    close = getattr(responses, "close", None)
+    if callable(close):
+        stack.callback(close)
+    return responses
+
+
+def stream(args: argparse.Namespace) -> int:
+    """`parakeet stream`: live results of a file or of stdin, printed as they arrive."""
+    audio = _stream_audio(args)
+    output = LiveOutput(sys.stdout, args.format, sys.stderr)
+    with contextlib.ExitStack() as stack:
+        stack.callback(output.close)
+        for response in _stream_responses(args, audio, stack):
+            output.write(response)
     return EXIT_OK
 
 
@@ -390,6 +602,93 @@ def _add_transcribe(commands: Any) -> None:
     )
 
 
+def _silence_ms(value: str) -> int:
+    number = int(value)
+    if number != 0 and number < 160:
+        raise argparse.ArgumentTypeError(f"must be 0 (the server's default) or at least 160, got {number}")
+    return number
+
+
+def _add_stream(commands: Any) -> None:
+    command = commands.add_parser(
+        "stream",
+        help="transcribe live: results while the audio is still arriving",
+        description="Stream a file or raw PCM from stdin to parakeet-tdt-0.6b-v2 and print each "
+        "utterance as soon as it is final; with --diarize, with its speaker.",
+        epilog=STREAM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("audio", metavar="FILE|-", help="audio file, or - for raw PCM on stdin")
+    command.add_argument("--diarize", action="store_true", help="find speakers and label every final")
+    command.add_argument(
+        "--realtime", action="store_true", help="send at the audio's own pace (raw PCM and 16-bit WAV)"
+    )
+    command.add_argument(
+        "-f",
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="output format (default: %(default)s)",
+    )
+    command.add_argument(
+        "--interim",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ask for interim results of the utterance being spoken (default: on)",
+    )
+    command.add_argument(
+        "--no-word-timestamps",
+        dest="word_timestamps",
+        action="store_false",
+        help="leave per-word timings out of the finals",
+    )
+    command.add_argument(
+        "--num-speakers", type=_count, metavar="N", help="exact number of speakers, if known"
+    )
+    command.add_argument("--min-speakers", type=_count, metavar="N", help="at least this many speakers")
+    command.add_argument(
+        "--max-speakers",
+        type=_count,
+        metavar="N",
+        help="at most this many speakers (live labels never exceed it)",
+    )
+    command.add_argument(
+        "--endpoint-silence-ms",
+        type=_silence_ms,
+        default=0,
+        metavar="MS",
+        help="silence that ends an utterance (at least 160; default: the server's, 400)",
+    )
+    command.add_argument("--language", default="", help="language code; the model is English-only (en)")
+    command.add_argument(
+        "--speakers-optional",
+        action="store_true",
+        help="with --diarize: if finding speakers fails, keep transcribing without them (and warn)",
+    )
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (embedded mode)")
+    command.add_argument(
+        "-v", "--verbose", action="store_true", help="show the model libraries' logs (embedded mode)"
+    )
+    command.add_argument("--timeout", type=float, metavar="SECONDS", help="end the stream after this long")
+    raw = command.add_argument_group("raw PCM on stdin (-)")
+    raw.add_argument("--encoding", choices=tuple(ENCODINGS), help="sample encoding (default: s16le)")
+    raw.add_argument("--sample-rate", type=_count, metavar="HZ", help="sample rate (default: 16000)")
+    raw.add_argument("--channels", type=_count, metavar="N", help="interleaved channels (default: 1)")
+    where = command.add_argument_group("where it runs (default: embedded, in this process)")
+    where.add_argument("--server", metavar="HOST:PORT", help="a gRPC OrchestratorService")
+    _add_connection_options(where)
+    embedded = command.add_argument_group("embedded mode")
+    embedded.add_argument(
+        "--model",
+        help="parakeet .nemo file, directory or HF id (default: env TRANSCRIPTION_MODEL or the HF model)",
+    )
+    embedded.add_argument(
+        "--pipeline",
+        metavar="PATH_OR_HF_ID",
+        help="pyannote pipeline directory or HF id for --diarize (default: pyannote/speaker-diarization-3.1)",
+    )
+
+
 def _add_connection_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--tls", action="store_true", help="TLS to --server, checked against the system CAs")
     group.add_argument("--tls-ca", metavar="PEM", help="TLS to --server, checked against this CA bundle")
@@ -408,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_transcribe(commands)
+    _add_stream(commands)
     check = commands.add_parser("health", help="show which services a server is SERVING")
     check.add_argument("--server", default="127.0.0.1:50053", help="HOST:PORT (default: %(default)s)")
     check.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
@@ -421,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "health":
             return health(args)
+        if args.command == "stream":
+            return stream(args)
         return transcribe(args)
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")

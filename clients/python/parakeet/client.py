@@ -12,14 +12,25 @@ machine-readable `reason` and whether the call is `retryable`) instead of raw `g
     with ParakeetClient("127.0.0.1:50053") as client:
         result = client.transcribe("call.wav", diarize=True, response_format="srt")
         print(result.document)
+
+Live streams (`stream`) send a `streaming_config` and then audio from a `parakeet.streaming`
+source on a sender thread (an asyncio task for the async client), yielding the server's
+interim and final results as they arrive:
+
+    with ParakeetClient("127.0.0.1:50053") as client:
+        for response in client.stream("call.wav", diarize=True, realtime=True):
+            if response.HasField("final_result"):
+                print(response.final_result.speaker, response.final_result.text)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 import grpc
 import grpc.aio
@@ -28,12 +39,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from parakeet import formats
 from parakeet.errors import ParakeetError
 from parakeet.formats import FormatLike
+from parakeet.streaming import StreamAudio, aiterate, apaced, open_audio, paced, require_pacing
 from parakeet.v1 import (
     audio_pb2,
     diarization_pb2,
     diarization_pb2_grpc,
     orchestrator_pb2,
     orchestrator_pb2_grpc,
+    streaming_pb2,
     transcription_pb2,
     transcription_pb2_grpc,
 )
@@ -147,6 +160,38 @@ def diarize_request(
     )
 
 
+def streaming_config(
+    audio_format: streaming_pb2.StreamingAudioFormat | None = None,
+    *,
+    diarize: bool = False,
+    interim_results: bool = True,
+    word_timestamps: bool = True,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    endpoint_silence_ms: int = 0,
+    language: str = "",
+    speakers_optional: bool = False,
+) -> streaming_pb2.StreamingConfig:
+    """The first message of every live stream (all three Streaming* RPCs, and the CLI's
+    embedded mode); options left at their defaults stay unset on the wire.
+
+    `endpoint_silence_ms` is the silence that ends an utterance (0: the server's default);
+    `speakers_optional=True` keeps transcribing without speakers if live diarization fails."""
+    return streaming_pb2.StreamingConfig(
+        audio_format=audio_format,
+        diarize=diarize,
+        interim_results=None if interim_results else False,
+        word_timestamps=None if word_timestamps else False,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        endpoint_silence_ms=endpoint_silence_ms,
+        language=language,
+        speakers_optional=speakers_optional,
+    )
+
+
 # -- clients -----------------------------------------------------------------------------------
 
 
@@ -191,6 +236,77 @@ class DiarizeOptions(TypedDict, total=False):
     exclusive: bool
 
 
+class StreamOptions(TypedDict, total=False):
+    """The keywords of `streaming_config`, which the clients' `stream` passes on."""
+
+    diarize: bool
+    interim_results: bool
+    word_timestamps: bool
+    num_speakers: int | None
+    min_speakers: int | None
+    max_speakers: int | None
+    endpoint_silence_ms: int
+    language: str
+    speakers_optional: bool
+
+
+# Which Streaming* RPC `stream` calls: OrchestratorService (words with speakers when diarizing),
+# TranscriptionService (words only) or DiarizationService (speaker turns only).
+StreamRpc = Literal["orchestrate", "transcribe", "diarize"]
+_STREAM_REQUESTS: dict[str, Callable[..., Any]] = {
+    "orchestrate": orchestrator_pb2.StreamingOrchestrateRequest,
+    "transcribe": transcription_pb2.StreamingTranscribeRequest,
+    "diarize": diarization_pb2.StreamingDiarizeRequest,
+}
+
+
+class _Stream:
+    """What one live stream needs before its call starts: the audio, its config, the RPC's
+    request type, and the byte rate to pace at (0: as fast as the call takes them)."""
+
+    def __init__(self, rpc: str, audio: StreamAudio, realtime: bool, options: StreamOptions) -> None:
+        if rpc not in _STREAM_REQUESTS:
+            raise ValueError(f"rpc must be one of {', '.join(_STREAM_REQUESTS)}, got {rpc!r}")
+        self.rpc = rpc
+        self.request = _STREAM_REQUESTS[rpc]
+        self.audio = open_audio(audio)
+        self.rate = require_pacing(self.audio) if realtime else 0.0
+        self.config = streaming_config(self.audio.format, **options)
+        # The source's own failure (a read error): raised to the caller instead of the
+        # CANCELLED status it turns into on the wire.
+        self.error: BaseException | None = None
+
+
+class _Sender:
+    """The blocking client's request iterator, which grpc drains on its own thread: the config,
+    then the audio (paced when asked); stops at `stop`, and on a source error records it and
+    cancels the call."""
+
+    def __init__(self, stream: _Stream) -> None:
+        if not isinstance(stream.audio.chunks, Iterable):
+            raise TypeError("the blocking client streams sync iterables of bytes; use AsyncParakeetClient")
+        self.stream = stream
+        self.chunks: Iterable[bytes] = stream.audio.chunks
+        self.stop = threading.Event()
+        self.call: grpc.Future | None = None
+        self.call_known = threading.Event()  # `call` is set: a source error can cancel it
+
+    def requests(self) -> Generator[Any, None, None]:
+        yield self.stream.request(config=self.stream.config)
+        chunks = paced(self.chunks, self.stream.rate, self.stop) if self.stream.rate else self.chunks
+        try:
+            for chunk in chunks:
+                if self.stop.is_set():
+                    return
+                if chunk:
+                    yield self.stream.request(audio=bytes(chunk))
+        except Exception as error:
+            self.stream.error = error
+            self.call_known.wait()
+            if self.call is not None:
+                self.call.cancel()
+
+
 class _BaseClient:
     """What both clients share: the stubs over one channel, a default deadline and the token."""
 
@@ -207,6 +323,14 @@ class _BaseClient:
 
     def _call_options(self, timeout: float | None) -> dict[str, Any]:
         return {"timeout": self._timeout if timeout is None else timeout, "metadata": self._metadata}
+
+    def _stream_method(self, rpc: str) -> Callable[..., Any]:
+        method: Callable[..., Any] = {
+            "orchestrate": self._orchestrator.StreamingOrchestrate,
+            "transcribe": self._transcription.StreamingTranscribe,
+            "diarize": self._diarization.StreamingDiarize,
+        }[rpc]
+        return method
 
 
 class ParakeetClient(_BaseClient):
@@ -274,6 +398,73 @@ class ParakeetClient(_BaseClient):
             self._diarization.Diarize, diarize_request(audio, **options), timeout
         )
         return response
+
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["orchestrate"] = ...,
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> Generator[orchestrator_pb2.StreamingOrchestrateResponse, None, None]: ...
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["transcribe"],
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> Generator[transcription_pb2.StreamingTranscribeResponse, None, None]: ...
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["diarize"],
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> Generator[diarization_pb2.StreamingDiarizeResponse, None, None]: ...
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: StreamRpc = "orchestrate",
+        realtime: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[StreamOptions],
+    ) -> Generator[Any, None, None]:
+        """A live stream of `audio` (see `parakeet.streaming.open_audio`) to the `rpc`'s
+        Streaming* method: yields its responses as they arrive while a sender thread sends the
+        config and then the audio, at the audio's own pace when `realtime` (raw PCM and 16-bit
+        WAV only: ValueError otherwise).
+
+        The call starts on the first `next()`; leaving the loop early, or `close()` on the
+        returned generator, cancels it. A failed call raises `ParakeetError` (with the last
+        finals already yielded); a failing audio source raises its own error. `timeout` bounds
+        the whole stream."""
+        return self._stream(_Sender(_Stream(rpc, audio, realtime, options)), timeout)
+
+    def _stream(self, sender: _Sender, timeout: float | None) -> Generator[Any, None, None]:
+        stream = sender.stream
+        try:
+            call = self._stream_method(stream.rpc)(sender.requests(), **self._call_options(timeout))
+            sender.call = call
+        finally:
+            sender.call_known.set()
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            if stream.error is not None:
+                raise stream.error from None
+            raise ParakeetError.from_rpc_error(error) from None
+        finally:
+            sender.stop.set()
+            call.cancel()
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """ "SERVING", "NOT_SERVING", ... for `service` (a full name; "" is the whole server).
@@ -354,6 +545,78 @@ class AsyncParakeetClient(_BaseClient):
             self._diarization.Diarize, diarize_request(audio, **options), timeout
         )
         return response
+
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["orchestrate"] = ...,
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> AsyncGenerator[orchestrator_pb2.StreamingOrchestrateResponse, None]: ...
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["transcribe"],
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> AsyncGenerator[transcription_pb2.StreamingTranscribeResponse, None]: ...
+    @overload
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: Literal["diarize"],
+        realtime: bool = ...,
+        timeout: float | None = ...,
+        **options: Unpack[StreamOptions],
+    ) -> AsyncGenerator[diarization_pb2.StreamingDiarizeResponse, None]: ...
+    def stream(
+        self,
+        audio: StreamAudio,
+        *,
+        rpc: StreamRpc = "orchestrate",
+        realtime: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[StreamOptions],
+    ) -> AsyncGenerator[Any, None]:
+        """`ParakeetClient.stream` for asyncio: `async for` over the responses while a task
+        sends the audio (async or sync iterables; sync ones are read in a worker thread).
+        Leaving the loop cancels the call once the generator is closed (`aclose()`, or
+        `contextlib.aclosing` to make it immediate)."""
+        return self._stream(_Stream(rpc, audio, realtime, options), timeout)
+
+    async def _stream(self, stream: _Stream, timeout: float | None) -> AsyncGenerator[Any, None]:
+        call: Any = None
+
+        async def requests() -> AsyncGenerator[Any, None]:
+            yield stream.request(config=stream.config)
+            chunks = aiterate(stream.audio.chunks)
+            try:
+                async for chunk in apaced(chunks, stream.rate) if stream.rate else chunks:
+                    if chunk:
+                        yield stream.request(audio=bytes(chunk))
+            except Exception as error:
+                stream.error = error
+                call.cancel()
+
+        call = self._stream_method(stream.rpc)(requests(), **self._call_options(timeout))
+        try:
+            async for response in call:
+                yield response
+        except (grpc.RpcError, asyncio.CancelledError) as error:
+            if stream.error is not None:
+                raise stream.error from None
+            if isinstance(error, grpc.RpcError):
+                raise ParakeetError.from_rpc_error(error) from None
+            raise
+        finally:
+            call.cancel()
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """ "SERVING", "NOT_SERVING", ... for `service` (a full name; "" is the whole server)."""

@@ -61,6 +61,8 @@ REASONS: dict[str, Reason] = {
     "MALFORMED_REQUEST": Reason(_INVALID, 400, False),  # gRPC bytes that are not the declared message
     "URL_FORBIDDEN": Reason(_INVALID, 400, False),  # not http(s), or a private/loopback address
     "URL_FETCH_FAILED": Reason(_INVALID, 400, False),  # unresolvable, HTTP error, timeout, redirects
+    "STREAM_PROTOCOL": Reason(_INVALID, 400, False),  # a stream's first message not a config, or two configs
+    "AUDIO_ENCODING": Reason(_INVALID, 400, False),  # stream audio not in its configured encoding
     # Over a limit. Only the concurrency limit goes away by waiting.
     "RESOURCE_EXHAUSTED": Reason(_LIMIT, 413, False),
     "PAYLOAD_TOO_LARGE": Reason(_LIMIT, 413, False),

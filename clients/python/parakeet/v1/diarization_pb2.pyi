@@ -1,4 +1,5 @@
 from parakeet.v1 import audio_pb2 as _audio_pb2
+from parakeet.v1 import streaming_pb2 as _streaming_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -40,3 +41,21 @@ class DiarizeResponse(_message.Message):
     document: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamingDiarizeRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: _streaming_pb2.StreamingConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[_streaming_pb2.StreamingConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class StreamingDiarizeResponse(_message.Message):
+    __slots__ = ("turn", "summary", "processed_seconds")
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    turn: _audio_pb2.SpeakerTurn
+    summary: _streaming_pb2.StreamingSummary
+    processed_seconds: float
+    def __init__(self, turn: _Optional[_Union[_audio_pb2.SpeakerTurn, _Mapping]] = ..., summary: _Optional[_Union[_streaming_pb2.StreamingSummary, _Mapping]] = ..., processed_seconds: _Optional[float] = ...) -> None: ...

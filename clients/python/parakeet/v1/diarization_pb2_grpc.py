@@ -40,6 +40,11 @@ class DiarizationServiceStub:
                 request_serializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.SerializeToString,
                 response_deserializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.FromString,
                 _registered_method=True)
+        self.StreamingDiarize = channel.stream_stream(
+                '/parakeet.v1.DiarizationService/StreamingDiarize',
+                request_serializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeRequest.SerializeToString,
+                response_deserializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeResponse.FromString,
+                _registered_method=True)
 
 
 class DiarizationServiceServicer:
@@ -66,6 +71,28 @@ class DiarizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamingDiarize(self, request_iterator, context):
+        """Finds who speaks when in live audio: final speaker turns a few seconds
+        behind the audio, labels stable for the whole stream.
+
+        Errors (the stream ends with the status; finals already sent stand):
+        INVALID_ARGUMENT    the first message is not a config, a config comes
+        twice, audio does not match the configured
+        encoding, or a setting is impossible.
+        RESOURCE_EXHAUSTED  more live streams than the server allows, or the
+        stream passed the maximum duration (after its
+        finals).
+        FAILED_PRECONDITION a model is not loaded.
+        UNAVAILABLE         the server is starting or draining.
+        DEADLINE_EXCEEDED   the call's deadline passed.
+        UNAUTHENTICATED     a bearer token is required and missing or wrong.
+        A stream that sends no audio for the server's idle timeout gets its
+        finals and summary and is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DiarizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +100,11 @@ def add_DiarizationServiceServicer_to_server(servicer, server):
                     servicer.Diarize,
                     request_deserializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.FromString,
                     response_serializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.SerializeToString,
+            ),
+            'StreamingDiarize': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamingDiarize,
+                    request_deserializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeRequest.FromString,
+                    response_serializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -103,6 +135,33 @@ class DiarizationService:
             '/parakeet.v1.DiarizationService/Diarize',
             parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.SerializeToString,
             parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamingDiarize(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/parakeet.v1.DiarizationService/StreamingDiarize',
+            parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeRequest.SerializeToString,
+            parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

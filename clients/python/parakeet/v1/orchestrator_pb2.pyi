@@ -1,4 +1,5 @@
 from parakeet.v1 import audio_pb2 as _audio_pb2
+from parakeet.v1 import streaming_pb2 as _streaming_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -70,3 +71,25 @@ class OrchestrateResponse(_message.Message):
     document: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, text: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[_audio_pb2.Segment, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[_audio_pb2.Word, _Mapping]]] = ..., utterances: _Optional[_Iterable[_Union[Utterance, _Mapping]]] = ..., speaker_turns: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., language: _Optional[str] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamingOrchestrateRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: _streaming_pb2.StreamingConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[_streaming_pb2.StreamingConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class StreamingOrchestrateResponse(_message.Message):
+    __slots__ = ("interim", "final_result", "speech_event", "summary", "processed_seconds")
+    INTERIM_FIELD_NUMBER: _ClassVar[int]
+    FINAL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_EVENT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROCESSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    interim: _streaming_pb2.InterimResult
+    final_result: _streaming_pb2.FinalResult
+    speech_event: _streaming_pb2.SpeechEvent
+    summary: _streaming_pb2.StreamingSummary
+    processed_seconds: float
+    def __init__(self, interim: _Optional[_Union[_streaming_pb2.InterimResult, _Mapping]] = ..., final_result: _Optional[_Union[_streaming_pb2.FinalResult, _Mapping]] = ..., speech_event: _Optional[_Union[_streaming_pb2.SpeechEvent, _Mapping]] = ..., summary: _Optional[_Union[_streaming_pb2.StreamingSummary, _Mapping]] = ..., processed_seconds: _Optional[float] = ...) -> None: ...

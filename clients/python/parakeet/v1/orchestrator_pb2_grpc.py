@@ -41,6 +41,11 @@ class OrchestratorServiceStub:
                 request_serializer=parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateRequest.SerializeToString,
                 response_deserializer=parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateResponse.FromString,
                 _registered_method=True)
+        self.StreamingOrchestrate = channel.stream_stream(
+                '/parakeet.v1.OrchestratorService/StreamingOrchestrate',
+                request_serializer=parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateRequest.SerializeToString,
+                response_deserializer=parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -66,6 +71,29 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamingOrchestrate(self, request_iterator, context):
+        """Transcribes live audio with speakers: interim results as an utterance is
+        spoken, then final results whose words carry speakers (a final waits
+        until diarization has decided its span).
+
+        Errors (the stream ends with the status; finals already sent stand):
+        INVALID_ARGUMENT    the first message is not a config, a config comes
+        twice, audio does not match the configured
+        encoding, or a setting is impossible.
+        RESOURCE_EXHAUSTED  more live streams than the server allows, or the
+        stream passed the maximum duration (after its
+        finals).
+        FAILED_PRECONDITION a model is not loaded.
+        UNAVAILABLE         the server is starting or draining.
+        DEADLINE_EXCEEDED   the call's deadline passed.
+        UNAUTHENTICATED     a bearer token is required and missing or wrong.
+        A stream that sends no audio for the server's idle timeout gets its
+        finals and summary and is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +101,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.Orchestrate,
                     request_deserializer=parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateRequest.FromString,
                     response_serializer=parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateResponse.SerializeToString,
+            ),
+            'StreamingOrchestrate': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamingOrchestrate,
+                    request_deserializer=parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateRequest.FromString,
+                    response_serializer=parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -104,6 +137,33 @@ class OrchestratorService:
             '/parakeet.v1.OrchestratorService/Orchestrate',
             parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateRequest.SerializeToString,
             parakeet_dot_v1_dot_orchestrator__pb2.OrchestrateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamingOrchestrate(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/parakeet.v1.OrchestratorService/StreamingOrchestrate',
+            parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateRequest.SerializeToString,
+            parakeet_dot_v1_dot_orchestrator__pb2.StreamingOrchestrateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class TranscriptionServiceStub:
                 request_serializer=parakeet_dot_v1_dot_transcription__pb2.TranscribeRequest.SerializeToString,
                 response_deserializer=parakeet_dot_v1_dot_transcription__pb2.TranscribeResponse.FromString,
                 _registered_method=True)
+        self.StreamingTranscribe = channel.stream_stream(
+                '/parakeet.v1.TranscriptionService/StreamingTranscribe',
+                request_serializer=parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeRequest.SerializeToString,
+                response_deserializer=parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeResponse.FromString,
+                _registered_method=True)
 
 
 class TranscriptionServiceServicer:
@@ -64,6 +69,29 @@ class TranscriptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamingTranscribe(self, request_iterator, context):
+        """Transcribes live audio as it arrives: interim results while an utterance
+        is spoken, a final result when it ends (after the endpoint silence).
+        Many streams share the model's forward passes.
+
+        Errors (the stream ends with the status; finals already sent stand):
+        INVALID_ARGUMENT    the first message is not a config, a config comes
+        twice, audio does not match the configured
+        encoding, or a setting is impossible.
+        RESOURCE_EXHAUSTED  more live streams than the server allows, or the
+        stream passed the maximum duration (after its
+        finals).
+        FAILED_PRECONDITION a model is not loaded.
+        UNAVAILABLE         the server is starting or draining.
+        DEADLINE_EXCEEDED   the call's deadline passed.
+        UNAUTHENTICATED     a bearer token is required and missing or wrong.
+        A stream that sends no audio for the server's idle timeout gets its
+        finals and summary and is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TranscriptionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -71,6 +99,11 @@ def add_TranscriptionServiceServicer_to_server(servicer, server):
                     servicer.Transcribe,
                     request_deserializer=parakeet_dot_v1_dot_transcription__pb2.TranscribeRequest.FromString,
                     response_serializer=parakeet_dot_v1_dot_transcription__pb2.TranscribeResponse.SerializeToString,
+            ),
+            'StreamingTranscribe': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamingTranscribe,
+                    request_deserializer=parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeRequest.FromString,
+                    response_serializer=parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,6 +134,33 @@ class TranscriptionService:
             '/parakeet.v1.TranscriptionService/Transcribe',
             parakeet_dot_v1_dot_transcription__pb2.TranscribeRequest.SerializeToString,
             parakeet_dot_v1_dot_transcription__pb2.TranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamingTranscribe(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/parakeet.v1.TranscriptionService/StreamingTranscribe',
+            parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeRequest.SerializeToString,
+            parakeet_dot_v1_dot_transcription__pb2.StreamingTranscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
