@@ -20,18 +20,20 @@ BREAKING_AGAINST ?= $(shell cat .ci/breaking-baseline 2>/dev/null)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: system-deps $(VENV)/.installed $(BUF) ## create .venv with every pinned dependency, the buf CLI, espeak-ng and sox
+setup: system-deps $(VENV)/.installed $(BUF) ## create .venv with every pinned dependency, the buf CLI, espeak-ng, sox and chromium
 
-# espeak-ng and sox synthesize the accuracy rig's speech (tests, `make demo`, `make eval`).
-# CI machines run as root and get them from Debian; elsewhere this says what to install.
-SYSTEM_PACKAGES := espeak-ng sox
+# espeak-ng and sox synthesize the accuracy rig's speech (tests, `make demo`, `make eval`);
+# chromium and chromium-driver run the live page's browser test. CI machines run as root and
+# get them from Debian; elsewhere this says what to install (the browser test then skips).
+SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver
 system-deps:
-	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null; then exit 0; fi; \
+	@if command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v chromium >/dev/null \
+	  && command -v chromedriver >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }; \
-	else echo "note: install $(SYSTEM_PACKAGES) (e.g. sudo apt-get install $(SYSTEM_PACKAGES)) for the accuracy tests and make demo" >&2; fi
+	else echo "note: install $(SYSTEM_PACKAGES) (e.g. sudo apt-get install $(SYSTEM_PACKAGES)) for the accuracy and browser tests and make demo" >&2; fi
 
 # Both distributions, editable: the client (clients/python, package parakeet) and the server
 # (package parakeet_server), which depends on the client at the same version.
