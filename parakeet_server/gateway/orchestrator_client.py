@@ -4,13 +4,18 @@ One channel, opened at start-up and reused by every request (gRPC multiplexes ca
 Calls use the blocking stubs' `.future()` form, bridged to asyncio by a done-callback: no thread
 is held while the orchestrator works, the channel is not tied to one event loop (a `grpc.aio`
 channel is), and a request task that is cancelled (shutdown past its grace) cancels its RPC.
+
+Live streams (`stream`) are the exception: a blocking stub would hold a thread per stream to feed
+its requests, so StreamingOrchestrate goes over a `grpc.aio` channel, opened lazily in the running
+loop (one per loop; the gateway has one) and closed by `aclose`. grpc.aio writes each request only
+when HTTP/2 flow control lets it, so a slow orchestrator slows the reading of the requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -65,6 +70,19 @@ class OrchestratorClient:
         self._channel = grpc.insecure_channel(address, options=options)
         self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        # grpc.aio channels belong to the loop that made them: one per running loop, made on first use.
+        self._aio: dict[asyncio.AbstractEventLoop, tuple[grpc.aio.Channel, Any]] = {}
+
+    def _aio_stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        loop = asyncio.get_running_loop()
+        for other in [other for other in self._aio if other.is_closed()]:
+            del self._aio[other]  # its loop is gone; so are the channel's resources
+        if loop not in self._aio:
+            options = [("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES)]
+            channel = grpc.aio.insecure_channel(self.address, options=options)
+            self._aio[loop] = (channel, orchestrator_pb2_grpc.OrchestratorServiceStub(channel))
+        stub: orchestrator_pb2_grpc.OrchestratorServiceStub = self._aio[loop][1]
+        return stub
 
     async def orchestrate(
         self, request: orchestrator_pb2.OrchestrateRequest, metadata: Metadata
@@ -83,6 +101,26 @@ class OrchestratorClient:
             raise from_rpc_error(error) from None
         return response
 
+    async def stream(
+        self,
+        requests: AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest],
+        metadata: Metadata,
+    ) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+        """The orchestrator's StreamingOrchestrate responses as they come; a failed stream raises the
+        GatewayError its status maps to. `requests` (a config, then audio) is read only as fast as
+        flow control allows. Closing this generator (or cancelling its task) cancels the RPC at
+        once, so the orchestrator drops the stream; use `contextlib.aclosing` to close it promptly.
+        No deadline: a live stream lasts as long as the talk, bounded by the orchestrator's own
+        live limits (idle timeout, maximum stream seconds)."""
+        call = self._aio_stub().StreamingOrchestrate(requests, metadata=metadata)
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # a no-op once the call has ended
+
     async def health(self, timeout_s: float) -> tuple[bool, str]:
         """(SERVING?, the status name): the orchestrator's own health, or why it could not be asked."""
         request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
@@ -98,4 +136,13 @@ class OrchestratorClient:
         )
 
     def close(self) -> None:
+        """Closes the blocking channel; `aclose` also closes the streams' channels."""
         self._channel.close()
+
+    async def aclose(self) -> None:
+        """Closes every channel; an aio channel only from its own loop (others end with their loop)."""
+        self.close()
+        loop = asyncio.get_running_loop()
+        entry = self._aio.pop(loop, None)
+        if entry is not None:
+            await entry[0].close()
