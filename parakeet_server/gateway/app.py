@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from parakeet import formats
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
-from parakeet_server.gateway import openai_shapes
+from parakeet_server.gateway import openai_shapes, sse
 from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, RequestIds, UploadLimit, UploadTooLarge
@@ -194,18 +194,27 @@ async def create_transcription(
     speakers_optional: Annotated[
         bool, Form(description="answer without speakers (and say why) when diarization fails")
     ] = False,
-    stream: Annotated[bool, Form(description="must be false: no streaming")] = False,
+    stream: Annotated[bool, Form(description="true: server-sent events as the transcript is made")] = False,
 ) -> Response:
     """OpenAI's "create transcription", with speakers when `diarize` is true."""
     settings = _settings(request)
-    if stream:
-        raise GatewayError.for_code(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "stream=true is not supported: the transcript comes back in one response",
-            param="stream",
-        )
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise UploadTooLarge
+    metadata = [(REQUEST_ID_KEY, str(request.state.request_id))]
+    if authorization:
+        metadata.append(("authorization", authorization))
+    if stream:
+        streamed = sse.stream_form(
+            await file.read(),
+            response_format,
+            language=language,
+            diarize=diarize,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            speakers_optional=speakers_optional,
+        )
+        return await sse.respond(_orchestrator(request), streamed, metadata)
     rendered_as = openai_shapes.parse_response_format(response_format, diarize)
     chosen = openai_shapes.parse_granularities([*(granularities or ()), *(granularities_plain or ())])
     openai_shapes.check_timestamps(timestamps, chosen)
@@ -224,9 +233,6 @@ async def create_transcription(
     ignored = _ignored(prompt, temperature)
     if ignored:
         log.info("ignoring %s: accepted for OpenAI compatibility, unused by parakeet", ", ".join(ignored))
-    metadata = [(REQUEST_ID_KEY, str(request.state.request_id))]
-    if authorization:
-        metadata.append(("authorization", authorization))
     response = await _orchestrator(request).orchestrate(openai_shapes.orchestrate_request(form), metadata)
     headers = _response_headers(response, model, ignored)
     if form.response_format.document:
