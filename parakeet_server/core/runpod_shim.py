@@ -15,6 +15,13 @@ so the input an existing client sends works on each one; a field that means noth
 endpoint is named in the response's `warnings`. Any other field is an INVALID_ARGUMENT that
 lists what the endpoint accepts. Base64 is decoded strictly everywhere (parakeet_server.core.base64_strict):
 json_format alone skips characters outside the alphabet and would decode other bytes.
+
+A streaming worker (`run_stream_worker`) takes the same input but hands the SDK a generator
+handler: its partial results go out on `/stream/{job_id}` as they are ready, an error as a last
+partial `{"type": "error", "error", "error_code", "reason"}`, and `/runsync` answers the list of
+every partial (`return_aggregate_stream`), whose last item is the whole response. The SDK picks
+a generator or a plain handler by the function's type, so a worker is one or the other for its
+whole life: a worker started with `run_worker` answers exactly as it always did.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import base64
 import functools
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 
 RequestT = TypeVar("RequestT", bound=Message)
 Servicer = Callable[[RequestT, CallContext], Message]
+# A streaming worker's job: the parsed request and the warnings about its input in, JSON partials
+# out (the last one the whole response); errors are raised as ServiceError.
+JobStream = Callable[[RequestT, list[str]], Iterator[dict[str, Any]]]
+T = TypeVar("T")
 
 _URL_SCHEMES = ("http://", "https://")
 
@@ -317,12 +328,8 @@ def output_with_warnings(response: Message, warnings: list[str]) -> dict[str, An
     return document
 
 
-def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[RequestT]:
-    """Build and warm up the servicer now; if that fails, one that answers every job with the reason.
-
-    A worker that crash-loops on a missing token shows users nothing; one that keeps answering
-    `{"error": "accept the conditions of ..."}` tells them what to fix.
-    """
+def _prepared(prepare: Callable[[], T]) -> T | ServiceError:
+    """What `prepare` builds, or the error every job should be answered with instead."""
     try:
         return prepare()
     except ServiceError as error:
@@ -334,9 +341,35 @@ def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[Req
             reason="MODEL_NOT_LOADED",
         )
     log.error("serving errors only: %s", failure.message)
+    return failure
+
+
+def ready_or_refusing(prepare: Callable[[], Servicer[RequestT]]) -> Servicer[RequestT]:
+    """Build and warm up the servicer now; if that fails, one that answers every job with the reason.
+
+    A worker that crash-loops on a missing token shows users nothing; one that keeps answering
+    `{"error": "accept the conditions of ..."}` tells them what to fix.
+    """
+    prepared = _prepared(prepare)
+    if not isinstance(prepared, ServiceError):
+        return prepared
+    failure = prepared
 
     def refuse(request: RequestT, context: CallContext) -> Message:
         raise failure
+
+    return refuse
+
+
+def streaming_or_refusing(prepare: Callable[[], JobStream[RequestT]]) -> JobStream[RequestT]:
+    """`ready_or_refusing` for a streaming worker: each job's only partial is the reason."""
+    prepared = _prepared(prepare)
+    if not isinstance(prepared, ServiceError):
+        return prepared
+    failure = prepared
+
+    def refuse(request: RequestT, warnings: list[str]) -> Iterator[dict[str, Any]]:
+        raise failure  # stream_job turns it into the job's one partial
 
     return refuse
 
@@ -347,6 +380,13 @@ def run_worker(request_type: type[RequestT], prepare: Callable[[], Servicer[Requ
     prepare_process()
     configure_logging()
     serve_jobs(request_type, ready_or_refusing(prepare))
+
+
+def run_stream_worker(request_type: type[RequestT], prepare: Callable[[], JobStream[RequestT]]) -> None:
+    """`run_worker` for a streaming worker: the same life, a generator handler in the job loop."""
+    prepare_process()
+    configure_logging()
+    serve_stream_jobs(request_type, streaming_or_refusing(prepare))
 
 
 def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> None:
@@ -366,6 +406,18 @@ def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> No
     runpod.serverless.start({"handler": handler})
 
 
+def serve_stream_jobs(request_type: type[RequestT], stream: JobStream[RequestT]) -> None:
+    """Hand jobs to the SDK as a generator handler: each partial goes out on /stream/{job_id} as it
+    is yielded, and /runsync answers the list of them all (`return_aggregate_stream`)."""
+    import runpod
+
+    def handler(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield from stream_job(job, request_type, stream)
+
+    signal.signal(signal.SIGTERM, exit_on_signal)  # see serve_jobs
+    runpod.serverless.start({"handler": handler, "return_aggregate_stream": True})
+
+
 def run_job(
     job: Mapping[str, Any],
     request_type: type[RequestT],
@@ -377,8 +429,34 @@ def run_job(
         parsed = parse_job(job.get("input"), request_type)
         return output_with_warnings(servicer(parsed.request, JobContext(timeout_s)), parsed.warnings)
     except ServiceError as error:
-        # error_code and reason let a caller of this worker (the orchestrator) keep both.
-        return {"error": error.message, "error_code": error.code.name, "reason": error.reason}
+        return error_output(error)
     except Exception:
         log.exception("unhandled error in job %s", job.get("id", "?"))
-        return {"error": "internal error; see the worker log", "error_code": "INTERNAL", "reason": "INTERNAL"}
+        return dict(_INTERNAL)
+
+
+_INTERNAL = {"error": "internal error; see the worker log", "error_code": "INTERNAL", "reason": "INTERNAL"}
+
+
+def error_output(error: ServiceError) -> dict[str, Any]:
+    """A failed job's output; error_code and reason let a caller of this worker (the
+    orchestrator, parakeet.runpod) keep both."""
+    return {"error": error.message, "error_code": error.code.name, "reason": error.reason}
+
+
+def stream_job(
+    job: Mapping[str, Any], request_type: type[RequestT], stream: JobStream[RequestT]
+) -> Iterator[dict[str, Any]]:
+    """One streaming job's partials; a failure is the last partial, never a raise or a traceback.
+
+    The SDK ends a job FAILED with only the message when a partial holds "error" (RunPod's
+    /status then drops the code and reason); the local test API and /stream readers that saw
+    the partial keep all three."""
+    try:
+        parsed = parse_job(job.get("input"), request_type)
+        yield from stream(parsed.request, parsed.warnings)
+    except ServiceError as error:
+        yield {"type": "error", **error_output(error)}
+    except Exception:
+        log.exception("unhandled error in streaming job %s", job.get("id", "?"))
+        yield {"type": "error", **_INTERNAL}

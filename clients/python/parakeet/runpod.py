@@ -8,6 +8,12 @@ send. `RunPodJobs.call` sends one request message and hands back the response me
 `RunPodJobs.submit` is the step below it for callers that map a failed job themselves (the
 orchestrator's RunPod backend names the backend in its errors).
 
+A streaming worker (RUNPOD_STREAM=1) answers the same input with partial results:
+`RunPodJobs.stream` posts the job to /run and reads /stream/{job_id} until the job ends, yielding
+each `{"type": "final", ...}` partial as a FinalResult and the last `{"type": "response", ...}` as
+the response message. Its /runsync output is the list of those partials, which `JobResult` reads
+as the last item's response, so `call` works against either kind of worker.
+
 Only the standard library talks HTTP, so the client needs nothing beyond grpcio and protobuf.
 The workers themselves (`parakeet_server.core.runpod_shim`) import the JSON mapping from here,
 so both sides read and write one format.
@@ -19,7 +25,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,6 +42,7 @@ from parakeet.errors import (
     Unavailable,
 )
 from parakeet.formats import lookup, name_of
+from parakeet.v1 import streaming_pb2
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
@@ -107,6 +114,21 @@ def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]
     return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
 
 
+def final_from_json(partial: Mapping[str, Any]) -> streaming_pb2.FinalResult:
+    """A streaming worker's `{"type": "final", ...}` partial as the FinalResult it was made from."""
+    fields = {key: value for key, value in partial.items() if key != "type"}
+    return json_format.ParseDict(fields, streaming_pb2.FinalResult(), ignore_unknown_fields=True)
+
+
+def _last_partial(partials: Sequence[Any]) -> dict[str, Any]:
+    """A streaming worker's aggregated output (/runsync: every partial) as one job output: the
+    whole response, or the error it ended with, or an error saying the response is missing."""
+    last = partials[-1] if partials else None
+    if not isinstance(last, Mapping) or last.get("type") not in ("response", "error"):
+        return {"error": "the streaming worker's output ended without its response", "type": "error"}
+    return {key: value for key, value in last.items() if key != "type"} | {"type": last["type"]}
+
+
 # -- the job client --------------------------------------------------------------------------
 
 
@@ -128,9 +150,14 @@ class JobResult:
 
     @staticmethod
     def from_reply(reply: Mapping[str, Any]) -> JobResult:
+        """/runsync's or /status's reply; a streaming worker's list of partials reads as its last."""
         output = reply.get("output")
-        output = dict(output) if isinstance(output, Mapping) else {}
         status = str(reply.get("status", ""))
+        if isinstance(output, list):
+            output = _last_partial(output)
+            if output.pop("type") == "error" and status == "COMPLETED":
+                status = "FAILED"  # the job ran to its end, which was this error
+        output = dict(output) if isinstance(output, Mapping) else {}
         if status == "COMPLETED":
             return JobResult(str(reply.get("id", "")), status, output)
         reason = output.get("reason")
@@ -199,20 +226,9 @@ class RunPodJobs:
         label: str = "the RunPod endpoint",
     ) -> JobResult:
         """Run one job with `job_input` until it ends; `label` names the endpoint in errors."""
-        payload = json.dumps({"input": job_input})
-        if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
-            raise ResourceExhausted(
-                f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
-                f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
-                reason="PAYLOAD_TOO_LARGE",
-            )
-        started = time.monotonic()
-
-        def remaining() -> float:
-            budget = self._max_wait_s - (time.monotonic() - started)
-            return budget if timeout is None else min(budget, timeout - (time.monotonic() - started))
-
-        reply = self._http(label, f"{endpoint.base_url}/runsync", payload.encode(), remaining())
+        payload = _payload(job_input)
+        remaining = self._budget(timeout)
+        reply = self._http(label, f"{endpoint.base_url}/runsync", payload, remaining())
         while reply.get("status") not in TERMINAL_STATUSES:
             job_id = reply.get("id")
             if not job_id:
@@ -222,6 +238,73 @@ class RunPodJobs:
             time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
             reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining())
         return JobResult.from_reply(reply)
+
+    def stream(
+        self,
+        endpoint: RunPodEndpoint,
+        request: Message,
+        response_type: type[ResponseT],
+        timeout: float | None = None,
+        label: str = "the RunPod endpoint",
+    ) -> Iterator[streaming_pb2.FinalResult | ResponseT]:
+        """Run `request` on a streaming worker (RUNPOD_STREAM=1): each speaker-attributed final as
+        it is ready, then the whole response last. POST /run, then GET /stream/{job_id} every
+        `poll_interval_s` until the job ends; a failed job raises as `call` does, after the
+        finals that came before it."""
+        remaining = self._budget(timeout)
+        reply = self._http(label, f"{endpoint.base_url}/run", _payload(request_to_json(request)), remaining())
+        job_id = reply.get("id")
+        if not job_id:
+            raise Unavailable(f"{label} answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE")
+        answered = False
+        while True:
+            for item in reply.get("stream") or []:
+                partial = item.get("output") if isinstance(item, Mapping) else None
+                if not isinstance(partial, Mapping):
+                    continue
+                kind = partial.get("type")
+                if kind == "error" or "error" in partial:
+                    raise JobResult.from_reply(
+                        {"id": job_id, "status": "FAILED", "output": partial}
+                    ).worker_error()
+                try:
+                    if kind == "final":
+                        yield final_from_json(partial)
+                    elif kind == "response":
+                        answered = True
+                        yield response_from_json(
+                            {k: v for k, v in partial.items() if k != "type"}, response_type
+                        )
+                except (ValueError, json_format.ParseError) as error:
+                    raise Unavailable(
+                        f"{label} streamed output this client cannot read ({error})",
+                        reason="BACKEND_UNAVAILABLE",
+                    ) from None
+            status = reply.get("status")
+            if status in TERMINAL_STATUSES and status != "COMPLETED":
+                raise JobResult.from_reply({**reply, "id": job_id}).worker_error()
+            if status == "COMPLETED":
+                break
+            if remaining() <= 0:
+                raise DeadlineExceeded(f"the deadline passed while job {job_id} on {label} was still running")
+            if not reply.get("stream"):
+                time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
+            reply = self._http(label, f"{endpoint.base_url}/stream/{job_id}", None, remaining())
+        if not answered:
+            raise Unavailable(
+                f"{label} ended job {job_id} without a response; is it a streaming worker (RUNPOD_STREAM=1)?",
+                reason="BACKEND_UNAVAILABLE",
+            )
+
+    def _budget(self, timeout: float | None) -> Callable[[], float]:
+        """Seconds left for a job started now: `max_wait_s`, or `timeout` when shorter."""
+        started = time.monotonic()
+
+        def remaining() -> float:
+            budget = self._max_wait_s - (time.monotonic() - started)
+            return budget if timeout is None else min(budget, timeout - (time.monotonic() - started))
+
+        return remaining
 
     def _http(self, label: str, url: str, body: bytes | None, timeout: float) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -253,3 +336,15 @@ class RunPodJobs:
         if not isinstance(reply, dict):
             raise Unavailable(f"{label} answered {reply!r}, not a JSON object", reason="BACKEND_UNAVAILABLE")
         return reply
+
+
+def _payload(job_input: Mapping[str, Any]) -> bytes:
+    """The job's body, refused before sending when RunPod would refuse it."""
+    payload = json.dumps({"input": job_input})
+    if len(payload) > RUNPOD_MAX_PAYLOAD_BYTES:
+        raise ResourceExhausted(
+            f"the audio is {len(payload) / 1e6:.1f} MB as base64 JSON; RunPod accepts at most "
+            f"{RUNPOD_MAX_PAYLOAD_BYTES / 1e6:.0f} MB per job: send an https URL to the audio instead",
+            reason="PAYLOAD_TOO_LARGE",
+        )
+    return payload.encode()
