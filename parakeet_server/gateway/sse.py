@@ -12,7 +12,9 @@ The events are the openai client's `TranscriptionStreamEvent`s, one JSON object 
   `duration`, `speakers`, `num_speakers`, `warnings` and `model` carry the stream's summary
   (`usage` is left out: OpenAI's is counted in tokens, which parakeet does not bill).
 - `error` {error: {message, type, param, code, reason}}: a failure after the events began (the
-  openai client raises it as `APIError`); the response ends after it.
+  openai client raises it as `APIError`); the response ends after it. A stream that fails after
+  its summary (a live limit: the finals up to the limit, then the error) sends the error
+  instead of `done`, so a client that stops at `done` never takes a cut transcript for a whole one.
 
 The file goes to `StreamingOrchestrate` as a container byte stream (the orchestrator decodes it
 as it arrives), read only as fast as gRPC flow control allows. The response starts with the
@@ -82,7 +84,10 @@ def stream_form(
     speakers_optional: bool = False,
 ) -> StreamForm:
     """The form of a `stream=true` request; a format that has no events is refused (UNSUPPORTED_FORMAT)
-    before the upload goes anywhere. diarized_json diarizes whether or not `diarize` is sent."""
+    before the upload goes anywhere, as is an empty file. diarized_json diarizes whether or not `diarize` is sent."""
+    if not audio:
+        # The non-streaming route refuses it so (core/audio.py); a stream would end with no words.
+        raise GatewayError.for_reason("AUDIO_MISSING", "audio is empty (0 bytes)", param="file")
     name = (response_format or "json").strip().lower()
     if name not in STREAM_FORMATS:
         known = name in formats.names() or name == DIARIZED_JSON
@@ -137,7 +142,6 @@ class TranscriptEvents:
 
     segments: bool = False
     texts: list[str] = field(default_factory=list)
-    done: bool = False
 
     def on(self, response: orchestrator_pb2.StreamingOrchestrateResponse) -> list[dict[str, Any]]:
         """The events one message makes: a final -> delta (and segment), the summary -> done."""
@@ -145,7 +149,6 @@ class TranscriptEvents:
         if kind == "final_result":
             return self._final(response.final_result)
         if kind == "summary":
-            self.done = True
             return [self._done(response.summary)]
         return []  # interims may still change, speech events and progress have no OpenAI event
 
@@ -204,16 +207,21 @@ async def _events(
     events: TranscriptEvents,
 ) -> AsyncGenerator[bytes, None]:
     """The response body: the events of `first` and of every later message; an error ends it."""
+    done: dict[str, Any] | None = None
     try:
-        for event in events.on(first):
-            yield encode(event)
-        async for response in upstream:
+        response: orchestrator_pb2.StreamingOrchestrateResponse | None = first
+        while response is not None:
             for event in events.on(response):
-                yield encode(event)
-        if not events.done:
+                if event["type"] == DONE:
+                    done = event  # held until the stream ends: a limit's error comes after the summary
+                else:
+                    yield encode(event)
+            response = await anext(upstream, None)
+        if done is None:
             raise GatewayError.for_code(
                 grpc.StatusCode.INTERNAL, "the orchestrator ended the stream without its summary"
             )
+        yield encode(done)
     except GatewayError as error:
         log.info("a streamed transcription failed after its events began: %s", error.message)
         yield encode(error_event(error))
