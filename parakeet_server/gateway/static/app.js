@@ -43,6 +43,8 @@ function line(start, end, speaker, text) {
   const cls = speakerClass(speaker);
   if (cls) item.classList.add(cls);
   if (speaker) item.dataset.speaker = speaker;
+  item.dataset.start = String(start);
+  item.dataset.end = String(end);
   const time = document.createElement("span");
   time.className = "time";
   time.textContent = `${clock(start)}–${clock(end)}`;
@@ -111,17 +113,22 @@ function realtimeUrl() {
   return url.href;
 }
 
+// The options both modes share: speakers or not, and at most how many ("" lets the server decide).
+function speakerOptions() {
+  const diarize = $("diarize").checked;
+  const maxSpeakers = $("max-speakers").value.trim();
+  return diarize && maxSpeakers ? { diarize, max_speakers: Number(maxSpeakers) } : { diarize };
+}
+
 function sessionUpdate() {
   const session = {
     input_audio_format: "pcm16",
     input_audio_sample_rate: SAMPLE_RATE,
     input_audio_transcription: { model: MODEL, language: "en" },
     turn_detection: { type: "server_vad" },
-    diarize: $("diarize").checked,
     interim_results: true,
+    ...speakerOptions(),
   };
-  const maxSpeakers = $("max-speakers").value.trim();
-  if (session.diarize && maxSpeakers) session.max_speakers = Number(maxSpeakers);
   return { type: "transcription_session.update", session };
 }
 
@@ -314,15 +321,16 @@ function setUpLive() {
 
 // ---- file ------------------------------------------------------------------------------------------
 
-let chosen = null;
+let chosen = null; // the file and the speaker options it was transcribed with; downloads reuse both
+let chosenOptions = {};
 const downloads = new Map();
 
-async function transcribe(file, format) {
+async function transcribe(file, format, options) {
   const form = new FormData();
   form.append("file", file, file.name);
   form.append("model", MODEL);
   form.append("response_format", format);
-  form.append("diarize", "true");
+  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
   const response = await fetch(new URL("v1/audio/transcriptions", document.baseURI), {
     method: "POST",
     headers: authHeaders(),
@@ -334,13 +342,14 @@ async function transcribe(file, format) {
 
 async function transcribeFile(file) {
   chosen = file;
+  chosenOptions = speakerOptions();
   downloads.clear();
   showError("");
   $("file-transcript").replaceChildren();
   for (const button of document.querySelectorAll("[data-format]")) button.disabled = true;
   $("file-status").textContent = `transcribing ${file.name}…`;
   try {
-    const result = await (await transcribe(file, "verbose_json")).json();
+    const result = await (await transcribe(file, "verbose_json", chosenOptions)).json();
     const segments = result.segments || [];
     for (const segment of segments) {
       $("file-transcript").append(line(segment.start, segment.end, segment.speaker, segment.text.trim()));
@@ -359,7 +368,7 @@ async function download(format) {
   if (!chosen) return;
   showError("");
   try {
-    if (!downloads.has(format)) downloads.set(format, await (await transcribe(chosen, format)).blob());
+    if (!downloads.has(format)) downloads.set(format, await (await transcribe(chosen, format, chosenOptions)).blob());
     const stem = chosen.name.replace(/\.[^.]*$/, "") || "transcript";
     const link = document.createElement("a");
     link.href = URL.createObjectURL(downloads.get(format));
