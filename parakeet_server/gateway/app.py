@@ -86,8 +86,12 @@ def _orchestrator(request: Request) -> OrchestratorClient:
 
 async def authorise(request: Request) -> str:
     """The dependency of every /v1 route: checks the token when one is set, returns what to forward."""
-    header = request.headers.get("authorization", "")
-    expected = _settings(request).auth_token.encode()
+    return check_authorization(request.headers.get("authorization", ""), _settings(request))
+
+
+def check_authorization(header: str, settings: GatewayConfig) -> str:
+    """An Authorization header checked against the token (when one is set); what to forward."""
+    expected = settings.auth_token.encode()
     if expected:
         scheme, _, token = header.strip().partition(" ")
         valid = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
@@ -281,7 +285,7 @@ def create_app(settings: GatewayConfig, client: OrchestratorClient | None = None
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         if client is None:
-            orchestrator.close()
+            await orchestrator.aclose()
 
     app = FastAPI(
         title="parakeet OpenAI-compatible gateway",
@@ -292,6 +296,9 @@ def create_app(settings: GatewayConfig, client: OrchestratorClient | None = None
     app.state.orchestrator = orchestrator
     app.state.created = int(time.time())
     app.include_router(router)
+    from parakeet_server.gateway.realtime import router as realtime_router  # it imports this module
+
+    app.include_router(realtime_router)
     _install_error_handlers(app, settings)
     max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.add_middleware(

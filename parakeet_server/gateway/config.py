@@ -34,14 +34,23 @@ class GatewayConfig:
     port: int = DEFAULT_PORT
     # Seconds in-flight requests get on SIGTERM.
     grace_s: float = 30.0
+    # Realtime WebSocket: the largest client message (base64 audio included; uvicorn's own ws_max_size
+    # should not be below it), how many audio messages wait for the orchestrator before the socket
+    # is no longer read (back-pressure), and how long a socket may stay open before its first audio.
+    ws_max_message_bytes: int = 4 * MIB
+    ws_queue_messages: int = 16
+    ws_first_audio_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
         """GATEWAY_PORT, ORCHESTRATOR_ADDRESS, GATEWAY_REQUEST_TIMEOUT_S, GATEWAY_MAX_UPLOAD_MB,
-        GATEWAY_MODEL_ID, and the token (PARAKEET_AUTH_TOKEN_FILE, else PARAKEET_AUTH_TOKEN)."""
+        GATEWAY_MODEL_ID, GATEWAY_WS_MAX_MESSAGE_MB, and the token (PARAKEET_AUTH_TOKEN_FILE, else PARAKEET_AUTH_TOKEN)."""
         env = Env(environ)
         default = cls()
         upload_mb = env.get("GATEWAY_MAX_UPLOAD_MB", default.max_upload_bytes / MIB, real(above=0))
+        ws_message_mb = env.get(
+            "GATEWAY_WS_MAX_MESSAGE_MB", default.ws_max_message_bytes / MIB, real(above=0)
+        )
         return cls(
             orchestrator=env.text("ORCHESTRATOR_ADDRESS", default.orchestrator),
             request_timeout_s=env.get("GATEWAY_REQUEST_TIMEOUT_S", default.request_timeout_s, real(above=0)),
@@ -49,4 +58,5 @@ class GatewayConfig:
             auth_token=auth_token(env),
             model_id=env.text("GATEWAY_MODEL_ID", default.model_id),
             port=env.get("GATEWAY_PORT", default.port, whole(minimum=0, maximum=65535)),
+            ws_max_message_bytes=int(ws_message_mb * MIB),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -105,7 +105,7 @@ class OrchestratorClient:
         self,
         requests: AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest],
         metadata: Metadata,
-    ) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+    ) -> AsyncGenerator[orchestrator_pb2.StreamingOrchestrateResponse, None]:
         """The orchestrator's StreamingOrchestrate responses as they come; a failed stream raises the
         GatewayError its status maps to. `requests` (a config, then audio) is read only as fast as
         flow control allows. Closing this generator (or cancelling its task) cancels the RPC at

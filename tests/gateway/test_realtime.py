@@ -7,14 +7,21 @@ in-process orchestrator, tests/gateway/live_stack.py) on a synthesized two-speak
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from eval import synth
-from eval.metrics import WordErrors
+from eval.metrics import SpeakerWord, WordErrors, speaker_word_errors
 from parakeet.v1 import orchestrator_pb2, streaming_pb2
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.orchestrator_client import OrchestratorClient
@@ -102,3 +109,128 @@ def test_a_refused_config_becomes_a_gateway_error(stack: LiveStack) -> None:
         asyncio.run(run())
     assert (raised.value.status, raised.value.reason) == (400, "INVALID_FIELD")
     assert "speakers" in raised.value.message
+
+
+# -- the realtime WebSocket ---------------------------------------------------------------------
+
+WS_CHUNK = RATE // 5 * 2  # 200 ms of s16le per append
+
+
+@dataclass
+class Talked:
+    """What a WebSocket session got: the server's events, how it closed, the subprotocol chosen."""
+
+    events: list[dict[str, Any]]
+    close_code: int | None
+    close_reason: str
+    subprotocol: str | None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["type"] == kind]
+
+
+def appends(audio: bytes, chunk: int = WS_CHUNK) -> list[dict[str, Any]]:
+    return [
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio[i : i + chunk]).decode()}
+        for i in range(0, len(audio), chunk)
+    ]
+
+
+async def converse(
+    stack: LiveStack,
+    sent: list[dict[str, Any] | str | bytes],
+    headers: dict[str, str] | None = None,
+    subprotocols: list[str] | None = None,
+    timeout: float = 240.0,
+) -> Talked:
+    """Send the events (dicts as JSON; str/bytes as they are) while reading until the server closes."""
+    async with connect(
+        f"{stack.ws_url}/v1/realtime?intent=transcription",
+        additional_headers=headers,
+        subprotocols=[Subprotocol(s) for s in subprotocols] if subprotocols else None,
+        max_size=None,
+    ) as ws:
+
+        async def send_all() -> None:
+            for message in sent:
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(json.dumps(message) if isinstance(message, dict) else message)
+
+        sender = asyncio.create_task(send_all())
+        events: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                async for message in ws:
+                    events.append(json.loads(message))
+        await sender
+    return Talked(events, ws.close_code, ws.close_reason or "", ws.subprotocol)
+
+
+def session_update(**session: Any) -> dict[str, Any]:
+    return {"type": "transcription_session.update", "session": session}
+
+
+@pytest.fixture(scope="module")
+def diarized(stack: LiveStack, talk: synth.Conversation) -> Talked:
+    update = session_update(
+        input_audio_format="pcm16",
+        input_audio_sample_rate=RATE,
+        input_audio_transcription={"model": "gpt-4o-transcribe", "language": "en"},
+        turn_detection={"type": "server_vad", "silence_duration_ms": 500},
+        diarize=True,
+        max_speakers=3,
+    )
+    commit = {"type": "input_audio_buffer.commit"}
+    return asyncio.run(converse(stack, [update, *appends(pcm16(talk.audio)), commit]))
+
+
+def test_a_session_gives_speaker_labelled_finals_and_ends_with_done(
+    diarized: Talked, talk: synth.Conversation
+) -> None:
+    assert diarized.events[0]["type"] == "transcription_session.created"
+    assert diarized.events[0]["session"]["input_audio_sample_rate"] == 24000
+    (updated,) = diarized.of("transcription_session.updated")
+    assert updated["session"]["input_audio_sample_rate"] == RATE
+    assert updated["session"]["turn_detection"] == {"type": "server_vad", "silence_duration_ms": 500}
+    assert updated["session"]["diarize"] is True and updated["session"]["max_speakers"] == 3
+    assert updated["session"]["input_audio_transcription"]["model"] == "parakeet-tdt-0.6b-v2"
+    completed = diarized.of("conversation.item.input_audio_transcription.completed")
+    words = [word for item in completed for word in item["words"]]
+    errors = WordErrors()
+    errors.add(talk.transcript(), " ".join(word["word"] for word in words))
+    assert errors.wer <= 0.10, f"WER {errors.wer:.3f}"
+    wder = speaker_word_errors(
+        [SpeakerWord(w, s) for w, s in talk.words()], [SpeakerWord(w["word"], w["speaker"]) for w in words]
+    ).wder
+    assert wder <= 0.10, f"WDER {wder:.3f}"
+    assert [item["item_id"] for item in completed] == [f"item_{i}" for i in range(len(completed))]
+    for item in completed:
+        assert item["speaker"] in ("SPEAKER_00", "SPEAKER_01")
+        assert {word["speaker"] for word in item["words"]} == {item["speaker"]}
+        assert item["transcript"] == " ".join(word["word"] for word in item["words"])
+        assert item["start"] <= item["end"]
+    # OpenAI's order per item: committed before completed; the summary last, then close 1000.
+    kinds = [(e["type"], e.get("item_id")) for e in diarized.events]
+    for item in completed:
+        committed = kinds.index(("input_audio_buffer.committed", item["item_id"]))
+        assert committed < kinds.index((item["type"], item["item_id"]))
+    done = diarized.events[-1]
+    assert done["type"] == "transcription_session.done"
+    assert done["num_speakers"] == 2 and sorted(done["speakers"]) == ["SPEAKER_00", "SPEAKER_01"]
+    assert done["duration"] == pytest.approx(talk.duration, abs=0.01)  # no audio was dropped
+    assert done["num_items"] == len(completed)
+    assert (diarized.close_code, diarized.close_reason) == (1000, "")
+
+
+def test_interim_deltas_and_speech_events(diarized: Talked) -> None:
+    deltas = diarized.of("conversation.item.input_audio_transcription.delta")
+    assert deltas, "interim results are on by default"
+    for delta in deltas:
+        assert delta["content_index"] == 0 and delta["text"]
+        assert delta["delta"] == "" or delta["text"].endswith(delta["delta"])
+    started = diarized.of("input_audio_buffer.speech_started")
+    stopped = diarized.of("input_audio_buffer.speech_stopped")
+    assert started and len(started) == len(stopped)
+    assert all(s["audio_start_ms"] < t["audio_end_ms"] for s, t in zip(started, stopped, strict=True))
+    event_ids = [event["event_id"] for event in diarized.events]
+    assert len(set(event_ids)) == len(event_ids)
