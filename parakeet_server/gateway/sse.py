@@ -56,6 +56,8 @@ CHUNK_BYTES = 64 * 1024
 MEDIA_TYPE = "text/event-stream"
 # No caching, and no buffering by proxies (nginx reads X-Accel-Buffering), so events go out as made.
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# grpc.aio's status when a write fails because the call has ended (see `_write_race`).
+_CORE_INTERNAL = "Internal error from Core"
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,13 @@ def streaming_config(form: StreamForm) -> streaming_pb2.StreamingConfig:
     return config
 
 
-async def stream_requests(form: StreamForm) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
-    """The config, then the file in chunks; gRPC pulls the next one when flow control lets it."""
+async def stream_requests(
+    form: StreamForm, limit: int | None = None
+) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
+    """The config, then the file (or its first `limit` bytes) in chunks; gRPC pulls the next one
+    when flow control lets it."""
     yield orchestrator_pb2.StreamingOrchestrateRequest(config=streaming_config(form))
-    data = memoryview(form.audio)
+    data = memoryview(form.audio)[:limit]
     for start in range(0, len(data), CHUNK_BYTES):
         yield orchestrator_pb2.StreamingOrchestrateRequest(audio=bytes(data[start : start + CHUNK_BYTES]))
 
@@ -229,6 +234,28 @@ async def _events(
         await _close(upstream)
 
 
+def _write_race(error: GatewayError) -> bool:
+    """Whether grpc.aio hid the orchestrator's status behind its own INTERNAL: when the server
+    ends a stream (a refusal) while the client is still writing audio, the failed write replaces
+    the server's status with this one (grpc/grpc#36066, open in grpcio 1.85)."""
+    return error.code == "internal" and error.message == _CORE_INTERNAL
+
+
+async def _refusal(client: OrchestratorClient, form: StreamForm, metadata: Metadata) -> GatewayError | None:
+    """The orchestrator's own refusal, asked again with the config and the file's first chunk only
+    (sent whole before any answer can come back, so no write races the status); None if it
+    accepts them. Refusals come from the config or the first bytes of the file."""
+    probe = client.stream(stream_requests(form, limit=CHUNK_BYTES), metadata)
+    try:
+        async for _response in probe:
+            pass
+    except GatewayError as error:
+        return error
+    finally:
+        await _close(probe)
+    return None
+
+
 async def respond(client: OrchestratorClient, form: StreamForm, metadata: Metadata) -> StreamingResponse:
     """The event stream, begun once the orchestrator has answered; a refusal before that raises
     the GatewayError (a JSON error response, as without stream)."""
@@ -239,6 +266,11 @@ async def respond(client: OrchestratorClient, form: StreamForm, metadata: Metada
         raise GatewayError.for_code(
             grpc.StatusCode.INTERNAL, "the orchestrator ended the stream before any result"
         ) from None
+    except GatewayError as error:
+        await _close(upstream)
+        if not _write_race(error):
+            raise
+        raise (await _refusal(client, form, metadata) or error) from None
     except BaseException:
         await _close(upstream)
         raise
