@@ -317,6 +317,10 @@ class RunPodJobs:
             with urllib.request.urlopen(request, timeout=max(timeout, 0.001)) as response:
                 reply = json.loads(response.read())
         except urllib.error.HTTPError as error:
+            if error.code == 405 and body is None:
+                # RunPod's API reads /status and /stream with GET; the SDK's local test API
+                # (--rp_serve_api) only takes POST there.
+                return self._http(label, url, b"{}", timeout)
             if error.code in (401, 403):
                 raise FailedPrecondition(
                     f"{label} refused {API_KEY_ENV} (HTTP {error.code}); check the key",
