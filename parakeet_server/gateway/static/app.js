@@ -138,9 +138,11 @@ class LiveSession {
     this.media = null;
     this.context = null;
     this.node = null;
+    this.source = null;
     this.pending = [];
     this.interims = new Map();
     this.finished = false;
+    this.committed = false; // after the commit, nothing more is sent
   }
 
   status(text) {
@@ -162,8 +164,8 @@ class LiveSession {
     });
     this.node.port.onmessage = (event) => this.onAudio(event.data);
     this.open();
-    const source = this.context.createMediaStreamSource(this.media);
-    source.connect(this.node);
+    this.source = this.context.createMediaStreamSource(this.media);
+    this.source.connect(this.node);
     this.node.connect(this.context.destination); // pulled by the graph; the node outputs silence
     await this.context.resume();
   }
@@ -191,10 +193,12 @@ class LiveSession {
   }
 
   onAudio(message) {
+    if (this.committed) return;
     if (message.type === "audio") {
       if (this.socket && this.socket.readyState === WebSocket.OPEN) this.sendAudio(message.pcm);
       else if (this.socket && this.socket.readyState === WebSocket.CONNECTING) this.pending.push(message.pcm);
     } else if (message.type === "flushed" && this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.committed = true;
       this.send({ type: "input_audio_buffer.commit" });
       this.status("finishing…");
     }
@@ -269,6 +273,7 @@ class LiveSession {
   // Stop: the last samples, then commit; the server answers with its last finals and `done`.
   stop() {
     this.status("finishing…");
+    if (this.source) this.source.disconnect(); // no new samples; the worklet still holds a few
     if (this.node && this.socket && this.socket.readyState === WebSocket.OPEN) {
       this.node.port.postMessage({ type: "flush" });
     } else if (this.socket) {
