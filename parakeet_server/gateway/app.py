@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from parakeet import formats
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
-from parakeet_server.gateway import openai_shapes, sse
+from parakeet_server.gateway import openai_shapes, page, sse
 from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, RequestIds, UploadLimit, UploadTooLarge
@@ -299,6 +299,7 @@ def create_app(settings: GatewayConfig, client: OrchestratorClient | None = None
     from parakeet_server.gateway.realtime import router as realtime_router  # it imports this module
 
     app.include_router(realtime_router)
+    app.include_router(page.router)
     _install_error_handlers(app, settings)
     max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.add_middleware(
