@@ -242,17 +242,19 @@ def _write_race(error: GatewayError) -> bool:
 
 
 async def _refusal(client: OrchestratorClient, form: StreamForm, metadata: Metadata) -> GatewayError | None:
-    """The orchestrator's own refusal, asked again with the config and the file's first chunk only
-    (sent whole before any answer can come back, so no write races the status); None if it
-    accepts them. Refusals come from the config or the first bytes of the file."""
-    probe = client.stream(stream_requests(form, limit=CHUNK_BYTES), metadata)
-    try:
-        async for _response in probe:
-            pass
-    except GatewayError as error:
-        return error
-    finally:
-        await _close(probe)
+    """The orchestrator's own refusal, asked again with the config alone (limits, the config's
+    fields), then with the file's first chunk (an undecodable file): so few writes that none
+    races the status; None if it accepts both."""
+    for limit in (0, CHUNK_BYTES):
+        probe = client.stream(stream_requests(form, limit=limit), metadata)
+        try:
+            async for _response in probe:
+                pass
+        except GatewayError as error:
+            if not _write_race(error):
+                return error
+        finally:
+            await _close(probe)
     return None
 
 

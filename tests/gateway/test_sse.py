@@ -216,3 +216,22 @@ def test_a_client_that_goes_away_ends_the_live_stream(stack: LiveStack, talk: sy
     stream.close()
     assert wait_for_streams(stack, 0, timeout=5.0) == 0
     assert time.monotonic() - closed < 5.0
+
+
+def test_the_upload_and_live_stream_limits_apply_before_any_event(talk: synth.Conversation) -> None:
+    """Same limits as without stream: an upload over the gateway's limit is 413, a stream past the
+    orchestrator's live streams is 429 (retryable), both JSON; the running stream goes on."""
+    long = wav_bytes(np.tile(talk.audio.astype(np.float32), 6))  # about 90 s: still streaming
+    settings = GatewayConfig(max_upload_bytes=len(long), request_timeout_s=60.0)
+    with live_stack(settings=settings, max_live_streams=1) as limited:
+        too_large = _refusal(limited, long + b"\0" * 1024)
+        assert (too_large.status_code, too_large.body["reason"]) == (413, "PAYLOAD_TOO_LARGE")  # type: ignore[index]
+        running = client(limited).audio.transcriptions.create(
+            file=("long.wav", long), model="parakeet", stream=True
+        )
+        events = iter(running)
+        assert next(events).type == "transcript.text.delta"
+        busy = _refusal(limited, long)
+        assert (busy.status_code, busy.body["reason"]) == (429, "CONCURRENCY_LIMIT")  # type: ignore[index]
+        assert busy.response.headers["retry-after"] == "1"
+        assert [e.type for e in events][-1] == "transcript.text.done"
