@@ -15,7 +15,7 @@ STUBS_DIR   := clients/python
 # buf breaking compares the contract with this git ref; CI uses the last landed contract.
 BREAKING_AGAINST ?= $(shell cat .ci/breaking-baseline 2>/dev/null)
 
-.PHONY: help setup system-deps demo demo-live eval train-tdt lock proto proto-check lint buf-lint buf-breaking test pytest client-check serve fixtures bench clean
+.PHONY: help setup system-deps demo demo-live eval train-tdt lock proto proto-check lint buf-lint buf-breaking test pytest client-check serve serve-demo fixtures bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,8 +85,8 @@ client-check: ## install only the client distribution in a throw-away venv and r
 
 test: proto-check buf-breaking lint pytest ## everything CI checks
 
-serve: ## run the gRPC servers (:50051, :50052, :50053) and the OpenAI-compatible gateway (:8000)
-	$(VENV)/bin/parakeet-server all & servers=$$!; \
+serve: ## run the gRPC servers (:50051, :50052, :50053) and the gateway with the live page (http://127.0.0.1:8000/); SERVE_ARGS=... passes options to parakeet-server all
+	$(VENV)/bin/parakeet-server all $(SERVE_ARGS) & servers=$$!; \
 	trap 'kill -TERM $$servers 2>/dev/null || true; wait $$servers || true' EXIT; \
 	$(VENV)/bin/parakeet-server gateway --port 8000 --orchestrator 127.0.0.1:50053
 
@@ -97,6 +97,9 @@ bench: ## print the service's cost ratios with their floors (CPU-sized: a few mi
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 DEMO_MODEL := eval/assets/tiny_tdt_espeak.nemo
+serve-demo: ## make serve with the demo stand-ins (tiny TDT, offline diarizer): no weights or token; they know espeak voices only
+	$(MAKE) serve SERVE_ARGS="--model $(DEMO_MODEL) --pipeline offline"
+
 demo: ## synthesize a 2-speaker conversation and transcribe it offline with speakers, through the parakeet CLI
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	$(PY) -m eval.demo "$$dir/conversation.wav" && \
