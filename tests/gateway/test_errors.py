@@ -274,8 +274,12 @@ def test_form_errors_are_400_naming_the_field(gateway) -> None:
     assert bad_granularity.json()["error"]["param"] == "timestamp_granularities[]"
     bad_count = httpx.post(url, files={"file": FILE}, data={"num_speakers": "two"}, timeout=30)
     assert (bad_count.status_code, bad_count.json()["error"]["param"]) == (400, "num_speakers")
-    streaming = httpx.post(url, files={"file": FILE}, data={"stream": "true"}, timeout=30)
-    assert (streaming.status_code, streaming.json()["error"]["param"]) == (400, "stream")
+    # stream=true takes json, text and diarized_json: a document format is refused before any audio moves.
+    streaming = httpx.post(
+        url, files={"file": FILE}, data={"stream": "true", "response_format": "srt"}, timeout=30
+    )
+    assert (streaming.status_code, streaming.json()["error"]["param"]) == (400, "response_format")
+    assert streaming.json()["error"]["reason"] == "UNSUPPORTED_FORMAT"
     assert gateway.backends.transcribe_requests == []
 
 
