@@ -9,7 +9,7 @@ PY          := $(VENV)/bin/python
 BUF_VERSION := 1.75.0
 TOOLS       := .tools
 BUF         := $(TOOLS)/node_modules/.bin/buf
-EXTRAS      := asr,diarization,eval,dev
+EXTRAS      := asr,diarization,eval,ray,dev
 PROTO_FILES := $(sort $(wildcard proto/parakeet/v1/*.proto))
 STUBS_DIR   := clients/python
 # buf breaking compares the contract with this git ref; CI uses the last landed contract.
