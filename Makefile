@@ -75,8 +75,10 @@ lint: buf-lint ## ruff, mypy --strict on hand-written code, buf lint, hadolint
 	$(PY) -m mypy parakeet_server tools eval clients/python/parakeet
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.transcription Dockerfile.diarization Dockerfile.orchestrator
 
+# What tests leave for people to look at (the live page's screenshots): kept as CI artifacts.
+TEST_RESULTS ?= test-results
 pytest:
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PARAKEET_TEST_RESULTS=$(abspath $(TEST_RESULTS)) $(PY) -m pytest $(PYTEST_ARGS)
 
 # The client alone in a fresh venv (no torch, NeMo, pyannote, FastAPI, runpod, PyAV), against a
 # server started from the full install: tests/client/test_standalone.py builds the venv itself.
