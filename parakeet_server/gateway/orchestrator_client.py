@@ -32,6 +32,8 @@ REQUEST_OVERHEAD_BYTES = 1024 * 1024
 _LOCAL_DEADLINE = "Deadline Exceeded"
 
 Metadata = Sequence[tuple[str, str]]
+# grpcio's numeric status codes -> grpc.StatusCode.
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 async def settled(call: Any) -> Any:
@@ -55,6 +57,28 @@ async def settled(call: Any) -> Any:
         call.cancel()
         raise
     return call.result()
+
+
+def _first_status(call: Any) -> Any:
+    """The status a grpc.aio call ended with, read as it ends (None if grpcio hides it).
+
+    grpcio's aio client (grpc/grpc#36066, fix pending in #43486) overwrites the server's status
+    with INTERNAL "Internal error from Core" when a request write fails because the server has
+    just ended the stream (a refusal while audio is still being sent); the done callback runs
+    when the first status is set, so reading it there keeps the server's code, details and reason."""
+    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    return status if status is not None and hasattr(status, "trailing_metadata") else None
+
+
+def _server_error(error: grpc.RpcError, status: Any) -> grpc.RpcError:
+    """`error`, or the server's own status when grpcio replaced it with its INTERNAL write failure."""
+    if status is None or error.code() != grpc.StatusCode.INTERNAL:
+        return error
+    code = _STATUS_CODES.get(status.code())
+    if code is None or code in (grpc.StatusCode.OK, grpc.StatusCode.INTERNAL):
+        return error
+    trailing = grpc.aio.Metadata.from_tuple(tuple(status.trailing_metadata() or ()))
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, status.details())
 
 
 class OrchestratorClient:
@@ -113,11 +137,13 @@ class OrchestratorClient:
         No deadline: a live stream lasts as long as the talk, bounded by the orchestrator's own
         live limits (idle timeout, maximum stream seconds)."""
         call = self._aio_stub().StreamingOrchestrate(requests, metadata=metadata)
+        first: list[Any] = []
+        call.add_done_callback(lambda _call: first.append(_first_status(call)))
         try:
             async for response in call:
                 yield response
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise from_rpc_error(_server_error(error, first[0] if first else None)) from None
         finally:
             call.cancel()  # a no-op once the call has ended
 

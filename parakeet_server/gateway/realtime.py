@@ -460,7 +460,10 @@ class RealtimeSession:
         except GatewayError as error:
             log.info("realtime stream ended by the orchestrator: %s (%s)", error.message, error.reason)
             self._end(error)
-        except Exception as error:  # a send to a socket that is gone; or a bug: say so
+        except (WebSocketDisconnect, OSError):
+            log.info("realtime client went away; its stream is cancelled")
+            self._end(None)
+        except Exception as error:  # a bug: say so
             log.warning("realtime stream failed", exc_info=error)
             self._end(
                 GatewayError.for_code(

@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 from eval import synth
 from eval.metrics import SpeakerWord, WordErrors, speaker_word_errors
 from parakeet.v1 import orchestrator_pb2, streaming_pb2
+from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.orchestrator_client import OrchestratorClient
 from tests.gateway.live_stack import RATE, LiveStack, live_stack, pcm16
@@ -142,10 +143,11 @@ async def converse(
     headers: dict[str, str] | None = None,
     subprotocols: list[str] | None = None,
     timeout: float = 240.0,
+    query: str = "",
 ) -> Talked:
     """Send the events (dicts as JSON; str/bytes as they are) while reading until the server closes."""
     async with connect(
-        f"{stack.ws_url}/v1/realtime?intent=transcription",
+        f"{stack.ws_url}/v1/realtime?intent=transcription{query}",
         additional_headers=headers,
         subprotocols=[Subprotocol(s) for s in subprotocols] if subprotocols else None,
         max_size=None,
@@ -234,3 +236,134 @@ def test_interim_deltas_and_speech_events(diarized: Talked) -> None:
     assert all(s["audio_start_ms"] < t["audio_end_ms"] for s, t in zip(started, stopped, strict=True))
     event_ids = [event["event_id"] for event in diarized.events]
     assert len(set(event_ids)) == len(event_ids)
+
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LiveStack]:
+    """A gateway with a token and a small message limit, over an orchestrator checking the same token."""
+    settings = GatewayConfig(request_timeout_s=60.0, auth_token=TOKEN, ws_max_message_bytes=96 * 1024)
+    with live_stack(settings, auth_token=TOKEN) as running:
+        yield running
+
+
+def short_session(talk: synth.Conversation, seconds: float = 3.0) -> list[dict[str, Any] | str | bytes]:
+    audio = pcm16(talk.audio[: int(seconds * RATE)])
+    return [
+        session_update(input_audio_sample_rate=RATE),
+        *appends(audio),
+        {"type": "input_audio_buffer.commit"},
+    ]
+
+
+def test_without_a_token_the_socket_closes_4401(secured: LiveStack, talk: synth.Conversation) -> None:
+    for headers, subprotocols, query in (
+        (None, None, ""),
+        ({"Authorization": "Bearer wrong"}, None, ""),
+        (None, ["realtime", "openai-insecure-api-key.wrong"], ""),
+        (None, ["realtime"], f"&api_key={TOKEN}"),  # never from the URL
+    ):
+        talked = asyncio.run(converse(secured, short_session(talk, 0.5), headers, subprotocols, query=query))
+        assert [e["type"] for e in talked.events] == ["error"], talked.events
+        assert talked.events[0]["error"]["code"] == "UNAUTHENTICATED"
+        assert talked.events[0]["error"]["type"] == "authentication_error"
+        assert talked.close_code == 4401
+        assert "Bearer" in talked.close_reason
+    assert wait_for_streams(secured, 0) == 0
+
+
+@pytest.mark.parametrize("how", ["header", "subprotocol"])
+def test_the_token_is_accepted_by_header_and_by_subprotocol(
+    how: str, secured: LiveStack, talk: synth.Conversation
+) -> None:
+    if how == "header":
+        talked = asyncio.run(converse(secured, short_session(talk), {"Authorization": f"Bearer {TOKEN}"}))
+        assert talked.subprotocol is None
+    else:
+        offered = ["realtime", f"openai-insecure-api-key.{TOKEN}"]
+        talked = asyncio.run(converse(secured, short_session(talk), subprotocols=offered))
+        assert talked.subprotocol == "realtime"  # the key is never echoed back
+    assert talked.of("error") == []
+    assert talked.of("conversation.item.input_audio_transcription.completed")
+    assert talked.events[-1]["type"] == "transcription_session.done"
+    assert talked.events[-1]["duration"] == pytest.approx(3.0, abs=0.01)
+    assert talked.close_code == 1000
+
+
+def test_malformed_events_get_error_events_and_the_socket_still_works(
+    stack: LiveStack, talk: synth.Conversation
+) -> None:
+    bad: list[dict[str, Any] | str | bytes] = [
+        "{not json",
+        {"type": "input_audio_buffer.frobnicate", "event_id": "evt_1"},
+        {"type": "input_audio_buffer.append", "audio": "***not base64***", "event_id": "evt_2"},
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x00\x01\x02").decode()},
+        {"type": "input_audio_buffer.clear"},
+        session_update(input_audio_format="g711_ulaw"),
+        session_update(diarize="yes"),
+        b"\x00\x01",
+        "[1, 2]",
+    ]
+    talked = asyncio.run(converse(stack, [*bad, *short_session(talk)]))
+    errors = [(e["error"]["code"], e["error"]["param"], e["error"]["event_id"]) for e in talked.of("error")]
+    assert errors == [
+        ("INVALID_FIELD", None, None),
+        ("INVALID_FIELD", "type", "evt_1"),
+        ("INVALID_BASE64", "audio", "evt_2"),
+        ("AUDIO_ENCODING", "audio", None),
+        ("INVALID_FIELD", "type", None),
+        ("INVALID_FIELD", "input_audio_format", None),
+        ("INVALID_FIELD", "diarize", None),
+        ("INVALID_FIELD", None, None),
+        ("INVALID_FIELD", None, None),
+    ]
+    messages = [e["error"]["message"] for e in talked.of("error")]
+    assert "not JSON" in messages[0] and "frobnicate" in messages[1] and "3 bytes" in messages[3]
+    assert "'pcm16'" in messages[5]
+    assert all(e["error"]["type"] == "invalid_request_error" for e in talked.of("error"))
+    # The session went on: the valid update applied, the audio transcribed, the end as usual.
+    (updated,) = talked.of("transcription_session.updated")
+    assert updated["session"]["input_audio_sample_rate"] == RATE
+    assert talked.events[-1]["type"] == "transcription_session.done"
+    assert talked.events[-1]["duration"] == pytest.approx(3.0, abs=0.01)
+    assert talked.close_code == 1000
+
+
+def test_the_orchestrators_refusal_closes_with_its_status(stack: LiveStack, talk: synth.Conversation) -> None:
+    update = session_update(input_audio_sample_rate=RATE, diarize=True, min_speakers=3, max_speakers=2)
+    talked = asyncio.run(converse(stack, [update, *appends(pcm16(talk.audio[:RATE]))]))
+    (error,) = talked.of("error")
+    assert (error["error"]["code"], error["error"]["type"]) == ("INVALID_FIELD", "invalid_request_error"), (
+        error
+    )
+    assert talked.close_code == 4400
+    assert "speakers" in talked.close_reason and talked.close_reason == error["error"]["message"][:123]
+    assert wait_for_streams(stack, 0) == 0
+
+
+def test_a_message_over_the_limit_closes_4413(secured: LiveStack) -> None:
+    big = {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(100 * 1024)).decode()}
+    talked = asyncio.run(converse(secured, [big], {"Authorization": f"Bearer {TOKEN}"}))
+    assert talked.events[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert talked.close_code == 4413 and "98304 bytes" in talked.close_reason
+
+
+def test_a_client_that_disconnects_ends_the_upstream_stream(
+    stack: LiveStack, talk: synth.Conversation
+) -> None:
+    async def leave_mid_stream() -> tuple[int, list[str]]:
+        async with connect(f"{stack.ws_url}/v1/realtime?intent=transcription") as ws:
+            await ws.send(json.dumps(session_update(input_audio_sample_rate=RATE, diarize=True)))
+            for event in appends(pcm16(talk.audio[: 8 * RATE])):
+                await ws.send(json.dumps(event))
+            seen: list[str] = []
+            while "conversation.item.input_audio_transcription.delta" not in seen:
+                seen.append(json.loads(await ws.recv())["type"])
+            open_now = await asyncio.to_thread(wait_for_streams, stack, 1)
+        return open_now, seen  # the socket closed without a commit
+
+    open_now, seen = asyncio.run(leave_mid_stream())
+    assert open_now == 1 and "transcription_session.done" not in seen
+    assert wait_for_streams(stack, 0, timeout=5.0) == 0
