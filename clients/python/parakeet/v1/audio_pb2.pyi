@@ -69,3 +69,11 @@ class Segment(_message.Message):
     text: str
     speaker: str
     def __init__(self, id: _Optional[int] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...
+
+class Hotword(_message.Message):
+    __slots__ = ("phrase", "boost")
+    PHRASE_FIELD_NUMBER: _ClassVar[int]
+    BOOST_FIELD_NUMBER: _ClassVar[int]
+    phrase: str
+    boost: float
+    def __init__(self, phrase: _Optional[str] = ..., boost: _Optional[float] = ...) -> None: ...

@@ -26,7 +26,7 @@ from parakeet.v1 import audio_pb2 as parakeet_dot_v1_dot_audio__pb2
 from parakeet.v1 import streaming_pb2 as parakeet_dot_v1_dot_streaming__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eparakeet/v1/orchestrator.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\x89\x03\n\x12OrchestrateRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x64iarize\x18\x05 \x01(\x08\x12\x19\n\x0cnum_speakers\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x08 \x01(\x05H\x04\x88\x01\x01\x12\x34\n\x0fresponse_format\x18\t \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x19\n\x11speakers_optional\x18\n \x01(\x08\x42\r\n\x0b_timestampsB\x12\n\x10_word_timestampsB\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakers\"F\n\tUtterance\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xed\x02\n\x13OrchestrateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12*\n\nutterances\x18\x04 \x03(\x0b\x32\x16.parakeet.v1.Utterance\x12/\n\rspeaker_turns\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x14\n\x0cnum_speakers\x18\x06 \x01(\x05\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\x12\x10\n\x08language\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x34\n\x0fresponse_format\x18\n \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x0b \x01(\t\x12\x10\n\x08warnings\x18\x0c \x03(\t\"s\n\x1bStreamingOrchestrateRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x87\x02\n\x1cStreamingOrchestrateResponse\x12-\n\x07interim\x18\x01 \x01(\x0b\x32\x1a.parakeet.v1.InterimResultH\x00\x12\x30\n\x0c\x66inal_result\x18\x02 \x01(\x0b\x32\x18.parakeet.v1.FinalResultH\x00\x12\x30\n\x0cspeech_event\x18\x03 \x01(\x0b\x32\x18.parakeet.v1.SpeechEventH\x00\x12\x30\n\x07summary\x18\x04 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x05 \x01(\x01\x42\x07\n\x05\x65vent2\xd8\x01\n\x13OrchestratorService\x12P\n\x0bOrchestrate\x12\x1f.parakeet.v1.OrchestrateRequest\x1a .parakeet.v1.OrchestrateResponse\x12o\n\x14StreamingOrchestrate\x12(.parakeet.v1.StreamingOrchestrateRequest\x1a).parakeet.v1.StreamingOrchestrateResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eparakeet/v1/orchestrator.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\xb1\x03\n\x12OrchestrateRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x64iarize\x18\x05 \x01(\x08\x12\x19\n\x0cnum_speakers\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x08 \x01(\x05H\x04\x88\x01\x01\x12\x34\n\x0fresponse_format\x18\t \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x19\n\x11speakers_optional\x18\n \x01(\x08\x12&\n\x08hotwords\x18\x0b \x03(\x0b\x32\x14.parakeet.v1.HotwordB\r\n\x0b_timestampsB\x12\n\x10_word_timestampsB\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakers\"F\n\tUtterance\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xed\x02\n\x13OrchestrateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12*\n\nutterances\x18\x04 \x03(\x0b\x32\x16.parakeet.v1.Utterance\x12/\n\rspeaker_turns\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x14\n\x0cnum_speakers\x18\x06 \x01(\x05\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\x12\x10\n\x08language\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x34\n\x0fresponse_format\x18\n \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x0b \x01(\t\x12\x10\n\x08warnings\x18\x0c \x03(\t\"s\n\x1bStreamingOrchestrateRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x87\x02\n\x1cStreamingOrchestrateResponse\x12-\n\x07interim\x18\x01 \x01(\x0b\x32\x1a.parakeet.v1.InterimResultH\x00\x12\x30\n\x0c\x66inal_result\x18\x02 \x01(\x0b\x32\x18.parakeet.v1.FinalResultH\x00\x12\x30\n\x0cspeech_event\x18\x03 \x01(\x0b\x32\x18.parakeet.v1.SpeechEventH\x00\x12\x30\n\x07summary\x18\x04 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x05 \x01(\x01\x42\x07\n\x05\x65vent2\xd8\x01\n\x13OrchestratorService\x12P\n\x0bOrchestrate\x12\x1f.parakeet.v1.OrchestrateRequest\x1a .parakeet.v1.OrchestrateResponse\x12o\n\x14StreamingOrchestrate\x12(.parakeet.v1.StreamingOrchestrateRequest\x1a).parakeet.v1.StreamingOrchestrateResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parakeet.v1.orchestrator_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORCHESTRATEREQUEST']._serialized_start=102
-  _globals['_ORCHESTRATEREQUEST']._serialized_end=495
-  _globals['_UTTERANCE']._serialized_start=497
-  _globals['_UTTERANCE']._serialized_end=567
-  _globals['_ORCHESTRATERESPONSE']._serialized_start=570
-  _globals['_ORCHESTRATERESPONSE']._serialized_end=935
-  _globals['_STREAMINGORCHESTRATEREQUEST']._serialized_start=937
-  _globals['_STREAMINGORCHESTRATEREQUEST']._serialized_end=1052
-  _globals['_STREAMINGORCHESTRATERESPONSE']._serialized_start=1055
-  _globals['_STREAMINGORCHESTRATERESPONSE']._serialized_end=1318
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=1321
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=1537
+  _globals['_ORCHESTRATEREQUEST']._serialized_end=535
+  _globals['_UTTERANCE']._serialized_start=537
+  _globals['_UTTERANCE']._serialized_end=607
+  _globals['_ORCHESTRATERESPONSE']._serialized_start=610
+  _globals['_ORCHESTRATERESPONSE']._serialized_end=975
+  _globals['_STREAMINGORCHESTRATEREQUEST']._serialized_start=977
+  _globals['_STREAMINGORCHESTRATEREQUEST']._serialized_end=1092
+  _globals['_STREAMINGORCHESTRATERESPONSE']._serialized_start=1095
+  _globals['_STREAMINGORCHESTRATERESPONSE']._serialized_end=1358
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=1361
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=1577
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class OrchestrateRequest(_message.Message):
-    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "response_format", "speakers_optional")
+    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "response_format", "speakers_optional", "hotwords")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class OrchestrateRequest(_message.Message):
     MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_OPTIONAL_FIELD_NUMBER: _ClassVar[int]
+    HOTWORDS_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.Audio
     language: str
     timestamps: bool
@@ -30,7 +31,8 @@ class OrchestrateRequest(_message.Message):
     max_speakers: int
     response_format: _audio_pb2.ResponseFormat
     speakers_optional: bool
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., speakers_optional: _Optional[bool] = ...) -> None: ...
+    hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
 
 class Utterance(_message.Message):
     __slots__ = ("start", "end", "speaker", "text")

@@ -41,7 +41,7 @@ class StreamingAudioFormat(_message.Message):
     def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., container: _Optional[str] = ...) -> None: ...
 
 class StreamingConfig(_message.Message):
-    __slots__ = ("audio_format", "language", "interim_results", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "endpoint_silence_ms", "speakers_optional")
+    __slots__ = ("audio_format", "language", "interim_results", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "endpoint_silence_ms", "speakers_optional", "hotwords")
     AUDIO_FORMAT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class StreamingConfig(_message.Message):
     MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_OPTIONAL_FIELD_NUMBER: _ClassVar[int]
+    HOTWORDS_FIELD_NUMBER: _ClassVar[int]
     audio_format: StreamingAudioFormat
     language: str
     interim_results: bool
@@ -62,7 +63,8 @@ class StreamingConfig(_message.Message):
     max_speakers: int
     endpoint_silence_ms: int
     speakers_optional: bool
-    def __init__(self, audio_format: _Optional[_Union[StreamingAudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., interim_results: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., speakers_optional: _Optional[bool] = ...) -> None: ...
+    hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
+    def __init__(self, audio_format: _Optional[_Union[StreamingAudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., interim_results: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
 
 class InterimResult(_message.Message):
     __slots__ = ("text", "stability", "start")

@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarization_segments", "response_format")
+    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarization_segments", "response_format", "hotwords")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     DIARIZATION_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    HOTWORDS_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.Audio
     language: str
     timestamps: bool
     word_timestamps: bool
     diarization_segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
     response_format: _audio_pb2.ResponseFormat
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarization_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ...) -> None: ...
+    hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarization_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("text", "segments", "words", "duration", "language", "model", "response_format", "document", "warnings")
