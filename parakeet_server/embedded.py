@@ -65,6 +65,52 @@ def orchestrate(
         raise _missing_stack(error) from None
 
 
+def orchestrator(
+    *,
+    model: str = "",
+    pipeline: str = "",
+    diarize: bool = True,
+    concurrency: int = 1,
+    timeout: float | None = None,
+    verbose: bool = False,
+    step: Step = _no_progress,
+) -> Callable[[orchestrator_pb2.OrchestrateRequest], orchestrator_pb2.OrchestrateResponse]:
+    """Load the models once (pyannote only with `diarize`) and return a function answering
+    OrchestrateRequests in this process: `parakeet batch`'s embedded backend, which calls it
+    once per file from `concurrency` threads. Failures are `ParakeetError` with the servers'
+    reasons; a missing model stack is FailedPrecondition naming what to install."""
+    _quiet_libraries(verbose)
+    try:
+        from parakeet_server.core.context import JobContext
+        from parakeet_server.core.errors import ServiceError
+        from parakeet_server.orchestrator.servicer import OrchestratorServicer
+        from parakeet_server.orchestrator.wiring import embedded_backends
+    except ImportError as error:
+        raise _missing_stack(error) from None
+    try:
+        backends = embedded_backends(model, pipeline, diarization=diarize)
+        with step("loading the models" if diarize else "loading the model"):
+            backends.warm_up()
+    except ServiceError as error:
+        raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
+    except ImportError as error:
+        raise _missing_stack(error) from None
+    servicer = OrchestratorServicer(backends, max_concurrent_calls=max(1, concurrency))
+
+    def transcribe(request: orchestrator_pb2.OrchestrateRequest) -> orchestrator_pb2.OrchestrateResponse:
+        if request.diarize and not diarize:
+            raise FailedPrecondition(
+                "this run loaded no diarization pipeline; give --diarize to the run to diarize any file",
+                reason="MODEL_NOT_LOADED",
+            )
+        try:
+            return servicer.Orchestrate(request, JobContext(timeout))
+        except ServiceError as error:
+            raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
+
+    return transcribe
+
+
 class _LocalCall:
     """What serve_live asks of a gRPC call, for a stream with no gRPC underneath: the caller
     closing the response iterator is its cancellation."""

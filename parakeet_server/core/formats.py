@@ -1,178 +1,47 @@
-"""Rendering of transcripts and speaker turns into documents: text, srt, vtt, rttm.
+"""The servers' side of documents: requested formats checked as gRPC refusals, and rendering.
 
-The one renderer every service and path uses, so a cue looks the same whether it came from the
-transcription endpoint, the orchestrator or the CLI.
-
-Segments are rendered in time order (`merge.time_order`). Cue text is one line: newlines and
-runs of whitespace in a segment collapse to single spaces, because a blank line would end an
-SRT or WebVTT cue early. Segments with blank text produce no cue. Times are clamped so they are
-never negative and a cue never ends before it starts.
+The renderer itself (text, srt, vtt, rttm) is `parakeet.render` in the client package, one
+implementation for the servers and for the client's batch runs (which render every asked format
+from one verbose response); this module re-exports it and turns its format refusals into
+`InvalidRequest`, so gRPC, RunPod and the gateway answer them the same way.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
+from parakeet import render
 from parakeet.formats import FormatLike, ResponseFormat, Rpc, UnsupportedFormat, resolve
+from parakeet.render import (
+    MAX_CUE_CHARS,
+    MAX_CUE_SECONDS,
+    RENDERERS,
+    Cue,
+    Renderer,
+    render_rttm,
+    render_srt,
+    render_text,
+    render_vtt,
+    subtitle_cues,
+)
 from parakeet.v1 import audio_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.errors import InvalidRequest
-from parakeet_server.core.merge import join_words, time_order, words_by_segment
 
-# Subtitle cues longer than this are split at word boundaries when word timings are given:
-# about two lines of 42 characters, shown for at most 7 seconds (common broadcast guidance).
-MAX_CUE_SECONDS = 7.0
-MAX_CUE_CHARS = 84
-
-
-def render_rttm(turns: Sequence[audio_pb2.SpeakerTurn], file_id: str = "audio") -> str:
-    """NIST RTTM: one SPEAKER line per turn (onset and duration in seconds, 3 decimals)."""
-    lines = [
-        f"SPEAKER {file_id} 1 {turn.start:.3f} {max(0.0, turn.end - turn.start):.3f}"
-        f" <NA> <NA> {turn.speaker} <NA> <NA>"
-        for turn in turns
-    ]
-    return "".join(line + "\n" for line in lines)
-
-
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """One subtitle cue: whole milliseconds, 0 <= start_ms <= end_ms, one line of text."""
-
-    start_ms: int
-    end_ms: int
-    text: str
-    speaker: str
-
-
-def _ms(seconds: float) -> int:
-    """Seconds as whole non-negative milliseconds; NaN and infinities read as 0."""
-    return max(0, round(seconds * 1000)) if math.isfinite(seconds) else 0
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _cue(start: float, end: float, text: str, speaker: str) -> Cue:
-    start_ms = _ms(start)
-    return Cue(start_ms, max(start_ms, _ms(end)), text, speaker)
-
-
-def _chunks(
-    words: Sequence[audio_pb2.Word], max_seconds: float, max_chars: int
-) -> list[list[audio_pb2.Word]]:
-    """Words packed greedily into chunks within both limits; a lone word over them stays alone."""
-    chunks: list[list[audio_pb2.Word]] = []
-    for word in words:
-        current = chunks[-1] if chunks else []
-        too_long = current and (
-            word.end - current[0].start > max_seconds or len(join_words([*current, word])) > max_chars
-        )
-        if not current or too_long:
-            chunks.append([word])
-        else:
-            current.append(word)
-    return chunks
-
-
-def subtitle_cues(
-    segments: Sequence[audio_pb2.Segment],
-    words: Sequence[audio_pb2.Word] = (),
-    max_seconds: float = MAX_CUE_SECONDS,
-    max_chars: int = MAX_CUE_CHARS,
-) -> list[Cue]:
-    """Cues in time order, one per segment, or several when a segment is too long to read.
-
-    A segment longer than `max_seconds` or `max_chars` is split at word boundaries when its
-    words are known (allotted by `merge.words_by_segment`); each piece takes its words' times
-    and text and the segment's speaker. Without words a long segment stays one cue.
-    """
-    groups = words_by_segment(segments, words) if words else [[] for _ in segments]
-    cues: list[Cue] = []
-    for index in time_order(segments):
-        segment, group = segments[index], groups[index]
-        text = _one_line(segment.text)
-        if not text:
-            continue
-        too_long = segment.end - segment.start > max_seconds or len(text) > max_chars
-        if not (too_long and join_words(group)):
-            cues.append(_cue(segment.start, segment.end, text, segment.speaker))
-            continue
-        for chunk in _chunks([word for word in group if word.word.strip()], max_seconds, max_chars):
-            end = max(max(word.start, word.end) for word in chunk)
-            cues.append(_cue(chunk[0].start, end, join_words(chunk), segment.speaker))
-    return cues
-
-
-def _timestamp(ms: int, separator: str) -> str:
-    """HH:MM:SS<sep>mmm; hours keep growing past 99 rather than wrapping."""
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
-
-
-def render_text(segments: Sequence[audio_pb2.Segment]) -> str:
-    """Plain text, one line per segment; with speakers, one `SPEAKER: text` line per turn.
-
-    "With speakers" means any segment has one: consecutive segments of one speaker then share a
-    line, so the document reads like a script. Segments without a speaker get a bare line.
-    """
-    ordered = [segments[i] for i in time_order(segments)]
-    ordered = [segment for segment in ordered if _one_line(segment.text)]
-    if not any(segment.speaker for segment in ordered):
-        return "".join(_one_line(segment.text) + "\n" for segment in ordered)
-    lines: list[tuple[str, list[str]]] = []
-    for segment in ordered:
-        if lines and lines[-1][0] == segment.speaker:
-            lines[-1][1].append(_one_line(segment.text))
-        else:
-            lines.append((segment.speaker, [_one_line(segment.text)]))
-    return "".join((f"{speaker}: " if speaker else "") + " ".join(texts) + "\n" for speaker, texts in lines)
-
-
-def render_srt(cues: Sequence[Cue]) -> str:
-    """SubRip: numbered cues from 1, `HH:MM:SS,mmm` times, `SPEAKER: ` prefix when known."""
-    blocks = [
-        f"{number}\n{_timestamp(cue.start_ms, ',')} --> {_timestamp(cue.end_ms, ',')}\n"
-        + (f"{cue.speaker}: " if cue.speaker else "")
-        + cue.text
-        + "\n"
-        for number, cue in enumerate(cues, start=1)
-    ]
-    return "\n".join(blocks)
-
-
-def _vtt_escape(text: str) -> str:
-    """The escapes WebVTT cue text requires (`&`, `<`, `>`), so text can never open a tag."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_vtt(cues: Sequence[Cue]) -> str:
-    """WebVTT: `WEBVTT` header, `HH:MM:SS.mmm` times, `<v SPEAKER>` voice spans when known."""
-    blocks = ["WEBVTT\n"] + [
-        f"{_timestamp(cue.start_ms, '.')} --> {_timestamp(cue.end_ms, '.')}\n"
-        + (f"<v {_vtt_escape(cue.speaker)}>" if cue.speaker else "")
-        + _vtt_escape(cue.text)
-        + "\n"
-        for cue in cues
-    ]
-    return "\n".join(blocks)
-
-
-# A document renderer: (segments, turns, file_id, words) -> the document.
-Renderer = Callable[
-    [Sequence[audio_pb2.Segment], Sequence[audio_pb2.SpeakerTurn], str, Sequence[audio_pb2.Word]], str
+__all__ = [
+    "MAX_CUE_CHARS",
+    "MAX_CUE_SECONDS",
+    "RENDERERS",
+    "Cue",
+    "Renderer",
+    "render_document",
+    "render_rttm",
+    "render_srt",
+    "render_text",
+    "render_vtt",
+    "requested_detail",
+    "requested_format",
+    "subtitle_cues",
 ]
-# The renderer of every format the table says carries a document (parakeet.formats.FORMATS).
-RENDERERS: dict[str, Renderer] = {
-    "text": lambda segments, _turns, _file_id, _words: render_text(segments),
-    "srt": lambda segments, _turns, _file_id, words: render_srt(subtitle_cues(segments, words)),
-    "vtt": lambda segments, _turns, _file_id, words: render_vtt(subtitle_cues(segments, words)),
-    "rttm": lambda _segments, turns, file_id, _words: render_rttm(turns, file_id),
-}
 
 
 def _checked(value: FormatLike, rpc: Rpc | None, speakers: bool) -> ResponseFormat:
@@ -199,16 +68,10 @@ def render_document(
     file_id: str = "audio",
     words: Sequence[audio_pb2.Word] = (),
 ) -> str:
-    """The response's `document` in `response_format` (an `audio_pb2.ResponseFormat` value).
-
-    JSON formats return "" because the structured fields already carry the data. RTTM renders
-    `turns`; the others render `segments`, and SRT/VTT use `words` (optional) to split long
-    cues. A value outside the table raises `InvalidRequest` (INVALID_ARGUMENT, UNSUPPORTED_FORMAT).
-    """
-    row = _checked(response_format, None, speakers=True)
-    if not row.document:
-        return ""
-    return RENDERERS[row.name](segments, turns, file_id, words)
+    """`parakeet.render.render_document`; a value outside the table raises `InvalidRequest`
+    (INVALID_ARGUMENT, UNSUPPORTED_FORMAT)."""
+    _checked(response_format, None, speakers=True)
+    return render.render_document(response_format, segments, turns, file_id, words)
 
 
 def requested_detail(
