@@ -14,6 +14,12 @@ each `{"type": "final", ...}` partial as a FinalResult and the last `{"type": "r
 the response message. Its /runsync output is the list of those partials, which `JobResult` reads
 as the last item's response, so `call` works against either kind of worker.
 
+A batch of many jobs (`parakeet batch --runpod`) goes through RunPod's queue instead:
+`RunPodJobs.call(..., queued=True)` posts to /run and polls /status/{job_id}, and a `Retry` policy
+sends again what RunPod may answer differently a moment later (HTTP 429 and 5xx, an unreachable
+API, a job the worker failed with a retryable reason), waiting as long as a Retry-After header
+asks, else an exponential backoff with jitter. The default policy tries once, as before.
+
 Only the standard library talks HTTP, so the client needs nothing beyond grpcio and protobuf.
 The workers themselves (`parakeet_server.core.runpod_shim`) import the JSON mapping from here,
 so both sides read and write one format.
@@ -21,7 +27,10 @@ so both sides read and write one format.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
+import random
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +61,33 @@ RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 # The job statuses after which /status will not change any more.
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 API_KEY_ENV = "RUNPOD_API_KEY"
+# HTTP statuses after which the same request may be answered: rate limited, or the API is having trouble.
+RETRY_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often to send again what RunPod may answer differently a moment later.
+
+    `attempts` counts the tries of one HTTP request (and of one job the worker failed with a
+    retryable reason, e.g. WARMING_UP); 1 never retries. The wait before try n+1 is the reply's
+    Retry-After when it has one, else `backoff_s * 2**(n-1)` capped at `max_backoff_s`, of which
+    a random half is waited (jitter, so many threads do not retry in step); the job's deadline
+    bounds every wait."""
+
+    attempts: int = 1
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed try number `attempt` (1-based)."""
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+NO_RETRY = Retry(attempts=1)
 
 
 @dataclass(frozen=True)
@@ -187,17 +223,26 @@ class JobResult:
 class RunPodJobs:
     """Runs jobs on RunPod serverless endpoints with one API key: POST /runsync, then GET
     /status/ID every `poll_interval_s` while the job outlives runsync's wait, for at most
-    `max_wait_s` (or a call's `timeout`, whichever is shorter).
+    `max_wait_s` (or a call's `timeout`, whichever is shorter). With `queued=True` a call posts
+    to /run instead (RunPod's queue, for many jobs at once) and polls /status from the start.
 
     Every failure is a `ParakeetError`: a refused key FailedPrecondition (BACKEND_CREDENTIALS),
     an unreachable endpoint or an HTTP error Unavailable (BACKEND_UNAVAILABLE), a payload over
     RunPod's limit ResourceExhausted (PAYLOAD_TOO_LARGE), the time running out DeadlineExceeded.
+    `retry` says how often a transient failure is tried again first (default: never).
     """
 
-    def __init__(self, api_key: str, poll_interval_s: float = 1.0, max_wait_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        poll_interval_s: float = 1.0,
+        max_wait_s: float = 3600.0,
+        retry: Retry = NO_RETRY,
+    ) -> None:
         self._api_key = api_key
         self._poll_interval_s = poll_interval_s
         self._max_wait_s = max_wait_s
+        self._retry = retry
 
     def call(
         self,
@@ -206,11 +251,28 @@ class RunPodJobs:
         response_type: type[ResponseT],
         timeout: float | None = None,
         label: str = "the RunPod endpoint",
+        queued: bool = False,
     ) -> ResponseT:
-        """Send `request` as one job and read the worker's output as `response_type`."""
-        result = self.submit(endpoint, request_to_json(request), timeout, label)
-        if not result.completed:
-            raise result.worker_error()
+        """Send `request` as one job and read the worker's output as `response_type`.
+
+        A job the worker failed with a retryable reason (WARMING_UP, CONCURRENCY_LIMIT, ...) is
+        submitted again per the retry policy; a job that failed without a reason is not (it may
+        have crashed its worker, and would again)."""
+        job_input = request_to_json(request)
+        remaining = self._budget(timeout)
+        submit = self.submit_queued if queued else self.submit
+        attempt = 1
+        while True:
+            result = submit(endpoint, job_input, remaining(), label)
+            if result.completed:
+                break
+            error = result.worker_error()
+            wait = self._retry.delay(attempt, None)
+            retry = error.retryable and error.reason == result.reason  # the worker said so
+            if not retry or attempt >= self._retry.attempts or wait >= remaining():
+                raise error
+            attempt += 1
+            time.sleep(wait)
         try:
             return response_from_json(result.output, response_type)
         except (ValueError, json_format.ParseError) as error:
@@ -228,16 +290,53 @@ class RunPodJobs:
         """Run one job with `job_input` until it ends; `label` names the endpoint in errors."""
         payload = _payload(job_input)
         remaining = self._budget(timeout)
-        reply = self._http(label, f"{endpoint.base_url}/runsync", payload, remaining())
+        reply = self._http(label, f"{endpoint.base_url}/runsync", payload, remaining)
+        return self._poll(endpoint, reply, remaining, label, cancel=False)
+
+    def submit_queued(
+        self,
+        endpoint: RunPodEndpoint,
+        job_input: Mapping[str, Any],
+        timeout: float | None = None,
+        label: str = "the RunPod endpoint",
+    ) -> JobResult:
+        """Queue one job with POST /run and poll /status until it ends. /run answers at once, so
+        many threads can keep many jobs queued; a job still running at the deadline is cancelled
+        (POST /cancel/ID) so that no worker goes on with it for nobody."""
+        payload = _payload(job_input)
+        remaining = self._budget(timeout)
+        reply = self._http(label, f"{endpoint.base_url}/run", payload, remaining)
+        if not reply.get("id"):
+            raise Unavailable(f"{label} answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE")
+        return self._poll(endpoint, reply, remaining, label, cancel=True)
+
+    def _poll(
+        self,
+        endpoint: RunPodEndpoint,
+        reply: dict[str, Any],
+        remaining: Callable[[], float],
+        label: str,
+        cancel: bool,
+    ) -> JobResult:
+        """GET /status/ID every `poll_interval_s` until the job is in a terminal status."""
+        job_id = reply.get("id")
         while reply.get("status") not in TERMINAL_STATUSES:
-            job_id = reply.get("id")
+            job_id = reply.get("id") or job_id
             if not job_id:
                 raise Unavailable(f"{label} answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE")
             if remaining() <= 0:
+                if cancel:
+                    self._cancel(endpoint, str(job_id), label)
                 raise DeadlineExceeded(f"the deadline passed while job {job_id} on {label} was still running")
             time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
-            reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining())
-        return JobResult.from_reply(reply)
+            reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining)
+        return JobResult.from_reply({"id": job_id, **reply} if job_id else reply)
+
+    def _cancel(self, endpoint: RunPodEndpoint, job_id: str, label: str) -> None:
+        """Best effort: a job nobody waits for any more should not keep a worker (and the bill) busy."""
+        # The deadline error that follows is what the caller needs to know, not this one's.
+        with contextlib.suppress(ParakeetError, _Transient):
+            self._http_once(label, f"{endpoint.base_url}/cancel/{job_id}", b"{}", 5.0)
 
     def stream(
         self,
@@ -252,7 +351,7 @@ class RunPodJobs:
         `poll_interval_s` until the job ends; a failed job raises as `call` does, after the
         finals that came before it."""
         remaining = self._budget(timeout)
-        reply = self._http(label, f"{endpoint.base_url}/run", _payload(request_to_json(request)), remaining())
+        reply = self._http(label, f"{endpoint.base_url}/run", _payload(request_to_json(request)), remaining)
         job_id = reply.get("id")
         if not job_id:
             raise Unavailable(f"{label} answered without a job id: {reply}", reason="BACKEND_UNAVAILABLE")
@@ -289,7 +388,7 @@ class RunPodJobs:
                 raise DeadlineExceeded(f"the deadline passed while job {job_id} on {label} was still running")
             if not reply.get("stream"):
                 time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
-            reply = self._http(label, f"{endpoint.base_url}/stream/{job_id}", None, remaining())
+            reply = self._http(label, f"{endpoint.base_url}/stream/{job_id}", None, remaining)
         if not answered:
             raise Unavailable(
                 f"{label} ended job {job_id} without a response; is it a streaming worker (RUNPOD_STREAM=1)?",
@@ -306,7 +405,26 @@ class RunPodJobs:
 
         return remaining
 
-    def _http(self, label: str, url: str, body: bytes | None, timeout: float) -> dict[str, Any]:
+    def _http(
+        self, label: str, url: str, body: bytes | None, remaining: Callable[[], float]
+    ) -> dict[str, Any]:
+        """One request, tried again per the retry policy while RunPod rate-limits it (429), has
+        trouble (5xx) or cannot be reached; each wait honours Retry-After and the deadline."""
+        attempt = 1
+        while True:
+            try:
+                return self._http_once(label, url, body, remaining())
+            except _Transient as transient:
+                wait = self._retry.delay(attempt, transient.retry_after)
+                if attempt >= self._retry.attempts or wait >= remaining():
+                    error = transient.error
+                    if attempt > 1:
+                        error = type(error)(f"{error.details} (tried {attempt} times)", reason=error.reason)
+                    raise error from None
+                attempt += 1
+                time.sleep(wait)
+
+    def _http_once(self, label: str, url: str, body: bytes | None, timeout: float) -> dict[str, Any]:
         request = urllib.request.Request(
             url,
             data=body,
@@ -320,26 +438,64 @@ class RunPodJobs:
             if error.code == 405 and body is None:
                 # RunPod's API reads /status and /stream with GET; the SDK's local test API
                 # (--rp_serve_api) only takes POST there.
-                return self._http(label, url, b"{}", timeout)
+                return self._http_once(label, url, b"{}", timeout)
             if error.code in (401, 403):
                 raise FailedPrecondition(
                     f"{label} refused {API_KEY_ENV} (HTTP {error.code}); check the key",
                     reason="BACKEND_CREDENTIALS",
                 ) from None
-            raise Unavailable(
-                f"{label} is unavailable: HTTP {error.code} from {url}", reason="BACKEND_UNAVAILABLE"
-            ) from None
+            if error.code == 413:
+                raise ResourceExhausted(
+                    f"{label} refused the job as too large (HTTP 413): send an https URL to the audio instead",
+                    reason="PAYLOAD_TOO_LARGE",
+                ) from None
+            unavailable = Unavailable(
+                f"{label} is unavailable: HTTP {error.code} from {url}"
+                + (" (rate limited)" if error.code == 429 else ""),
+                reason="BACKEND_UNAVAILABLE",
+            )
+            if error.code in RETRY_HTTP_STATUSES:
+                raise _Transient(unavailable, _retry_after(error.headers.get("Retry-After"))) from None
+            raise unavailable from None
         except TimeoutError:
             raise DeadlineExceeded(f"the deadline passed while waiting for {label}") from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             if isinstance(getattr(error, "reason", None), TimeoutError):  # a connect that timed out
                 raise DeadlineExceeded(f"the deadline passed while waiting for {label}") from None
-            raise Unavailable(
+            unreachable = Unavailable(
                 f"{label} is unavailable: {type(error).__name__} calling {url}", reason="BACKEND_UNAVAILABLE"
-            ) from None
+            )
+            if isinstance(error, ValueError):  # a reply that is not JSON: not a network hiccup
+                raise unreachable from None
+            raise _Transient(unreachable, None) from None
         if not isinstance(reply, dict):
             raise Unavailable(f"{label} answered {reply!r}, not a JSON object", reason="BACKEND_UNAVAILABLE")
         return reply
+
+
+class _Transient(Exception):
+    """A failure the same request may not meet again: the error to raise when no retry is left,
+    and how long the server asked to wait (Retry-After), if it did."""
+
+    def __init__(self, error: ParakeetError, retry_after: float | None) -> None:
+        super().__init__(error.details)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: a number of seconds, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _payload(job_input: Mapping[str, Any]) -> bytes:
