@@ -2,6 +2,7 @@
 
 parakeet transcribe FILE_OR_URL [--diarize] [--format srt] [-o OUT]   transcribe, with speakers
 parakeet stream FILE|- [--diarize] [--realtime] [--format jsonl]      live: results as audio arrives
+parakeet batch INPUT... --out DIR [--diarize] [--format json,srt]      an archive, resumably
 parakeet health --server HOST:PORT                                    which services are SERVING
 
 `transcribe` runs wherever the models are: a gRPC OrchestratorService (`--server`), a RunPod
@@ -708,6 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_transcribe(commands)
     _add_stream(commands)
+    from parakeet.batch import command as batch_command  # imports this module
+
+    batch_command.add_parser(commands)
     check = commands.add_parser("health", help="show which services a server is SERVING")
     check.add_argument("--server", default="127.0.0.1:50053", help="HOST:PORT (default: %(default)s)")
     check.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
@@ -723,6 +727,10 @@ def main(argv: list[str] | None = None) -> int:
             return health(args)
         if args.command == "stream":
             return stream(args)
+        if args.command == "batch":
+            from parakeet.batch import command as batch_command
+
+            return batch_command.batch(args)
         return transcribe(args)
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
 from parakeet.batch.items import BatchItem, request_for
 from parakeet.batch.outputs import RESULTS, Outputs, ResultRow, ResultsLog, pending
@@ -151,13 +150,17 @@ class ProgressBar:
         self.audio_s = 0.0
         self.failed = 0
         self.enabled = enabled and out.isatty()
-        self._bar: Any = tqdm(
-            total=total, unit="file", file=out, disable=not self.enabled, dynamic_ncols=True
-        )
+        self._bar: Any = None
+        if self.enabled:  # imported only to draw: a quiet run needs no tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+
+            self._bar = tqdm(total=total, unit="file", file=out, dynamic_ncols=True)
 
     def advance(self, row: ResultRow) -> None:
         self.audio_s += row.duration_s
         self.failed += row.status == "failed"
+        if self._bar is None:
+            return
         elapsed = max(time.monotonic() - self.started, 1e-9)
         self._bar.set_postfix_str(
             f"audio {self.audio_s / elapsed:.1f} h/h, {self.failed} failed", refresh=False
@@ -165,7 +168,8 @@ class ProgressBar:
         self._bar.update(1)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def run(
