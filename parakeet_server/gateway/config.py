@@ -34,12 +34,18 @@ class GatewayConfig:
     port: int = DEFAULT_PORT
     # Seconds in-flight requests get on SIGTERM.
     grace_s: float = 30.0
-    # Realtime WebSocket: the largest client message (base64 audio included; uvicorn's own ws_max_size
-    # should not be below it), how many audio messages wait for the orchestrator before the socket
-    # is no longer read (back-pressure), and how long a socket may stay open before its first audio.
+    # Realtime WebSocket: the largest client message (base64 audio included; a larger one gets an
+    # error event and close 4413; uvicorn itself cuts a frame over twice this with 1009, so one is
+    # never read whole), how many audio messages wait for the orchestrator before the socket is no
+    # longer read (back-pressure), and how long a socket may stay open before its first audio.
     ws_max_message_bytes: int = 4 * MIB
     ws_queue_messages: int = 16
     ws_first_audio_timeout_s: float = 30.0
+    # permessage-deflate: off, so back-pressure holds in audio bytes. With it, a socket's bytes are
+    # compressed ones and silence compresses ~500:1: a client pushed 196 MB of silent appends in 1 s
+    # into kernel buffers that hold 10 MB of real audio, and each read inflated up to 66 messages at
+    # once. Audio (base64 PCM) saves at most ~25 % with it.
+    ws_per_message_deflate: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewayConfig:

@@ -21,7 +21,9 @@ status its reason maps to (errors.http_status_for), the message as the close rea
 
 Back-pressure: appended audio waits in a bounded queue for the gRPC stream, which grpc.aio writes
 only as HTTP/2 flow control allows; while the queue is full the socket is not read, so TCP slows
-the client. Nothing is dropped. A client that goes away cancels the upstream stream at once.
+the client (uvicorn reads no further message until this one is received; permessage-deflate is
+declined, so what TCP holds is audio, not silence compressed 500:1; tests/gateway/test_backpressure.py).
+Nothing is dropped. A client that goes away cancels the upstream stream at once.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import math
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from parakeet_server.gateway.app import create_app
 from parakeet_server.gateway.config import GatewayConfig
@@ -20,6 +21,23 @@ log = logging.getLogger(__name__)
 
 def _drained(signum: int, _frame: FrameType | None) -> None:
     log.info("%s: drained", signal.Signals(signum).name)
+
+
+def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+    """uvicorn's WebSocket settings for this gateway (tests serve with the same ones).
+
+    websockets-sansio pauses reading the socket after each message until the app receives it, so
+    the realtime route's bounded queue is what TCP sees (back-pressure; the legacy `websockets`
+    protocol would queue `ws_max_queue` messages first). `ws_max_size` is a hard stop above the
+    route's own limit: a message up to twice `ws_max_message_bytes` is read and refused with an error
+    event and close 4413; a larger frame is cut by the protocol with 1009 before it is held whole.
+    """
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": 2 * config.ws_max_message_bytes,
+        "ws_max_queue": 1,
+        "ws_per_message_deflate": config.ws_per_message_deflate,
+    }
 
 
 def run(config: GatewayConfig) -> int:
@@ -36,6 +54,7 @@ def run(config: GatewayConfig) -> int:
         port=config.port,
         log_config=None,  # keep the handlers configure_logging installed (text or JSON lines)
         timeout_graceful_shutdown=math.ceil(config.grace_s),
+        **uvicorn_options(config),
     )
     return 0
 

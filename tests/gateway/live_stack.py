@@ -23,6 +23,7 @@ from parakeet_server.diarization import wiring as diarization_wiring
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.gateway.app import create_app
 from parakeet_server.gateway.config import GatewayConfig
+from parakeet_server.gateway.server import uvicorn_options
 from parakeet_server.orchestrator.backends import InProcessBackends
 from parakeet_server.orchestrator.servicer import OrchestratorServicer
 from parakeet_server.transcription import wiring as transcription_wiring
@@ -100,7 +101,7 @@ def live_stack(
         assert host.wait_until_warm(60), "the orchestrator did not warm up"
         wait_for_health(host.address, ORCHESTRATOR)
         settings = replace(settings or GatewayConfig(request_timeout_s=60.0), orchestrator=host.address)
-        with serve_http(create_app(settings)) as url:
+        with serve_http(create_app(settings), **uvicorn_options(settings)) as url:
             yield LiveStack(url, host, settings)
     finally:
         host.drain(0.5)
