@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from parakeet import orchestrate_request
+from parakeet.batch import RESULTS, BatchItem, Outputs, ResultsLog, expand, run
+from parakeet.batch.runpod import transcriber
 from parakeet.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -25,8 +28,9 @@ from parakeet.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from parakeet.runpod import Retry, RunPodEndpoint, RunPodJobs, response_to_json
+from parakeet.runpod import RUNPOD_MAX_PAYLOAD_BYTES, Retry, RunPodEndpoint, RunPodJobs, response_to_json
 from parakeet.v1 import audio_pb2, orchestrator_pb2
+from tests.support.batch_corpus import CORRUPT, BatchCorpus
 
 ANSWER = orchestrator_pb2.OrchestrateResponse(
     text="hello there", num_speakers=1, duration=1.5, response_format=audio_pb2.RESPONSE_FORMAT_JSON
@@ -259,3 +263,143 @@ def test_retry_backoff_grows_and_is_capped() -> None:
     assert 0.5 <= retry.delay(1, None) <= 1.0
     assert 2.0 <= retry.delay(3, None) <= 4.0
     assert 4.0 <= retry.delay(9, None) <= 8.0
+
+
+# -- the batch backend ----------------------------------------------------------------------
+
+
+def test_a_local_file_over_runpods_limit_is_refused_before_it_is_sent(fake, monkeypatch) -> None:
+    api = fake(_ok)
+    transcribe = transcriber("ep", "key", url=api.base, retry=FAST)
+    request = orchestrate_request(bytes(RUNPOD_MAX_PAYLOAD_BYTES * 3 // 4))
+    with pytest.raises(ResourceExhausted) as raised:
+        transcribe(request)
+    assert raised.value.reason == "PAYLOAD_TOO_LARGE" and not raised.value.retryable
+    assert raised.value.details.startswith("the file is 7.9 MB, 10.5 MB as a RunPod job's base64 JSON")
+    assert "list that in a manifest (`url` column)" in raised.value.details
+    assert api.seen == []
+    # A URL goes as audio.uri, whatever the file behind it weighs.
+    assert transcribe(orchestrate_request("https://example.com/huge.flac")) == ANSWER
+    assert api.inputs["job-0"]["audio"] == "https://example.com/huge.flac"
+
+
+def test_the_endpoint_and_key_come_from_the_arguments_or_the_environment(fake, monkeypatch) -> None:
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.delenv("RUNPOD_ENDPOINT_URL", raising=False)
+    with pytest.raises(
+        FailedPrecondition, match=r"^--runpod needs the RunPod API key: export RUNPOD_API_KEY="
+    ) as raised:
+        transcriber("abc123")
+    assert raised.value.reason == "BACKEND_CREDENTIALS"
+    api = fake(_ok)
+    # A base URL in place of the id (a proxy, a worker's local test API) needs no key.
+    assert transcriber(api.base, retry=FAST)(orchestrate_request("https://example.com/a.wav")) == ANSWER
+    monkeypatch.setenv("RUNPOD_ENDPOINT_URL", api.base)
+    monkeypatch.setenv("RUNPOD_API_KEY", "from-env")
+    assert transcriber("abc123", retry=FAST)(orchestrate_request("https://example.com/b.wav")) == ANSWER
+    assert sorted(job["audio"] for job in api.inputs.values()) == [
+        "https://example.com/a.wav",
+        "https://example.com/b.wav",
+    ]
+
+
+ENGINES = {
+    "ORCHESTRATOR_BACKEND": "inprocess",
+    "TRANSCRIPTION_DEVICE": "cpu",
+    "DIARIZATION_PIPELINE": "offline",
+    "DIARIZATION_DEVICE": "cpu",
+}
+FORMATS = ("json", "srt", "vtt", "text", "rttm")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every output under `root` but the results log (its timings differ run to run)."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != RESULTS
+    }
+
+
+@pytest.fixture(scope="module")
+def embedded_run(batch_corpus: BatchCorpus, tiny_tdt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded backend's outputs for the files these tests send to RunPod: the reference."""
+    from parakeet_server.embedded import orchestrator
+
+    out = tmp_path_factory.mktemp("embedded")
+    transcribe = orchestrator(model=str(tiny_tdt), pipeline="offline", diarize=True, concurrency=1)
+    summary = run(
+        _items(batch_corpus),
+        transcribe,
+        Outputs(out, FORMATS),
+        ResultsLog(out / RESULTS),
+        defaults={"diarize": True},
+        concurrency=1,
+        progress=False,
+    )
+    assert (summary.done, summary.failed) == (GOOD, len(CORRUPT))
+    return out
+
+
+GOOD = 8
+
+
+def _items(corpus: BatchCorpus) -> list[BatchItem]:
+    return expand([str(path) for path in corpus.paths(corpus.subset(GOOD))])
+
+
+def _reasons(out: Path) -> dict[str, tuple[str, str]]:
+    """source (relative to the corpus) -> (status, reason) from results.jsonl."""
+    return {
+        Path(row.source).parent.name + "/" + Path(row.source).name: (row.status, row.reason)
+        for row in ResultsLog(out / RESULTS).rows().values()
+    }
+
+
+@pytest.mark.espeak
+def test_a_batch_through_a_flaky_runpod_queue_gives_the_embedded_outputs(
+    batch_corpus: BatchCorpus, tiny_tdt: Path, embedded_run: Path, fake, tmp_path: Path
+) -> None:
+    """The RunPod API rate-limits every third /run (Retry-After) and fails every fourth /status
+    (503); the jobs run the worker's own code (run_job over the orchestrator) on the real models."""
+    from parakeet_server.core.runpod_shim import run_job
+    from parakeet_server.orchestrator.config import OrchestratorConfig
+    from parakeet_server.orchestrator.handler import prepare
+
+    servicer = prepare(OrchestratorConfig.from_env({**ENGINES, "TRANSCRIPTION_MODEL": str(tiny_tdt)}))
+
+    one_at_a_time = threading.Lock()  # a RunPod worker runs one job at a time
+
+    def worker(job_input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        with one_at_a_time:
+            output = run_job({"id": "w", "input": job_input}, orchestrator_pb2.OrchestrateRequest, servicer)
+        return ("FAILED" if "error" in output else "COMPLETED"), output
+
+    def inject(route: str, n: int) -> Reply | None:
+        if route == "run" and n % 3 == 0:
+            return 429, {"Retry-After": "0.05"}, {"error": "too many requests"}
+        if route == "status" and n % 4 == 0:
+            return 503, {}, {"error": "try again"}
+        return None
+
+    api = fake(worker, inject=inject)
+    items = _items(batch_corpus)
+    transcribe = transcriber("ep", "key", url=api.base, poll_interval_s=0.02, retry=FAST)
+    summary = run(
+        items,
+        transcribe,
+        Outputs(tmp_path, FORMATS),
+        ResultsLog(tmp_path / RESULTS),
+        defaults={"diarize": True},
+        concurrency=4,
+        progress=False,
+    )
+    assert (summary.done, summary.failed, summary.exit_status) == (GOOD, len(CORRUPT), 1)
+    assert _files(tmp_path) == _files(embedded_run)
+    assert len(_files(tmp_path)) == GOOD * len(FORMATS)
+    assert _reasons(tmp_path) == _reasons(embedded_run)
+    assert {source: reason for source, (_status, reason) in _reasons(tmp_path).items() if reason} == CORRUPT
+    # Rate limits (every third /run) and 503s were met and ridden out; each input queued exactly once.
+    runs = api.counts["run"]
+    assert runs >= 3 and api.counts["status"] >= 4
+    assert runs - runs // 3 == len(api.inputs) == len(items)
