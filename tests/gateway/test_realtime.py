@@ -367,3 +367,73 @@ def test_a_client_that_disconnects_ends_the_upstream_stream(
     open_now, seen = asyncio.run(leave_mid_stream())
     assert open_now == 1 and "transcription_session.done" not in seen
     assert wait_for_streams(stack, 0, timeout=5.0) == 0
+
+
+def test_a_frame_over_twice_the_limit_is_cut_by_the_protocol_with_1009(secured: LiveStack) -> None:
+    """Up to twice ws_max_message_bytes the route refuses with an error event and 4413 (above);
+    a larger frame is never read whole: uvicorn closes with 1009 (message too big), no event."""
+    huge = {"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(200 * 1024)).decode()}
+    talked = asyncio.run(converse(secured, [huge], {"Authorization": f"Bearer {TOKEN}"}))
+    assert talked.of("error") == []
+    assert talked.close_code == 1009
+
+
+def test_a_session_past_the_live_stream_limit_closes_4429_and_the_first_goes_on(
+    talk: synth.Conversation,
+) -> None:
+    audio = pcm16(talk.audio[: 6 * RATE])
+    update = session_update(input_audio_sample_rate=RATE)
+
+    async def run(stack: LiveStack) -> tuple[Talked, list[dict[str, Any]], int | None]:
+        async with connect(f"{stack.ws_url}/v1/realtime?intent=transcription") as first:
+            await first.send(json.dumps(update))
+            for event in appends(audio[: len(audio) // 2]):
+                await first.send(json.dumps(event))
+            assert await asyncio.to_thread(wait_for_streams, stack, 1) == 1
+            second = await converse(stack, [update, *appends(audio[: WS_CHUNK * 3])], timeout=30)
+            for event in [*appends(audio[len(audio) // 2 :]), {"type": "input_audio_buffer.commit"}]:
+                await first.send(json.dumps(event))
+            events: list[dict[str, Any]] = []
+            with contextlib.suppress(ConnectionClosed):
+                async with asyncio.timeout(120):
+                    async for message in first:
+                        events.append(json.loads(message))
+        return second, events, first.close_code
+
+    with live_stack(max_live_streams=1) as limited:
+        second, events, close_code = asyncio.run(run(limited))
+    (error,) = second.of("error")
+    assert (error["error"]["code"], error["error"]["type"]) == ("CONCURRENCY_LIMIT", "rate_limit_error"), (
+        error
+    )
+    assert second.close_code == 4429 and "live streams" in second.close_reason
+    assert [e["type"] for e in events if e["type"] == "error"] == []
+    assert events[-1]["type"] == "transcription_session.done"
+    assert events[-1]["duration"] == pytest.approx(6.0, abs=0.01)
+    assert close_code == 1000
+
+
+def test_the_openai_sdks_realtime_client_transcribes(stack: LiveStack, talk: synth.Conversation) -> None:
+    """openai's own realtime client (client.realtime.connect, websockets underneath) in
+    transcription mode against ws://.../v1/realtime: its events parse, the items complete, done ends it."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{stack.url}/v1", api_key="sk-anything", max_retries=0)
+    audio = pcm16(talk.audio[: 6 * RATE])
+    received: list[Any] = []
+    with client.realtime.connect(extra_query={"intent": "transcription"}, max_retries=0) as connection:
+        connection.send(session_update(input_audio_sample_rate=RATE, diarize=True))  # type: ignore[arg-type]
+        for start in range(0, len(audio), WS_CHUNK):
+            connection.input_audio_buffer.append(
+                audio=base64.b64encode(audio[start : start + WS_CHUNK]).decode()
+            )
+        connection.input_audio_buffer.commit()
+        with contextlib.suppress(ConnectionClosed):
+            for event in connection:
+                received.append(event)
+    kinds = [event.type for event in received]
+    assert kinds[0] == "transcription_session.created" and kinds[-1] == "transcription_session.done"
+    completed = [e for e in received if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert completed and all(e.transcript for e in completed)
+    assert all(e.model_extra["speaker"] in ("SPEAKER_00", "SPEAKER_01") for e in completed)
+    assert received[-1].duration == pytest.approx(6.0, abs=0.01)  # type: ignore[union-attr]
