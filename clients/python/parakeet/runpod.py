@@ -329,7 +329,12 @@ class RunPodJobs:
                     self._cancel(endpoint, str(job_id), label)
                 raise DeadlineExceeded(f"the deadline passed while job {job_id} on {label} was still running")
             time.sleep(min(self._poll_interval_s, max(remaining(), 0.0)))
-            reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining)
+            try:
+                reply = self._http(label, f"{endpoint.base_url}/status/{job_id}", None, remaining)
+            except DeadlineExceeded:  # the deadline fell while /status was answering
+                if cancel:
+                    self._cancel(endpoint, str(job_id), label)
+                raise
         return JobResult.from_reply({"id": job_id, **reply} if job_id else reply)
 
     def _cancel(self, endpoint: RunPodEndpoint, job_id: str, label: str) -> None:
