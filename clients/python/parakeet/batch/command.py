@@ -23,7 +23,7 @@ from typing import Any
 from parakeet import cli
 from parakeet.batch.items import BatchInputError, BatchItem, expand, options_for
 from parakeet.batch.outputs import FORMATS, RESULTS, ResultRow, ResultsLog, parse_formats, pending
-from parakeet.batch.runner import Job, ProgressBar, Summary, Transcribe, run
+from parakeet.batch.runner import Job, ProgressBar, Summary, Transcribe, failed_before, run
 from parakeet.runpod import API_KEY_ENV
 from parakeet.v1 import orchestrator_pb2
 
@@ -205,7 +205,7 @@ def _run_ray(args: argparse.Namespace, job: Job, items: Sequence[BatchItem]) -> 
     started = time.monotonic()
     outputs, log = job.outputs(), job.log()
     todo, skipped = pending(items, outputs, log)
-    summary = Summary(skipped=skipped)
+    summary = Summary(skipped=skipped, failed_before=failed_before(items, log))
     bar = ProgressBar(len(todo), enabled=not args.quiet)
     try:
         if todo:

@@ -104,6 +104,7 @@ class Summary:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    failed_before: int = 0  # of the skipped: inputs an earlier run logged as failed
     audio_s: float = 0.0
     wall_s: float = 0.0
     failures: list[ResultRow] = field(default_factory=list)
@@ -127,12 +128,15 @@ class Summary:
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.failed else 0
+        """1 when any input of the run ends failed, in this run or an earlier one."""
+        return 1 if self.failed or self.failed_before else 0
 
     def lines(self) -> list[str]:
         """The end-of-run report for stderr."""
         lines = [
-            f"{self.done} done, {self.failed} failed, {self.skipped} skipped (done before); "
+            f"{self.done} done, {self.failed} failed, {self.skipped} skipped (done before"
+            + (f", {self.failed_before} of them failed" if self.failed_before else "")
+            + "); "
             f"{self.audio_hours:.3f} h of audio in {self.wall_s:.1f} s"
             + (f", real-time factor {self.real_time_factor:.3f}" if self.audio_s > 0 else "")
         ]
@@ -188,7 +192,7 @@ def run(
     (FATAL_CODES) stops it: items not yet started are not, and the error is raised."""
     started = time.monotonic()
     todo, skipped = pending(items, outputs, log)
-    summary = Summary(skipped=skipped)
+    summary = Summary(skipped=skipped, failed_before=failed_before(items, log))
     bar = ProgressBar(len(todo), enabled=progress, stream=stream)
     options = dict(defaults or {})
     try:
@@ -224,6 +228,12 @@ def run(
         bar.close()
         summary.wall_s = time.monotonic() - started
     return summary
+
+
+def failed_before(items: Iterable[BatchItem], log: ResultsLog) -> int:
+    """How many of `items` an earlier run logged as failed."""
+    rows = log.rows()
+    return sum(1 for item in items if (row := rows.get(item.key)) is not None and row.status == "failed")
 
 
 def rows_summary(rows: Iterable[ResultRow], skipped: int, wall_s: float) -> Summary:
