@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from parakeet.aio_status import StatusKeeper
 from parakeet.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from parakeet_server.core.grpc_server import DEFAULT_MAX_MESSAGE_BYTES
 from parakeet_server.gateway.errors import GatewayError, from_rpc_error
@@ -32,10 +33,9 @@ REQUEST_OVERHEAD_BYTES = 1024 * 1024
 _LOCAL_DEADLINE = "Deadline Exceeded"
 
 Metadata = Sequence[tuple[str, str]]
+
+
 # grpcio's numeric status codes -> grpc.StatusCode.
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
-
 async def settled(call: Any) -> Any:
     """The result of a `grpc.Future`, awaited without blocking the loop; its RpcError if it failed."""
     loop = asyncio.get_running_loop()
@@ -57,42 +57,6 @@ async def settled(call: Any) -> Any:
         call.cancel()
         raise
     return call.result()
-
-
-# grpc.aio's own status for a request write that failed (grpc/grpc#36066, see `_server_error`).
-_CORE_INTERNAL = "Internal error from Core"
-
-
-def _status_of(call: Any) -> Any:
-    """The status grpcio holds for a grpc.aio call now (None while it runs, or if grpcio hides it).
-
-    Private: `call._cython_call._status` (grpcio 1.6x-1.85). Another grpcio without it gives None,
-    and the bridge then reports what grpcio raised (a refusal may read as INTERNAL, see below)."""
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
-    return status if status is not None and hasattr(status, "trailing_metadata") else None
-
-
-def _server_error(error: grpc.RpcError, statuses: Sequence[Any]) -> grpc.RpcError:
-    """`error`, or the server's own status when grpcio replaced it with its INTERNAL write failure.
-
-    grpcio's aio client (grpc/grpc#36066, fix pending in #43486) overwrites the server's status
-    with INTERNAL "Internal error from Core" when a request write fails because the server has
-    just ended the stream (a refusal while audio is still being sent): 85 % of immediate refusals
-    under a fast writer, measured. `statuses` are those seen when the call ended (its done callback
-    runs on the first one set) and when it raised (the server's may come second); the first that is
-    not grpcio's own is the server's. This is the one place that works around the bug: the realtime
-    WebSocket and the SSE route both get the orchestrator's reasons through it."""
-    if error.code() != grpc.StatusCode.INTERNAL or error.details() != _CORE_INTERNAL:
-        return error
-    for status in statuses:
-        code = _STATUS_CODES.get(status.code()) if status is not None else None
-        if code is None or code == grpc.StatusCode.OK:
-            continue
-        if code == grpc.StatusCode.INTERNAL and status.details() == _CORE_INTERNAL:
-            continue
-        trailing = grpc.aio.Metadata.from_tuple(tuple(status.trailing_metadata() or ()))
-        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, status.details())
-    return error
 
 
 class OrchestratorClient:
@@ -151,13 +115,12 @@ class OrchestratorClient:
         No deadline: a live stream lasts as long as the talk, bounded by the orchestrator's own
         live limits (idle timeout, maximum stream seconds)."""
         call = self._aio_stub().StreamingOrchestrate(requests, metadata=metadata)
-        first: list[Any] = []
-        call.add_done_callback(lambda _call: first.append(_status_of(call)))
+        statuses = StatusKeeper(call)  # grpcio may hide the orchestrator's refusal (aio_status)
         try:
             async for response in call:
                 yield response
         except grpc.RpcError as error:
-            raise from_rpc_error(_server_error(error, [*first[:1], _status_of(call)])) from None
+            raise from_rpc_error(statuses.server_error(error)) from None
         finally:
             call.cancel()  # a no-op once the call has ended
 

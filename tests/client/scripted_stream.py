@@ -49,6 +49,9 @@ class Script:
     replies: list[tuple[int | None, Any]] = field(default_factory=list)
     failure: Failure | None = None
     until_cancelled: bool = False
+    # Fail with `failure` as soon as this many messages (the config included) have arrived, while
+    # the client is still sending: a refusal mid-write.
+    fail_after_messages: int | None = None
 
 
 @dataclass
@@ -115,6 +118,9 @@ class ScriptedStreams(
         audio = 0
         for request in requests:
             received.requests.append((time.monotonic(), request))
+            if self.script.failure is not None and len(received.requests) == self.script.fail_after_messages:
+                received.finished = True
+                context.abort_with_status(_Status(self.script.failure))
             audio += request.WhichOneof("streaming_request") == "audio"
             while pending and pending[0][0] is not None and pending[0][0] <= audio:
                 yield pending.pop(0)[1]

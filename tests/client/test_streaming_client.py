@@ -431,6 +431,30 @@ def test_the_async_client_maps_errors_and_cancels_like_the_blocking_one(
     assert failing.cancelled.wait(2.0) and len(failing.audio) <= 2
 
 
+def test_the_async_client_keeps_a_refusal_that_ends_the_stream_while_audio_is_being_sent(
+    scripted: tuple[str, ScriptedStreams],
+) -> None:
+    """grpcio's aio client reports its own INTERNAL "Internal error from Core" for about half of
+    such refusals (grpc/grpc#36066); the client must raise the server's code and reason."""
+    address, servicer = scripted
+    servicer.script = Script(
+        failure=Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many live streams", "CONCURRENCY_LIMIT"),
+        fail_after_messages=1,
+    )
+    chunk = bytes(64 * 1024)
+
+    async def run() -> list[tuple[str, str | None]]:
+        seen = []
+        async with AsyncParakeetClient(address) as client:
+            for _attempt in range(20):
+                with pytest.raises(ParakeetError) as raised:
+                    [r async for r in client.stream(pcm_stream([chunk] * 200))]
+                seen.append((raised.value.code.name, raised.value.reason))
+        return seen
+
+    assert asyncio.run(run()) == [("RESOURCE_EXHAUSTED", "CONCURRENCY_LIMIT")] * 20
+
+
 def test_streaming_names_are_exported() -> None:
     assert {"AudioStream", "pcm_stream", "wav_stream", "container_stream", "streaming_config"} <= set(
         parakeet.__all__

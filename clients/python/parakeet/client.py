@@ -37,6 +37,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parakeet import formats
+from parakeet.aio_status import StatusKeeper
 from parakeet.errors import ParakeetError
 from parakeet.formats import FormatLike
 from parakeet.streaming import StreamAudio, aiterate, apaced, open_audio, paced, require_pacing
@@ -606,6 +607,7 @@ class AsyncParakeetClient(_BaseClient):
                 call.cancel()
 
         call = self._stream_method(stream.rpc)(requests(), **self._call_options(timeout))
+        statuses = StatusKeeper(call)  # grpcio may hide the server's refusal (aio_status)
         try:
             async for response in call:
                 yield response
@@ -613,7 +615,7 @@ class AsyncParakeetClient(_BaseClient):
             if stream.error is not None:
                 raise stream.error from None
             if isinstance(error, grpc.RpcError):
-                raise ParakeetError.from_rpc_error(error) from None
+                raise ParakeetError.from_rpc_error(statuses.server_error(error)) from None
             raise
         finally:
             call.cancel()
