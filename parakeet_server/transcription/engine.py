@@ -25,9 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE
-from parakeet_server.core.errors import PreconditionFailed
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.model_store import RepoFile, looks_like_repo_id, resolve
 from parakeet_server.core.times import whole_ms
+from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet, PhraseBooster
 from parakeet_server.transcription.windows import FrameWord, merge_windows, plan_windows
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,12 @@ class TranscriptionEngine:
         self._model: Any = None
         self._device = "cpu"
         self._autocast_dtype: Any = None
+        # Hotword requests decode with a second decoding object whose greedy decoder holds NeMo's
+        # per-utterance biasing multi-model; requests without hotwords keep the plain one (unchanged
+        # output, no fusion overhead, CUDA graphs as before).
+        self._plain_decoding: Any = None
+        self._boosted_decoding: Any = None
+        self._booster: PhraseBooster | None = None
 
     @property
     def name(self) -> str:
@@ -216,9 +223,42 @@ class TranscriptionEngine:
             decoding.compute_timestamps = True
             if self.config.word_confidence:
                 decoding.confidence_cfg = _confidence_config()
+        self._setup_boosting(model, decoding)
         model.change_decoding_strategy(decoding, verbose=False)
+        self._plain_decoding = model.decoding
         self._autocast_dtype = self._pick_precision(torch)
         self._model = model
+
+    def _setup_boosting(self, model: Any, decoding: Any) -> None:
+        """The boosted decoding (same settings plus per-stream biasing), when the model's decoding has it.
+
+        NeMo offers per-utterance boosting in the label-looping greedy batch decoder of RNN-T and TDT;
+        other strategies leave `_booster` None and hotword requests are refused.
+        """
+        from omegaconf import open_dict
+
+        if decoding.get("strategy") != "greedy_batch" or not decoding.greedy.get("loop_labels", True):
+            log.info(
+                "hotwords off: decoding strategy %s has no per-utterance boosting", decoding.get("strategy")
+            )
+            return
+        boosted = copy.deepcopy(decoding)
+        with open_dict(boosted):
+            boosted.greedy.enable_per_stream_biasing = True
+        model.change_decoding_strategy(boosted, verbose=False)
+        computer = getattr(model.decoding.decoding, "decoding_computer", None)
+        multi_model = getattr(computer, "biasing_multi_model", None)
+        if multi_model is None:
+            log.info("hotwords off: this model's greedy decoder has no biasing multi-model")
+            return
+        self._boosted_decoding = model.decoding
+        self._booster = PhraseBooster(
+            model.tokenizer, multi_model, use_triton=self._device.startswith("cuda")
+        )
+
+    @property
+    def supports_hotwords(self) -> bool:
+        return self._booster is not None
 
     def _pick_precision(self, torch: Any) -> Any:
         precision = self.config.precision
@@ -250,24 +290,43 @@ class TranscriptionEngine:
     def _frames(self, seconds: float) -> int:
         return round(seconds * SAMPLE_RATE / self._frame_samples)
 
-    def transcribe(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[EngineTranscript]:
-        """Transcribe 16 kHz mono waveforms: short ones whole, in bounded batches; long ones in windows."""
+    def transcribe(
+        self,
+        waveforms: Sequence[npt.NDArray[np.float32]],
+        hotwords: Sequence[HotwordSet] | None = None,
+    ) -> list[EngineTranscript]:
+        """Transcribe 16 kHz mono waveforms: short ones whole, in bounded batches; long ones in windows.
+
+        `hotwords`: each waveform's phrases to boost (empty: none); recordings with different sets
+        share the same passes.
+        """
         if self._model is None:
             raise PreconditionFailed("the transcription model is not loaded")
+        boosts = list(hotwords) if hotwords is not None else [NO_HOTWORDS] * len(waveforms)
+        if len(boosts) != len(waveforms):
+            raise ValueError(f"{len(boosts)} hotword sets for {len(waveforms)} waveforms")
+        if any(boosts) and self._booster is None:
+            raise InvalidRequest(
+                f"hotwords are not supported by {self.name}'s decoding (NeMo boosts phrases only in greedy "
+                "batch decoding of RNN-T/TDT models); send the request without hotwords",
+                reason="INVALID_FIELD",
+            )
         window = self._frames(self.config.window_s) * self._frame_samples
         results: list[EngineTranscript | None] = [None] * len(waveforms)
         short = [i for i, wave in enumerate(waveforms) if len(wave) <= window]
         # Short recordings share passes (the micro-batcher's point), up to the audio of a window batch.
         for group in _batches([len(waveforms[i]) for i in short], self._window_batch_size * window):
             indices = [short[position] for position in group]
-            hypotheses = self._decode([waveforms[i] for i in indices])
+            hypotheses = self._decode([waveforms[i] for i in indices], [boosts[i] for i in indices])
             for index, hypothesis in zip(indices, hypotheses, strict=True):
                 results[index] = _hypothesis_to_transcript(hypothesis)
         for index in (i for i, wave in enumerate(waveforms) if len(wave) > window):
-            results[index] = self._transcribe_windowed(waveforms[index])
+            results[index] = self._transcribe_windowed(waveforms[index], boosts[index])
         return [result for result in results if result is not None]
 
-    def _transcribe_windowed(self, samples: npt.NDArray[np.float32]) -> EngineTranscript:
+    def _transcribe_windowed(
+        self, samples: npt.NDArray[np.float32], hotwords: HotwordSet = NO_HOTWORDS
+    ) -> EngineTranscript:
         """One long recording through overlapping windows, batched; their words merged at the seams."""
         frame = self._frame_samples
         windows = plan_windows(
@@ -280,7 +339,9 @@ class TranscriptionEngine:
         for first in range(0, len(windows), size):
             batch = windows[first : first + size]
             # Slices are views: the recording is never copied, only each pass's windows are batched.
-            hypotheses = self._decode([samples[w.start * frame : w.end * frame] for w in batch])
+            hypotheses = self._decode(
+                [samples[w.start * frame : w.end * frame] for w in batch], [hotwords] * len(batch)
+            )
             words += [_frame_words(h, w.start) for h, w in zip(hypotheses, batch, strict=True)]
             del hypotheses
         return self._transcript_from_words(merge_windows(windows, words))
@@ -315,8 +376,14 @@ class TranscriptionEngine:
             ],
         )
 
-    def _decode(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[Any]:
-        """NeMo hypotheses (with timestamps) for one forward pass over `waveforms`."""
+    def _decode(
+        self, waveforms: Sequence[npt.NDArray[np.float32]], boosts: Sequence[HotwordSet] = ()
+    ) -> list[Any]:
+        """NeMo hypotheses (with timestamps) for one forward pass over `waveforms`.
+
+        With hotwords, each distinct set's boosting tree joins the decoder's multi-model for this pass
+        only, and each utterance names its own (or none) through a partial hypothesis.
+        """
         import torch
 
         autocast = (
@@ -324,8 +391,24 @@ class TranscriptionEngine:
             if self._autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast:
-            hypotheses = self._model.transcribe(
-                list(waveforms), batch_size=len(waveforms), timestamps=True, verbose=False
-            )
+        if self._booster is None or not any(boosts):
+            with torch.inference_mode(), autocast:
+                hypotheses = self._model.transcribe(
+                    list(waveforms), batch_size=len(waveforms), timestamps=True, verbose=False
+                )
+            return list(hypotheses)
+        ids = self._booster.register(boosts)
+        self._model.decoding = self._boosted_decoding
+        try:
+            with torch.inference_mode(), autocast:
+                hypotheses = self._model.transcribe(
+                    list(waveforms),
+                    batch_size=len(waveforms),
+                    timestamps=True,
+                    verbose=False,
+                    partial_hypothesis=self._booster.requests(boosts, ids),
+                )
+        finally:
+            self._model.decoding = self._plain_decoding
+            self._booster.unregister(ids.values())
         return list(hypotheses)

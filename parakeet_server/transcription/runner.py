@@ -7,7 +7,7 @@ each caller waits for its own result, bounded by its deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.batching import BatchPolicy, MicroBatcher
 from parakeet_server.core.context import CallContext, wait_for
 from parakeet_server.transcription.engine import EngineTranscript
+from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet
 
 
 class Engine(Protocol):
@@ -24,7 +25,16 @@ class Engine(Protocol):
     @property
     def name(self) -> str: ...
 
-    def transcribe(self, waveforms: Sequence[npt.NDArray[np.float32]]) -> list[EngineTranscript]: ...
+    def transcribe(
+        self, waveforms: Sequence[npt.NDArray[np.float32]], hotwords: Sequence[HotwordSet] | None = None
+    ) -> list[EngineTranscript]: ...
+
+
+class Job(NamedTuple):
+    """One request's audio and the phrases it boosts (jobs with different hotwords share a batch)."""
+
+    samples: npt.NDArray[np.float32]
+    hotwords: HotwordSet = NO_HOTWORDS
 
 
 class TranscriptionRunner:
@@ -32,15 +42,24 @@ class TranscriptionRunner:
 
     def __init__(self, engine: Engine, policy: BatchPolicy | None = None) -> None:
         self.engine = engine
-        self.batcher: MicroBatcher[npt.NDArray[np.float32], EngineTranscript] = MicroBatcher(
-            engine.transcribe,
+        self.batcher: MicroBatcher[Job, EngineTranscript] = MicroBatcher(
+            self._run,
             policy or BatchPolicy(max_batch_size=16, max_wait_ms=5.0, max_batch_cost=30 * 60.0),
-            cost=lambda samples: len(samples) / SAMPLE_RATE,
+            cost=lambda job: len(job.samples) / SAMPLE_RATE,
             name="transcription-batcher",
         )
 
-    def transcribe(self, samples: npt.NDArray[np.float32], context: CallContext) -> EngineTranscript:
-        return wait_for(self.batcher.submit(samples), context, "transcription")
+    def _run(self, jobs: Sequence[Job]) -> list[EngineTranscript]:
+        """One engine call per batch; hotwords are passed only when some job has them."""
+        waveforms = [job.samples for job in jobs]
+        if any(job.hotwords for job in jobs):
+            return self.engine.transcribe(waveforms, hotwords=[job.hotwords for job in jobs])
+        return self.engine.transcribe(waveforms)
+
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], context: CallContext, hotwords: HotwordSet = NO_HOTWORDS
+    ) -> EngineTranscript:
+        return wait_for(self.batcher.submit(Job(samples, hotwords)), context, "transcription")
 
     def close(self) -> None:
         self.batcher.close()

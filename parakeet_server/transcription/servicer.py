@@ -19,6 +19,7 @@ from parakeet_server.core.merge import assign_speakers, split_segments_by_speake
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import EngineTranscript
+from parakeet_server.transcription.hotwords import check_hotwords
 from parakeet_server.transcription.runner import TranscriptionRunner
 
 if TYPE_CHECKING:
@@ -107,9 +108,10 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         language = check_language(request.language)
         turns = list(request.diarization_segments)
         check_turns(turns)
+        hotwords = check_hotwords(request.hotwords)
         waveform = load_audio(request.audio, self.limits, self.fetch_policy, remaining_seconds(context))
         AUDIO_SECONDS.labels("transcription").inc(waveform.duration)
-        transcript = self.runner.transcribe(waveform.samples, context)
+        transcript = self.runner.transcribe(waveform.samples, context, hotwords)
         words, segments = transcript_messages(transcript, turns)
         with_segments, with_words = requested_detail(request)
         return transcription_pb2.TranscribeResponse(
