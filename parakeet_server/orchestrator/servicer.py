@@ -36,6 +36,7 @@ from parakeet_server.core.merge import (
 from parakeet_server.diarization.servicer import speaker_counts
 from parakeet_server.orchestrator.backends import Backends
 from parakeet_server.orchestrator.live import open_orchestrated
+from parakeet_server.transcription.hotwords import check_hotwords
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def _transcribe_request(request: orchestrator_pb2.OrchestrateRequest) -> transcr
         timestamps=True,
         word_timestamps=True,
         response_format=audio_pb2.RESPONSE_FORMAT_JSON,
+        hotwords=request.hotwords,
     )
 
 
@@ -99,6 +101,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.OrchestrateResponse:
         rendered_as = requested_format(request.response_format, Rpc.ORCHESTRATE, speakers=request.diarize)
         speaker_counts(_diarize_request(request))  # an impossible count is an error even without diarize
+        check_hotwords(request.hotwords)  # refused here, before a diarization starts for nothing
         if not request.audio.WhichOneof("source"):
             raise InvalidRequest(
                 "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",

@@ -188,6 +188,12 @@ def check_config(config: streaming_pb2.StreamingConfig) -> None:
         if config.HasField(name):
             raise InvalidRequest(f"{name}: {NOT_DIARIZING}", reason="INVALID_FIELD")
     check_language(config.language)
+    if config.hotwords:
+        raise InvalidRequest(
+            "hotwords: live streams do not boost phrases yet (NeMo's buffered streaming pipeline can, but this "
+            "server does not pass them to it); send the stream without hotwords, or use Transcribe/Orchestrate",
+            reason="INVALID_FIELD",
+        )
     if config.endpoint_silence_ms and config.endpoint_silence_ms < MIN_ENDPOINT_SILENCE_MS:
         raise InvalidRequest(
             f"endpoint_silence_ms: must be 0 (the server's default) or at least "
