@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from parakeet.render import distance_to_span, join_words, midpoint, time_order, words_by_segment
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.core.times import whole_ms
 
@@ -163,44 +164,6 @@ def assign_speakers(
     return result
 
 
-def _midpoint(start: float, end: float) -> float:
-    return (start + max(start, end)) / 2
-
-
-def _distance(point: float, start: float, end: float) -> float:
-    return max(0.0, start - point, point - max(start, end))
-
-
-def time_order(segments: Sequence[audio_pb2.Segment]) -> list[int]:
-    """Indices of `segments` by (start, end), input order among equals: the one reading order."""
-    return sorted(range(len(segments)), key=lambda i: (segments[i].start, segments[i].end, i))
-
-
-def words_by_segment(
-    segments: Sequence[audio_pb2.Segment], words: Sequence[audio_pb2.Word]
-) -> list[list[audio_pb2.Word]]:
-    """For each segment (same order as `segments`), its words in time order.
-
-    A word goes to the segment that starts last at or before its midpoint when that segment
-    contains the midpoint (so with overlapping segments the later one wins), otherwise to the
-    nearer of that segment and the next one, the earlier on a tie (a word in a gap or outside
-    every segment goes to its nearest neighbour). Shared by the segment re-split and
-    the subtitle cue split, so both agree on which words a segment has.
-    """
-    order = time_order(segments)
-    starts = [segments[i].start for i in order]
-    groups: list[list[audio_pb2.Word]] = [[] for _ in segments]
-    if not segments:
-        return groups
-    for word in sorted(words, key=lambda word: (word.start, word.end)):
-        point = _midpoint(word.start, word.end)
-        position = max(0, bisect_right(starts, point) - 1)
-        nearby = order[position : position + 2]
-        chosen = min(nearby, key=lambda i: _distance(point, segments[i].start, segments[i].end))
-        groups[chosen].append(word)
-    return groups
-
-
 def _runs(words: Sequence[audio_pb2.Word]) -> list[list[audio_pb2.Word]]:
     """Maximal runs of consecutive words with the same speaker."""
     runs: list[list[audio_pb2.Word]] = []
@@ -210,11 +173,6 @@ def _runs(words: Sequence[audio_pb2.Word]) -> list[list[audio_pb2.Word]]:
         else:
             runs.append([word])
     return runs
-
-
-def join_words(words: Iterable[audio_pb2.Word]) -> str:
-    """Word texts joined with single spaces; blank words dropped."""
-    return " ".join(text for word in words if (text := " ".join(word.word.split())))
 
 
 def _segment_from_run(run: Sequence[audio_pb2.Word]) -> audio_pb2.Segment:
@@ -235,7 +193,7 @@ class _WordIndex:
 
     @classmethod
     def of(cls, words: Iterable[audio_pb2.Word]) -> _WordIndex:
-        pairs = sorted((_midpoint(word.start, word.end), word.speaker) for word in words if word.speaker)
+        pairs = sorted((midpoint(word.start, word.end), word.speaker) for word in words if word.speaker)
         return cls([point for point, _ in pairs], [speaker for _, speaker in pairs])
 
     def nearest_speaker(self, start: float, end: float) -> str:
@@ -244,7 +202,7 @@ class _WordIndex:
         candidates = [i for i in (after - 1, after) if 0 <= i < len(self.midpoints)]
         if not candidates:
             return ""
-        best = min(candidates, key=lambda i: (_distance(self.midpoints[i], start, end), i))
+        best = min(candidates, key=lambda i: (distance_to_span(self.midpoints[i], start, end), i))
         return self.speakers[best]
 
 

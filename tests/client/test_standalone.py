@@ -34,6 +34,7 @@ CLIENT_DISTRIBUTIONS = {
     "googleapis-common-protos",
     "protobuf",
     "typing-extensions",  # grpcio's dependency
+    "tqdm",  # parakeet batch's progress bar
     "pip",
     "setuptools",
 }

@@ -27,11 +27,13 @@ def time_order(segments: Sequence[audio_pb2.Segment]) -> list[int]:
     return sorted(range(len(segments)), key=lambda i: (segments[i].start, segments[i].end, i))
 
 
-def _midpoint(start: float, end: float) -> float:
+def midpoint(start: float, end: float) -> float:
+    """The middle of a span (a reversed span counts as empty at its start)."""
     return (start + max(start, end)) / 2
 
 
-def _distance(point: float, start: float, end: float) -> float:
+def distance_to_span(point: float, start: float, end: float) -> float:
+    """How far `point` lies outside the span (0 inside it)."""
     return max(0.0, start - point, point - max(start, end))
 
 
@@ -52,10 +54,10 @@ def words_by_segment(
     if not segments:
         return groups
     for word in sorted(words, key=lambda word: (word.start, word.end)):
-        point = _midpoint(word.start, word.end)
+        point = midpoint(word.start, word.end)
         position = max(0, bisect_right(starts, point) - 1)
         nearby = order[position : position + 2]
-        chosen = min(nearby, key=lambda i: _distance(point, segments[i].start, segments[i].end))
+        chosen = min(nearby, key=lambda i: distance_to_span(point, segments[i].start, segments[i].end))
         groups[chosen].append(word)
     return groups
 
