@@ -196,3 +196,20 @@ def test_live_transcription_refuses_hotwords_and_says_what_works() -> None:
     assert caught.value.reason == "INVALID_FIELD"
     assert "live streams do not boost phrases yet" in str(caught.value)
     assert "use Transcribe/Orchestrate" in str(caught.value)
+
+
+def test_client_builders_carry_hotwords_in_every_form() -> None:
+    from parakeet.client import orchestrate_request, parse_hotword, streaming_config, transcribe_request
+
+    forms = ["Kubernetes:3", ("Ada Lovelace", 1.5), audio_pb2.Hotword(phrase="ratio 16:9"), "plain"]
+    expected = [("Kubernetes", 3.0), ("Ada Lovelace", 1.5), ("ratio 16:9", None), ("plain", None)]
+    for message in (
+        orchestrate_request(b"RIFF", hotwords=forms),
+        transcribe_request(b"RIFF", hotwords=forms),
+        streaming_config(hotwords=forms),
+    ):
+        got = [(h.phrase, h.boost if h.HasField("boost") else None) for h in message.hotwords]
+        assert got == expected
+    assert parse_hotword("time 10:30 am").phrase == "time 10:30 am"
+    assert not parse_hotword("time 10:30 am").HasField("boost")
+    assert list(transcribe_request(b"RIFF").hotwords) == []

@@ -90,6 +90,35 @@ def audio_message(source: AudioSource, format: str = "") -> audio_pb2.Audio:
     return audio_pb2.Audio(content=path.read_bytes(), format=format or path.suffix.lstrip(".").lower())
 
 
+HotwordLike = str | tuple[str, float] | audio_pb2.Hotword
+"""A phrase to boost: "Kubernetes", "Kubernetes:3" (phrase:boost), ("Kubernetes", 3.0) or a Hotword."""
+
+
+def parse_hotword(text: str) -> audio_pb2.Hotword:
+    """`PHRASE[:BOOST]` (the CLI's --hotword): a trailing `:number` is the boost, else all is the phrase."""
+    phrase, colon, boost = text.rpartition(":")
+    if colon:
+        try:
+            return audio_pb2.Hotword(phrase=phrase, boost=float(boost))
+        except ValueError:
+            pass
+    return audio_pb2.Hotword(phrase=text)
+
+
+def hotword_messages(hotwords: Sequence[HotwordLike]) -> list[audio_pb2.Hotword]:
+    """Hotword messages for the request builders; the server validates them (limits: audio.proto)."""
+    messages = []
+    for hotword in hotwords:
+        if isinstance(hotword, audio_pb2.Hotword):
+            messages.append(hotword)
+        elif isinstance(hotword, str):
+            messages.append(parse_hotword(hotword))
+        else:
+            phrase, boost = hotword
+            messages.append(audio_pb2.Hotword(phrase=phrase, boost=boost))
+    return messages
+
+
 def orchestrate_request(
     audio: AudioSource,
     *,
@@ -102,11 +131,13 @@ def orchestrate_request(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     speakers_optional: bool = False,
+    hotwords: Sequence[HotwordLike] = (),
 ) -> orchestrator_pb2.OrchestrateRequest:
     """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire.
 
     `timestamps=False` leaves segment timings out; `speakers_optional=True` returns the transcript
-    without speakers (and a warning) when diarization fails, instead of failing the call."""
+    without speakers (and a warning) when diarization fails, instead of failing the call;
+    `hotwords` are phrases the decoder should favour (see HotwordLike)."""
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio_message(audio),
         diarize=diarize,
@@ -118,6 +149,7 @@ def orchestrate_request(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         speakers_optional=speakers_optional,
+        hotwords=hotword_messages(hotwords),
     )
 
 
@@ -129,6 +161,7 @@ def transcribe_request(
     word_timestamps: bool = False,
     timestamps: bool = True,
     diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
+    hotwords: Sequence[HotwordLike] = (),
 ) -> transcription_pb2.TranscribeRequest:
     """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`."""
     return transcription_pb2.TranscribeRequest(
@@ -138,6 +171,7 @@ def transcribe_request(
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
         diarization_segments=list(diarization_segments),
+        hotwords=hotword_messages(hotwords),
     )
 
 
@@ -173,6 +207,7 @@ def streaming_config(
     endpoint_silence_ms: int = 0,
     language: str = "",
     speakers_optional: bool = False,
+    hotwords: Sequence[HotwordLike] = (),
 ) -> streaming_pb2.StreamingConfig:
     """The first message of every live stream (all three Streaming* RPCs, and the CLI's
     embedded mode); options left at their defaults stay unset on the wire.
@@ -190,6 +225,7 @@ def streaming_config(
         endpoint_silence_ms=endpoint_silence_ms,
         language=language,
         speakers_optional=speakers_optional,
+        hotwords=hotword_messages(hotwords),
     )
 
 
@@ -215,6 +251,7 @@ class OrchestrateOptions(TypedDict, total=False):
     min_speakers: int | None
     max_speakers: int | None
     speakers_optional: bool
+    hotwords: Sequence[HotwordLike]
 
 
 class TranscribeOptions(TypedDict, total=False):
@@ -225,6 +262,7 @@ class TranscribeOptions(TypedDict, total=False):
     word_timestamps: bool
     timestamps: bool
     diarization_segments: Sequence[audio_pb2.SpeakerTurn]
+    hotwords: Sequence[HotwordLike]
 
 
 class DiarizeOptions(TypedDict, total=False):
@@ -249,6 +287,7 @@ class StreamOptions(TypedDict, total=False):
     endpoint_silence_ms: int
     language: str
     speakers_optional: bool
+    hotwords: Sequence[HotwordLike]
 
 
 # Which Streaming* RPC `stream` calls: OrchestratorService (words with speakers when diarizing),
