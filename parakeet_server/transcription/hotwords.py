@@ -23,7 +23,7 @@ from parakeet_server.core.errors import InvalidRequest
 MAX_HOTWORDS = 100
 MAX_PHRASE_CHARS = 100
 MAX_BOOST = 10.0
-DEFAULT_BOOST = 2.0  # measured on the tiny espeak model: docs/accuracy.md "Hotwords"
+DEFAULT_BOOST = 0.5  # measured on the tiny espeak model: docs/accuracy.md "Hotwords"
 DEPTH_SCALING = 2.0  # NeMo's value for RNN-T/TDT: later tokens of a phrase weigh more than its first
 _TREE_CACHE_SIZE = 64
 
