@@ -5,8 +5,9 @@ back-pressure and streams results back as they finish. Each actor loads the in-p
 orchestrator ONCE, with the embedded backend's loader (`parakeet_server.embedded.orchestrator`),
 so the files are the ones `parakeet batch` without --ray writes; it transcribes its items and
 WRITES their output files itself (parakeet.batch.runner.process): documents never travel through
-the object store, only the small results rows do. The driver appends those rows to results.jsonl
-and draws the progress bar, so a kill and a rerun behave exactly as with the other backends.
+the object store, only the small results rows do. The driver (`parakeet batch --ray`,
+parakeet.batch.command) appends those rows to results.jsonl and draws the progress bar, so a kill
+and a rerun behave exactly as with the other backends.
 
 Paths: local inputs and --out must be on a filesystem every node sees (one machine, NFS, a
 mounted bucket); URL inputs are fetched by the actors through the server's SSRF-guarded fetcher.
@@ -17,14 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from parakeet.batch.items import BatchItem, options_for
-from parakeet.batch.outputs import ResultRow, pending
-from parakeet.batch.runner import Job, ProgressBar, Summary, process, rows_summary
+from parakeet.batch.outputs import ResultRow
+from parakeet.batch.runner import Job, process
 from parakeet.errors import FailedPrecondition, ParakeetError
 
 # A local Ray (no ADDRESS) gets this many CPUs: the issue's "local, 2 CPUs".
@@ -48,8 +48,8 @@ def run(
     num_gpus: float | None = None,
     verbose: bool = False,
 ) -> Iterator[ResultRow]:
-    """Transcribe exactly `items` (the caller has dropped finished ones, see `run_batch`) on Ray
-    and yield each one's row as its actor finishes it, in no particular order.
+    """Transcribe exactly `items` (the caller has dropped the finished ones: parakeet.batch.outputs
+    .pending) on Ray and yield each one's row as its actor finishes it, in no particular order.
 
     `address`: a running cluster ("auto", "ray://host:10001", "host:6379"), or None for a local
     Ray with LOCAL_CPUS CPUs. Each actor holds one copy of the models and asks for `num_cpus`
@@ -89,33 +89,6 @@ def run(
     finally:
         if started_here:
             ray.shutdown()
-
-
-def run_batch(
-    items: Sequence[BatchItem],
-    job: Job,
-    address: str | None = None,
-    *,
-    progress: bool = True,
-    stream: TextIO | None = None,
-    **options: Any,
-) -> Summary:
-    """The driver of a whole `--ray` run, as parakeet.batch.runner.run is for the others: skip
-    what an earlier run finished, transcribe the rest on Ray (`run`, with `options`), append each
-    row to results.jsonl as it arrives, draw the progress bar, and sum up."""
-    started = time.monotonic()
-    outputs, log = job.outputs(), job.log()
-    todo, skipped = pending(items, outputs, log)
-    bar = ProgressBar(len(todo), enabled=progress, stream=stream)
-    rows: list[ResultRow] = []
-    try:
-        for row in run(todo, job, address, **options):
-            log.append(row)
-            bar.advance(row)
-            rows.append(row)
-    finally:
-        bar.close()
-    return rows_summary(rows, skipped, time.monotonic() - started)
 
 
 def _import_ray() -> Any:
