@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench import streaming
+from bench import batch, streaming
 from bench.common import (
     Measure,
     Ratio,
@@ -332,7 +332,7 @@ def decode_speed() -> list[Row]:
     return rows
 
 
-FIGURES = range(1, 12)  # 9-11: live streaming (bench/streaming.py)
+FIGURES = range(1, 13)  # 9-11: live streaming (bench/streaming.py); 12: parakeet batch (bench/batch.py)
 
 
 def figure_list(text: str) -> set[int]:
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     # Figure 8 alone needs no fixture model on CPU (it serves the trained one).
     model = (
         model_path(args.full_size)
-        if args.full_size or figures - {8} - streaming.STREAMING_FIGURES
+        if args.full_size or figures - {8} - streaming.STREAMING_FIGURES - batch.BATCH_FIGURES
         else TRAINED_MODEL
     )
     rows: list[Row] = []
@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += server_peak_rss(model if args.full_size else TRAINED_MODEL, hours)
     if figures & streaming.STREAMING_FIGURES:
         rows += streaming.figures(figures)
+    if figures & batch.BATCH_FIGURES:
+        rows += batch.figures(pairs=min(args.pairs, 3))
     report(rows, "full-size" if args.full_size else "cpu")
     return 0 if all(row.passed is not False for row in rows) else 1
 
