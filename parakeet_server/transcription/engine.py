@@ -317,7 +317,9 @@ class TranscriptionEngine:
         # Short recordings share passes (the micro-batcher's point), up to the audio of a window batch.
         for group in _batches([len(waveforms[i]) for i in short], self._window_batch_size * window):
             indices = [short[position] for position in group]
-            hypotheses = self._decode([waveforms[i] for i in indices], [boosts[i] for i in indices])
+            sets = [boosts[i] for i in indices]
+            batch = [waveforms[i] for i in indices]
+            hypotheses = self._decode(batch, sets) if any(sets) else self._decode(batch)
             for index, hypothesis in zip(indices, hypotheses, strict=True):
                 results[index] = _hypothesis_to_transcript(hypothesis)
         for index in (i for i, wave in enumerate(waveforms) if len(wave) > window):
@@ -339,9 +341,8 @@ class TranscriptionEngine:
         for first in range(0, len(windows), size):
             batch = windows[first : first + size]
             # Slices are views: the recording is never copied, only each pass's windows are batched.
-            hypotheses = self._decode(
-                [samples[w.start * frame : w.end * frame] for w in batch], [hotwords] * len(batch)
-            )
+            slices = [samples[w.start * frame : w.end * frame] for w in batch]
+            hypotheses = self._decode(slices, [hotwords] * len(batch)) if hotwords else self._decode(slices)
             words += [_frame_words(h, w.start) for h, w in zip(hypotheses, batch, strict=True)]
             del hypotheses
         return self._transcript_from_words(merge_windows(windows, words))
