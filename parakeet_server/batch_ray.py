@@ -25,14 +25,16 @@ from typing import Any
 from parakeet.batch.items import BatchItem, options_for
 from parakeet.batch.outputs import ResultRow
 from parakeet.batch.runner import Job, process
-from parakeet.errors import FailedPrecondition, ParakeetError
+from parakeet.errors import FailedPrecondition, Internal, ParakeetError
 
 # A local Ray (no ADDRESS) gets this many CPUs: the issue's "local, 2 CPUs".
 LOCAL_CPUS = 2
 # The environment the actors need from the driver's: engine settings, model caches and tokens,
 # the URL fetcher's allow-list. A local Ray inherits it anyway; a cluster's workers get it here.
 FORWARDED_PREFIXES = ("PARAKEET_", "TRANSCRIPTION_", "DIARIZATION_", "ORCHESTRATOR_", "HF_", "HUGGINGFACE_")
-INSTALL = "pip install 'parakeet-grpc[ray]'"
+INSTALL = "pip install 'parakeet-grpc[asr,diarization,ray]'"
+# How often a cluster's file is tried again after its actor died (a node lost, out of memory).
+TASK_RETRIES = 3
 # The column an actor's rows travel in (JSON text: one row per item).
 _ROW = "row"
 _FATAL = "fatal"
@@ -79,11 +81,18 @@ def run(
             **_restarts(address),
         )
         fatal: dict[str, Any] | None = None
-        for output in results.iter_rows():
-            if output[_FATAL]:
-                fatal = fatal or json.loads(output[_FATAL])
-                continue
-            yield ResultRow.from_json(json.loads(output[_ROW]))
+        try:
+            for output in results.iter_rows():
+                if output[_FATAL]:
+                    fatal = fatal or json.loads(output[_FATAL])
+                    continue
+                yield ResultRow.from_json(json.loads(output[_ROW]))
+        except ray.exceptions.RayError as error:  # an actor died (out of memory?) past its retries
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise Internal(
+                f"the Ray run failed ({type(error).__name__}: {first}); the files done so far are "
+                "logged, rerun the command to resume (--verbose shows the workers' logs)"
+            ) from None
         if fatal is not None:
             raise ParakeetError.for_code(_code(fatal["code"]), fatal["message"], reason=fatal["reason"])
     finally:
@@ -147,13 +156,16 @@ def _pool_size(
 
 
 def _restarts(address: str | None) -> dict[str, Any]:
-    """A local actor that dies is not restarted (the run fails and a rerun resumes); on a cluster
-    Ray's default restarts an actor whose node went away. Ray 2.60 says a restarted Ray Data
-    actor may lose its constructor arguments, logging that as an error line at every run; the
-    local run, not restarting, has no such line."""
-    if address:
-        return {}
+    """A local actor that dies is not restarted (the run stops and a rerun resumes); on a cluster
+    an actor whose node went away is restarted (Ray Data's default) and its file tried again, up
+    to TASK_RETRIES times rather than Ray Data's forever, so a file that kills every actor it
+    meets (out of memory) ends the run instead of looping. Ray 2.60 logs an error line at every
+    run that a restarted Ray Data actor might lose its constructor arguments; the local run, not
+    restarting, has no such line. Both are passed as map_batches' **ray_remote_args, which 2.60
+    deprecates (still honoured; the warning is silenced, the version pinned)."""
     warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated", category=Warning)
+    if address:
+        return {"max_task_retries": TASK_RETRIES}
     return {"max_restarts": 0}
 
 

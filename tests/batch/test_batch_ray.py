@@ -12,17 +12,22 @@ for the embedded entry.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from parakeet import cli
 from parakeet.batch import Job, ResultRow, expand, run
 from parakeet.batch import command as batch_command
 from parakeet.batch.outputs import RESULTS
+from parakeet.errors import Internal
 from parakeet_server import batch_ray
 from tests.support.batch_corpus import BatchCorpus
 
@@ -155,6 +160,54 @@ def test_a_model_that_cannot_load_stops_the_run_with_its_reason(
     # The run's failure is no input's: no row, no output, so a rerun after the fix does them all.
     assert not (out / RESULTS).exists() or not results(out)
     assert output_files(out) == {}
+
+
+def kill_an_actor() -> int:
+    """SIGKILL one of the run's Ray actors (a process titled after the map_batches class)."""
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any("MapBatches(_Worker)" in part for part in process.info["cmdline"] or []):
+            os.kill(process.info["pid"], signal.SIGKILL)
+            return int(process.info["pid"])
+    raise AssertionError("no Ray actor process found")
+
+
+@pytest.mark.slow
+@pytest.mark.espeak
+def test_an_actor_killed_mid_run_stops_it_and_a_rerun_finishes_every_file_once(
+    batch_corpus: BatchCorpus,
+    tiny_tdt: Path,
+    tmp_path: Path,
+    ray_entry: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "ray"
+    job = Job(out, ("json",), {}, str(tiny_tdt), "offline")
+    log = job.log()
+    with pytest.raises(Internal, match="rerun the command to resume"):
+        for count, row in enumerate(batch_ray.run(expand([str(batch_corpus.root)]), job), 1):
+            log.append(row)
+            if count == 5:
+                kill_an_actor()
+    before = (out / RESULTS).read_bytes()
+    logged = len(results(out))
+    assert 5 <= logged < 100
+
+    argv = ["batch", str(batch_corpus.root), "--out", str(out), "--model", str(tiny_tdt), "--ray"]
+    assert cli.main(argv) == 1  # the corrupt files, whichever run reached them
+    summary = re.search(r"parakeet batch: (\d+) done, (\d+) failed, (\d+) skipped", capsys.readouterr().err)
+    assert summary is not None
+    done, failed, skipped = map(int, summary.groups())
+    # Skipped: the rows logged, and the files the surviving actor finished after the kill whose
+    # outputs were whole but whose rows never reached the log (logged now, not transcribed again).
+    assert skipped >= logged
+    assert done + failed + skipped == 100
+    # The first run's rows stay as they were; each input has one row; every good file its json.
+    after = (out / RESULTS).read_bytes()
+    assert after.startswith(before)
+    rows = results(out)
+    assert len(rows) == len({row["key"] for row in rows}) == 100
+    assert sum(row["status"] == "done" for row in rows) == 97
+    assert all((out / f"{row['key']}.json").is_file() for row in rows if row["status"] == "done")
 
 
 def test_rows_cross_the_object_store_as_they_were_made() -> None:
