@@ -43,6 +43,14 @@ class ClusteringParams:
     merge_threshold: float = 0.2
     pitch_weight: float = 0.5
     min_speaker_share: float = 0.08
+    # Pitch is trusted for counting only when it is measured steady: the median over the
+    # over-clustered voices of their windows' pitch spread (standard deviation, octaves) is below
+    # this. Synthetic voices measure 0.02-0.04, varied and natural speech 0.06 and up; there the
+    # count comes from the eigengap of an affinity keeping `eigengap_neighbours` of each row.
+    # 0 (the default, which the live diarizer keeps) always uses pitch.
+    steady_pitch_octaves: float = 0.0
+    eigengap_neighbours: float = 0.1
+    max_eigengap_speakers: int = 8
 
 
 def cluster(
@@ -68,6 +76,16 @@ def cluster(
     vectors = np.linalg.eigh(refined / np.outer(degree, degree))[1][:, ::-1]
     if counts.num_speakers is not None:
         clusters = counts.num_speakers
+    elif (
+        params.steady_pitch_octaves > 0
+        and pitch_spread(pitch[sample], spectral_labels(vectors, min(params.overcluster, sample.size)))
+        >= params.steady_pitch_octaves
+    ):
+        refined = affinity(embeddings[sample], params.eigengap_neighbours)
+        degree = np.sqrt(refined.sum(axis=1))
+        values, vectors = np.linalg.eigh(refined / np.outer(degree, degree))
+        values, vectors = values[::-1], vectors[:, ::-1]
+        clusters = counts.clamp(eigengap_count(values, params.max_eigengap_speakers))
     else:
         clusters = counts.clamp(count_speakers(embeddings[sample], pitch[sample], vectors, params))
     sampled = spectral_labels(vectors, min(clusters, sample.size))
@@ -121,6 +139,27 @@ def count_speakers(
     sizes = np.bincount(split, minlength=groups)
     shares = np.array([sizes[voices == voice].sum() for voice in np.unique(voices)]) / split.size
     return max(1, int(np.count_nonzero(shares >= params.min_speaker_share)))
+
+
+def pitch_spread(pitch: Floats, split: Labels) -> float:
+    """The median over clusters of their windows' pitch standard deviation (octaves); clusters
+    with fewer than three voiced windows are skipped; inf when none is left (pitch unknown)."""
+    spreads = [
+        float(np.std(voiced))
+        for group in range(int(split.max()) + 1)
+        if (voiced := pitch[(split == group) & ~np.isnan(pitch)]).size > 2
+    ]
+    return float(np.median(spreads)) if spreads else float("inf")
+
+
+def eigengap_count(values: npt.NDArray[np.float64], most: int) -> int:
+    """The speaker count where the normalised affinity's eigenvalues (descending) drop the most,
+    among the first `most` + 1 (Ning et al. 2006; Wang et al. 2018): k well-separated voices give
+    k eigenvalues near 1, then a gap."""
+    top = min(most, values.size - 1)
+    if top < 1:
+        return 1
+    return int(np.argmax(values[:top] - values[1 : top + 1])) + 1
 
 
 def affinity(embeddings: Floats, neighbours: float) -> npt.NDArray[np.float64]:

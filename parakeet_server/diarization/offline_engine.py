@@ -84,7 +84,7 @@ class OfflineParams:
     window_s: float = 1.5
     hop_s: float = 0.5
     min_window_s: float = 0.4
-    clustering: ClusteringParams = field(default_factory=ClusteringParams)
+    clustering: ClusteringParams = field(default_factory=lambda: ClusteringParams(steady_pitch_octaves=0.05))
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
 
