@@ -238,7 +238,7 @@ class _Runner:
     class engine:  # noqa: N801 - mirrors TranscriptionRunner.engine
         name = "stub"
 
-    def transcribe(self, samples: Any, context: Any) -> Any:
+    def transcribe(self, samples: Any, context: Any, hotwords: Any = ()) -> Any:
         from parakeet_server.transcription.engine import EngineTranscript
 
         return EngineTranscript(text="", words=[], segments=[])

@@ -225,18 +225,20 @@ def test_the_readme_split_example(outputs: Outputs) -> None:
     [
         (
             "transcription",
-            "audio, audio_format, diarization_segments, diarize, language, num_speakers, "
-            "response_format, temperature, timestamps, word_timestamps",
+            "audio, audio_format, diarization_segments, diarize, hotwords, language, multichannel, "
+            "num_speakers, response_format, temperature, timestamps, word_timestamps",
         ),
         (
             "diarization",
-            "audio, audio_format, diarization_segments, diarize, exclusive, language, max_speakers, "
-            "min_speakers, num_speakers, response_format, temperature, timestamps, word_timestamps",
+            "audio, audio_format, diarization_segments, diarize, exclusive, known_speakers, language, "
+            "max_speakers, min_speakers, num_speakers, response_format, speaker_match_threshold, temperature, "
+            "timestamps, word_timestamps",
         ),
         (
             "orchestrator",
-            "audio, audio_format, diarization_segments, diarize, language, max_speakers, min_speakers, "
-            "num_speakers, response_format, speakers_optional, temperature, timestamps, word_timestamps",
+            "audio, audio_format, diarization_segments, diarize, hotwords, known_speakers, language, "
+            "max_speakers, min_speakers, multichannel, num_speakers, response_format, speaker_match_threshold, "
+            "speakers_optional, temperature, timestamps, word_timestamps",
         ),
     ],
 )

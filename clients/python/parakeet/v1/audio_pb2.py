@@ -24,23 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17parakeet/v1/audio.proto\x12\x0bparakeet.v1\"C\n\x05\x41udio\x12\r\n\x03uri\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\tB\x08\n\x06source\":\n\x0bSpeakerTurn\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\"i\n\x04Word\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x0f\n\x07speaker\x18\x04 \x01(\t\x12\x17\n\nconfidence\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_confidence\"P\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\x05\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"7\n\x07Hotword\x12\x0e\n\x06phrase\x18\x01 \x01(\t\x12\x12\n\x05\x62oost\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\x08\n\x06_boost*\xd3\x01\n\x0eResponseFormat\x12\x1f\n\x1bRESPONSE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14RESPONSE_FORMAT_JSON\x10\x01\x12 \n\x1cRESPONSE_FORMAT_VERBOSE_JSON\x10\x02\x12\x18\n\x14RESPONSE_FORMAT_TEXT\x10\x03\x12\x17\n\x13RESPONSE_FORMAT_SRT\x10\x04\x12\x17\n\x13RESPONSE_FORMAT_VTT\x10\x05\x12\x18\n\x14RESPONSE_FORMAT_RTTM\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17parakeet/v1/audio.proto\x12\x0bparakeet.v1\"C\n\x05\x41udio\x12\r\n\x03uri\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\tB\x08\n\x06source\":\n\x0bSpeakerTurn\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0f\n\x07speaker\x18\x03 \x01(\t\"\x8b\x01\n\x04Word\x12\r\n\x05start\x18\x01 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x01\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x0f\n\x07speaker\x18\x04 \x01(\t\x12\x17\n\nconfidence\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x06 \x01(\x05H\x01\x88\x01\x01\x42\r\n\x0b_confidenceB\n\n\x08_channel\"r\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\x05\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\x14\n\x07\x63hannel\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_channel\"7\n\x07Hotword\x12\x0e\n\x06phrase\x18\x01 \x01(\t\x12\x12\n\x05\x62oost\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\x08\n\x06_boost\"]\n\nVoiceprint\x12\x11\n\tembedding\x18\x01 \x03(\x02\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x16\n\x0espeech_seconds\x18\x04 \x01(\x01\"}\n\x0cKnownSpeaker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\nvoiceprint\x18\x02 \x01(\x0b\x32\x17.parakeet.v1.VoiceprintH\x00\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x12.parakeet.v1.AudioH\x00\x42\x07\n\x05voice\"D\n\x0fSpeakerIdentity\x12\x0f\n\x07speaker\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x01*\xd3\x01\n\x0eResponseFormat\x12\x1f\n\x1bRESPONSE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14RESPONSE_FORMAT_JSON\x10\x01\x12 \n\x1cRESPONSE_FORMAT_VERBOSE_JSON\x10\x02\x12\x18\n\x14RESPONSE_FORMAT_TEXT\x10\x03\x12\x17\n\x13RESPONSE_FORMAT_SRT\x10\x04\x12\x17\n\x13RESPONSE_FORMAT_VTT\x10\x05\x12\x18\n\x14RESPONSE_FORMAT_RTTM\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parakeet.v1.audio_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESPONSEFORMAT']._serialized_start=416
-  _globals['_RESPONSEFORMAT']._serialized_end=627
+  _globals['_RESPONSEFORMAT']._serialized_start=777
+  _globals['_RESPONSEFORMAT']._serialized_end=988
   _globals['_AUDIO']._serialized_start=40
   _globals['_AUDIO']._serialized_end=107
   _globals['_SPEAKERTURN']._serialized_start=109
   _globals['_SPEAKERTURN']._serialized_end=167
-  _globals['_WORD']._serialized_start=169
-  _globals['_WORD']._serialized_end=274
-  _globals['_SEGMENT']._serialized_start=276
-  _globals['_SEGMENT']._serialized_end=356
-  _globals['_HOTWORD']._serialized_start=358
-  _globals['_HOTWORD']._serialized_end=413
+  _globals['_WORD']._serialized_start=170
+  _globals['_WORD']._serialized_end=309
+  _globals['_SEGMENT']._serialized_start=311
+  _globals['_SEGMENT']._serialized_end=425
+  _globals['_HOTWORD']._serialized_start=427
+  _globals['_HOTWORD']._serialized_end=482
+  _globals['_VOICEPRINT']._serialized_start=484
+  _globals['_VOICEPRINT']._serialized_end=577
+  _globals['_KNOWNSPEAKER']._serialized_start=579
+  _globals['_KNOWNSPEAKER']._serialized_end=704
+  _globals['_SPEAKERIDENTITY']._serialized_start=706
+  _globals['_SPEAKERIDENTITY']._serialized_end=774
 # @@protoc_insertion_point(module_scope)

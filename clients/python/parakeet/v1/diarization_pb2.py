@@ -26,7 +26,7 @@ from parakeet.v1 import audio_pb2 as parakeet_dot_v1_dot_audio__pb2
 from parakeet.v1 import streaming_pb2 as parakeet_dot_v1_dot_streaming__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dparakeet/v1/diarization.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\x80\x02\n\x0e\x44iarizeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x19\n\x0cnum_speakers\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12\x11\n\texclusive\x18\x05 \x01(\x08\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormatB\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakers\"\xce\x01\n\x0f\x44iarizeResponse\x12*\n\x08segments\x18\x01 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x14\n\x0cnum_speakers\x18\x02 \x01(\x05\x12\x10\n\x08\x64uration\x18\x03 \x01(\x01\x12\r\n\x05model\x18\x04 \x01(\t\x12\x34\n\x0fresponse_format\x18\x05 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"o\n\x17StreamingDiarizeRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x9a\x01\n\x18StreamingDiarizeResponse\x12(\n\x04turn\x18\x01 \x01(\x0b\x32\x18.parakeet.v1.SpeakerTurnH\x00\x12\x30\n\x07summary\x18\x02 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x03 \x01(\x01\x42\x07\n\x05\x65vent2\xbf\x01\n\x12\x44iarizationService\x12\x44\n\x07\x44iarize\x12\x1b.parakeet.v1.DiarizeRequest\x1a\x1c.parakeet.v1.DiarizeResponse\x12\x63\n\x10StreamingDiarize\x12$.parakeet.v1.StreamingDiarizeRequest\x1a%.parakeet.v1.StreamingDiarizeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dparakeet/v1/diarization.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\xf5\x02\n\x0e\x44iarizeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x19\n\x0cnum_speakers\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12\x11\n\texclusive\x18\x05 \x01(\x08\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x31\n\x0eknown_speakers\x18\x07 \x03(\x0b\x32\x19.parakeet.v1.KnownSpeaker\x12$\n\x17speaker_match_threshold\x18\x08 \x01(\x01H\x03\x88\x01\x01\x42\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakersB\x1a\n\x18_speaker_match_threshold\"@\n\rEnrollRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x0c\n\x04name\x18\x02 \x01(\t\"l\n\x0e\x45nrollResponse\x12+\n\nvoiceprint\x18\x01 \x01(\x0b\x32\x17.parakeet.v1.Voiceprint\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\x01\x12\r\n\x05model\x18\x04 \x01(\t\"\x88\x02\n\x0f\x44iarizeResponse\x12*\n\x08segments\x18\x01 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x14\n\x0cnum_speakers\x18\x02 \x01(\x05\x12\x10\n\x08\x64uration\x18\x03 \x01(\x01\x12\r\n\x05model\x18\x04 \x01(\t\x12\x34\n\x0fresponse_format\x18\x05 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12\x38\n\x12speaker_identities\x18\x08 \x03(\x0b\x32\x1c.parakeet.v1.SpeakerIdentity\"o\n\x17StreamingDiarizeRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x9a\x01\n\x18StreamingDiarizeResponse\x12(\n\x04turn\x18\x01 \x01(\x0b\x32\x18.parakeet.v1.SpeakerTurnH\x00\x12\x30\n\x07summary\x18\x02 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x03 \x01(\x01\x42\x07\n\x05\x65vent2\x82\x02\n\x12\x44iarizationService\x12\x44\n\x07\x44iarize\x12\x1b.parakeet.v1.DiarizeRequest\x1a\x1c.parakeet.v1.DiarizeResponse\x12\x41\n\x06\x45nroll\x12\x1a.parakeet.v1.EnrollRequest\x1a\x1b.parakeet.v1.EnrollResponse\x12\x63\n\x10StreamingDiarize\x12$.parakeet.v1.StreamingDiarizeRequest\x1a%.parakeet.v1.StreamingDiarizeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parakeet.v1.diarization_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DIARIZEREQUEST']._serialized_start=101
-  _globals['_DIARIZEREQUEST']._serialized_end=357
-  _globals['_DIARIZERESPONSE']._serialized_start=360
-  _globals['_DIARIZERESPONSE']._serialized_end=566
-  _globals['_STREAMINGDIARIZEREQUEST']._serialized_start=568
-  _globals['_STREAMINGDIARIZEREQUEST']._serialized_end=679
-  _globals['_STREAMINGDIARIZERESPONSE']._serialized_start=682
-  _globals['_STREAMINGDIARIZERESPONSE']._serialized_end=836
-  _globals['_DIARIZATIONSERVICE']._serialized_start=839
-  _globals['_DIARIZATIONSERVICE']._serialized_end=1030
+  _globals['_DIARIZEREQUEST']._serialized_end=474
+  _globals['_ENROLLREQUEST']._serialized_start=476
+  _globals['_ENROLLREQUEST']._serialized_end=540
+  _globals['_ENROLLRESPONSE']._serialized_start=542
+  _globals['_ENROLLRESPONSE']._serialized_end=650
+  _globals['_DIARIZERESPONSE']._serialized_start=653
+  _globals['_DIARIZERESPONSE']._serialized_end=917
+  _globals['_STREAMINGDIARIZEREQUEST']._serialized_start=919
+  _globals['_STREAMINGDIARIZEREQUEST']._serialized_end=1030
+  _globals['_STREAMINGDIARIZERESPONSE']._serialized_start=1033
+  _globals['_STREAMINGDIARIZERESPONSE']._serialized_end=1187
+  _globals['_DIARIZATIONSERVICE']._serialized_start=1190
+  _globals['_DIARIZATIONSERVICE']._serialized_end=1448
 # @@protoc_insertion_point(module_scope)

@@ -9,23 +9,47 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DiarizeRequest(_message.Message):
-    __slots__ = ("audio", "num_speakers", "min_speakers", "max_speakers", "exclusive", "response_format")
+    __slots__ = ("audio", "num_speakers", "min_speakers", "max_speakers", "exclusive", "response_format", "known_speakers", "speaker_match_threshold")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     MIN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     EXCLUSIVE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.Audio
     num_speakers: int
     min_speakers: int
     max_speakers: int
     exclusive: bool
     response_format: _audio_pb2.ResponseFormat
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., exclusive: _Optional[bool] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ...) -> None: ...
+    known_speakers: _containers.RepeatedCompositeFieldContainer[_audio_pb2.KnownSpeaker]
+    speaker_match_threshold: float
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., exclusive: _Optional[bool] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., known_speakers: _Optional[_Iterable[_Union[_audio_pb2.KnownSpeaker, _Mapping]]] = ..., speaker_match_threshold: _Optional[float] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("audio", "name")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    audio: _audio_pb2.Audio
+    name: str
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("voiceprint", "name", "duration", "model")
+    VOICEPRINT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    voiceprint: _audio_pb2.Voiceprint
+    name: str
+    duration: float
+    model: str
+    def __init__(self, voiceprint: _Optional[_Union[_audio_pb2.Voiceprint, _Mapping]] = ..., name: _Optional[str] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DiarizeResponse(_message.Message):
-    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document", "warnings")
+    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document", "warnings", "speaker_identities")
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +57,7 @@ class DiarizeResponse(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
     num_speakers: int
     duration: float
@@ -40,7 +65,8 @@ class DiarizeResponse(_message.Message):
     response_format: _audio_pb2.ResponseFormat
     document: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    speaker_identities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerIdentity]
+    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., speaker_identities: _Optional[_Iterable[_Union[_audio_pb2.SpeakerIdentity, _Mapping]]] = ...) -> None: ...
 
 class StreamingDiarizeRequest(_message.Message):
     __slots__ = ("config", "audio")

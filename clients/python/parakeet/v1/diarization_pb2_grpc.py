@@ -40,6 +40,11 @@ class DiarizationServiceStub:
                 request_serializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.SerializeToString,
                 response_deserializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.FromString,
                 _registered_method=True)
+        self.Enroll = channel.unary_unary(
+                '/parakeet.v1.DiarizationService/Enroll',
+                request_serializer=parakeet_dot_v1_dot_diarization__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=parakeet_dot_v1_dot_diarization__pb2.EnrollResponse.FromString,
+                _registered_method=True)
         self.StreamingDiarize = channel.stream_stream(
                 '/parakeet.v1.DiarizationService/StreamingDiarize',
                 request_serializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeRequest.SerializeToString,
@@ -66,6 +71,17 @@ class DiarizationServiceServicer:
         DEADLINE_EXCEEDED   the deadline passed before the turns were ready.
         UNAUTHENTICATED     the server requires a bearer token and none or a
         wrong one was sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Enroll(self, request, context):
+        """Makes a voiceprint from audio of one speaker (2-30 s of speech), with the
+        embedding model of the engine this server runs.
+
+        Errors: as Diarize; INVALID_ARGUMENT (reason AUDIO_TOO_SHORT) when the
+        audio holds too little speech.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +117,11 @@ def add_DiarizationServiceServicer_to_server(servicer, server):
                     request_deserializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.FromString,
                     response_serializer=parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.SerializeToString,
             ),
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=parakeet_dot_v1_dot_diarization__pb2.EnrollRequest.FromString,
+                    response_serializer=parakeet_dot_v1_dot_diarization__pb2.EnrollResponse.SerializeToString,
+            ),
             'StreamingDiarize': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamingDiarize,
                     request_deserializer=parakeet_dot_v1_dot_diarization__pb2.StreamingDiarizeRequest.FromString,
@@ -135,6 +156,33 @@ class DiarizationService:
             '/parakeet.v1.DiarizationService/Diarize',
             parakeet_dot_v1_dot_diarization__pb2.DiarizeRequest.SerializeToString,
             parakeet_dot_v1_dot_diarization__pb2.DiarizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parakeet.v1.DiarizationService/Enroll',
+            parakeet_dot_v1_dot_diarization__pb2.EnrollRequest.SerializeToString,
+            parakeet_dot_v1_dot_diarization__pb2.EnrollResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class OrchestrateRequest(_message.Message):
-    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "response_format", "speakers_optional", "hotwords")
+    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "response_format", "speakers_optional", "hotwords", "known_speakers", "speaker_match_threshold", "multichannel")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,9 @@ class OrchestrateRequest(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_OPTIONAL_FIELD_NUMBER: _ClassVar[int]
     HOTWORDS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MULTICHANNEL_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.Audio
     language: str
     timestamps: bool
@@ -32,7 +35,10 @@ class OrchestrateRequest(_message.Message):
     response_format: _audio_pb2.ResponseFormat
     speakers_optional: bool
     hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
+    known_speakers: _containers.RepeatedCompositeFieldContainer[_audio_pb2.KnownSpeaker]
+    speaker_match_threshold: float
+    multichannel: bool
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ..., known_speakers: _Optional[_Iterable[_Union[_audio_pb2.KnownSpeaker, _Mapping]]] = ..., speaker_match_threshold: _Optional[float] = ..., multichannel: _Optional[bool] = ...) -> None: ...
 
 class Utterance(_message.Message):
     __slots__ = ("start", "end", "speaker", "text")
@@ -47,7 +53,7 @@ class Utterance(_message.Message):
     def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class OrchestrateResponse(_message.Message):
-    __slots__ = ("text", "segments", "words", "utterances", "speaker_turns", "num_speakers", "duration", "language", "model", "response_format", "document", "warnings")
+    __slots__ = ("text", "segments", "words", "utterances", "speaker_turns", "num_speakers", "duration", "language", "model", "response_format", "document", "warnings", "speaker_identities")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +66,7 @@ class OrchestrateResponse(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     text: str
     segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Segment]
     words: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Word]
@@ -72,7 +79,8 @@ class OrchestrateResponse(_message.Message):
     response_format: _audio_pb2.ResponseFormat
     document: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, text: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[_audio_pb2.Segment, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[_audio_pb2.Word, _Mapping]]] = ..., utterances: _Optional[_Iterable[_Union[Utterance, _Mapping]]] = ..., speaker_turns: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., language: _Optional[str] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    speaker_identities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerIdentity]
+    def __init__(self, text: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[_audio_pb2.Segment, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[_audio_pb2.Word, _Mapping]]] = ..., utterances: _Optional[_Iterable[_Union[Utterance, _Mapping]]] = ..., speaker_turns: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., language: _Optional[str] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., speaker_identities: _Optional[_Iterable[_Union[_audio_pb2.SpeakerIdentity, _Mapping]]] = ...) -> None: ...
 
 class StreamingOrchestrateRequest(_message.Message):
     __slots__ = ("config", "audio")

@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from parakeet.v1 import audio_pb2 as parakeet_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bparakeet/v1/streaming.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\"\x81\x01\n\x14StreamingAudioFormat\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.parakeet.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x11\n\tcontainer\x18\x04 \x01(\t\"\xb5\x03\n\x0fStreamingConfig\x12\x37\n\x0c\x61udio_format\x18\x01 \x01(\x0b\x32!.parakeet.v1.StreamingAudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1c\n\x0finterim_results\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x64iarize\x18\x05 \x01(\x08\x12\x19\n\x0cnum_speakers\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x08 \x01(\x05H\x04\x88\x01\x01\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\t \x01(\x05\x12\x19\n\x11speakers_optional\x18\n \x01(\x08\x12&\n\x08hotwords\x18\x0b \x03(\x0b\x32\x14.parakeet.v1.HotwordB\x12\n\x10_interim_resultsB\x12\n\x10_word_timestampsB\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakers\"R\n\rInterimResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\tstability\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05start\x18\x03 \x01(\x01\x42\x0c\n\n_stability\"\x83\x01\n\x0b\x46inalResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\r\n\x05start\x18\x03 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x01\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\x17\n\x0futterance_index\x18\x06 \x01(\x05\"G\n\x0bSpeechEvent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.parakeet.v1.SpeechEventType\x12\x0c\n\x04time\x18\x02 \x01(\x01\"\x81\x01\n\x10StreamingSummary\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x14\n\x0cnum_speakers\x18\x02 \x01(\x05\x12\x10\n\x08speakers\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x12\n\nnum_finals\x18\x06 \x01(\x05*\x89\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x12\x1c\n\x18\x41UDIO_ENCODING_CONTAINER\x10\x03*\x82\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12$\n SPEECH_EVENT_TYPE_SPEECH_STARTED\x10\x01\x12&\n\"SPEECH_EVENT_TYPE_END_OF_UTTERANCE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bparakeet/v1/streaming.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\"\x81\x01\n\x14StreamingAudioFormat\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.parakeet.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x11\n\tcontainer\x18\x04 \x01(\t\"\xaa\x04\n\x0fStreamingConfig\x12\x37\n\x0c\x61udio_format\x18\x01 \x01(\x0b\x32!.parakeet.v1.StreamingAudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1c\n\x0finterim_results\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x64iarize\x18\x05 \x01(\x08\x12\x19\n\x0cnum_speakers\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cmin_speakers\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0cmax_speakers\x18\x08 \x01(\x05H\x04\x88\x01\x01\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\t \x01(\x05\x12\x19\n\x11speakers_optional\x18\n \x01(\x08\x12&\n\x08hotwords\x18\x0b \x03(\x0b\x32\x14.parakeet.v1.Hotword\x12\x31\n\x0eknown_speakers\x18\x0c \x03(\x0b\x32\x19.parakeet.v1.KnownSpeaker\x12$\n\x17speaker_match_threshold\x18\r \x01(\x01H\x05\x88\x01\x01\x42\x12\n\x10_interim_resultsB\x12\n\x10_word_timestampsB\x0f\n\r_num_speakersB\x0f\n\r_min_speakersB\x0f\n\r_max_speakersB\x1a\n\x18_speaker_match_threshold\"R\n\rInterimResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\tstability\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05start\x18\x03 \x01(\x01\x42\x0c\n\n_stability\"\x83\x01\n\x0b\x46inalResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\r\n\x05start\x18\x03 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x01\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\x17\n\x0futterance_index\x18\x06 \x01(\x05\"G\n\x0bSpeechEvent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.parakeet.v1.SpeechEventType\x12\x0c\n\x04time\x18\x02 \x01(\x01\"\xbb\x01\n\x10StreamingSummary\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x14\n\x0cnum_speakers\x18\x02 \x01(\x05\x12\x10\n\x08speakers\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x12\n\nnum_finals\x18\x06 \x01(\x05\x12\x38\n\x12speaker_identities\x18\x07 \x03(\x0b\x32\x1c.parakeet.v1.SpeakerIdentity*\x89\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x12\x1c\n\x18\x41UDIO_ENCODING_CONTAINER\x10\x03*\x82\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12$\n SPEECH_EVENT_TYPE_SPEECH_STARTED\x10\x01\x12&\n\"SPEECH_EVENT_TYPE_END_OF_UTTERANCE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parakeet.v1.streaming_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=1065
-  _globals['_AUDIOENCODING']._serialized_end=1202
-  _globals['_SPEECHEVENTTYPE']._serialized_start=1205
-  _globals['_SPEECHEVENTTYPE']._serialized_end=1335
+  _globals['_AUDIOENCODING']._serialized_start=1240
+  _globals['_AUDIOENCODING']._serialized_end=1377
+  _globals['_SPEECHEVENTTYPE']._serialized_start=1380
+  _globals['_SPEECHEVENTTYPE']._serialized_end=1510
   _globals['_STREAMINGAUDIOFORMAT']._serialized_start=70
   _globals['_STREAMINGAUDIOFORMAT']._serialized_end=199
   _globals['_STREAMINGCONFIG']._serialized_start=202
-  _globals['_STREAMINGCONFIG']._serialized_end=639
-  _globals['_INTERIMRESULT']._serialized_start=641
-  _globals['_INTERIMRESULT']._serialized_end=723
-  _globals['_FINALRESULT']._serialized_start=726
-  _globals['_FINALRESULT']._serialized_end=857
-  _globals['_SPEECHEVENT']._serialized_start=859
-  _globals['_SPEECHEVENT']._serialized_end=930
-  _globals['_STREAMINGSUMMARY']._serialized_start=933
-  _globals['_STREAMINGSUMMARY']._serialized_end=1062
+  _globals['_STREAMINGCONFIG']._serialized_end=756
+  _globals['_INTERIMRESULT']._serialized_start=758
+  _globals['_INTERIMRESULT']._serialized_end=840
+  _globals['_FINALRESULT']._serialized_start=843
+  _globals['_FINALRESULT']._serialized_end=974
+  _globals['_SPEECHEVENT']._serialized_start=976
+  _globals['_SPEECHEVENT']._serialized_end=1047
+  _globals['_STREAMINGSUMMARY']._serialized_start=1050
+  _globals['_STREAMINGSUMMARY']._serialized_end=1237
 # @@protoc_insertion_point(module_scope)

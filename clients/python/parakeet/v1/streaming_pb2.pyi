@@ -41,7 +41,7 @@ class StreamingAudioFormat(_message.Message):
     def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., container: _Optional[str] = ...) -> None: ...
 
 class StreamingConfig(_message.Message):
-    __slots__ = ("audio_format", "language", "interim_results", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "endpoint_silence_ms", "speakers_optional", "hotwords")
+    __slots__ = ("audio_format", "language", "interim_results", "word_timestamps", "diarize", "num_speakers", "min_speakers", "max_speakers", "endpoint_silence_ms", "speakers_optional", "hotwords", "known_speakers", "speaker_match_threshold")
     AUDIO_FORMAT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,8 @@ class StreamingConfig(_message.Message):
     ENDPOINT_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_OPTIONAL_FIELD_NUMBER: _ClassVar[int]
     HOTWORDS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     audio_format: StreamingAudioFormat
     language: str
     interim_results: bool
@@ -64,7 +66,9 @@ class StreamingConfig(_message.Message):
     endpoint_silence_ms: int
     speakers_optional: bool
     hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
-    def __init__(self, audio_format: _Optional[_Union[StreamingAudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., interim_results: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
+    known_speakers: _containers.RepeatedCompositeFieldContainer[_audio_pb2.KnownSpeaker]
+    speaker_match_threshold: float
+    def __init__(self, audio_format: _Optional[_Union[StreamingAudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., interim_results: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarize: _Optional[bool] = ..., num_speakers: _Optional[int] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., speakers_optional: _Optional[bool] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ..., known_speakers: _Optional[_Iterable[_Union[_audio_pb2.KnownSpeaker, _Mapping]]] = ..., speaker_match_threshold: _Optional[float] = ...) -> None: ...
 
 class InterimResult(_message.Message):
     __slots__ = ("text", "stability", "start")
@@ -101,17 +105,19 @@ class SpeechEvent(_message.Message):
     def __init__(self, type: _Optional[_Union[SpeechEventType, str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class StreamingSummary(_message.Message):
-    __slots__ = ("duration", "num_speakers", "speakers", "model", "warnings", "num_finals")
+    __slots__ = ("duration", "num_speakers", "speakers", "model", "warnings", "num_finals", "speaker_identities")
     DURATION_FIELD_NUMBER: _ClassVar[int]
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     NUM_FINALS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     duration: float
     num_speakers: int
     speakers: _containers.RepeatedScalarFieldContainer[str]
     model: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     num_finals: int
-    def __init__(self, duration: _Optional[float] = ..., num_speakers: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., num_finals: _Optional[int] = ...) -> None: ...
+    speaker_identities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerIdentity]
+    def __init__(self, duration: _Optional[float] = ..., num_speakers: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., num_finals: _Optional[int] = ..., speaker_identities: _Optional[_Iterable[_Union[_audio_pb2.SpeakerIdentity, _Mapping]]] = ...) -> None: ...

@@ -26,7 +26,7 @@ from parakeet.v1 import audio_pb2 as parakeet_dot_v1_dot_audio__pb2
 from parakeet.v1 import streaming_pb2 as parakeet_dot_v1_dot_streaming__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparakeet/v1/transcription.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\xb8\x02\n\x11TranscribeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x36\n\x14\x64iarization_segments\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12&\n\x08hotwords\x18\x07 \x03(\x0b\x32\x14.parakeet.v1.HotwordB\r\n\x0b_timestampsB\x12\n\x10_word_timestamps\"\xf9\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\x10\n\x08\x64uration\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x34\n\x0fresponse_format\x18\x07 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x08 \x01(\t\x12\x10\n\x08warnings\x18\t \x03(\t\"r\n\x1aStreamingTranscribeRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x86\x02\n\x1bStreamingTranscribeResponse\x12-\n\x07interim\x18\x01 \x01(\x0b\x32\x1a.parakeet.v1.InterimResultH\x00\x12\x30\n\x0c\x66inal_result\x18\x02 \x01(\x0b\x32\x18.parakeet.v1.FinalResultH\x00\x12\x30\n\x0cspeech_event\x18\x03 \x01(\x0b\x32\x18.parakeet.v1.SpeechEventH\x00\x12\x30\n\x07summary\x18\x04 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x05 \x01(\x01\x42\x07\n\x05\x65vent2\xd3\x01\n\x14TranscriptionService\x12M\n\nTranscribe\x12\x1e.parakeet.v1.TranscribeRequest\x1a\x1f.parakeet.v1.TranscribeResponse\x12l\n\x13StreamingTranscribe\x12\'.parakeet.v1.StreamingTranscribeRequest\x1a(.parakeet.v1.StreamingTranscribeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparakeet/v1/transcription.proto\x12\x0bparakeet.v1\x1a\x17parakeet/v1/audio.proto\x1a\x1bparakeet/v1/streaming.proto\"\xce\x02\n\x11TranscribeRequest\x12!\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x12.parakeet.v1.Audio\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\ntimestamps\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0fword_timestamps\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x36\n\x14\x64iarization_segments\x18\x05 \x03(\x0b\x32\x18.parakeet.v1.SpeakerTurn\x12\x34\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12&\n\x08hotwords\x18\x07 \x03(\x0b\x32\x14.parakeet.v1.Hotword\x12\x14\n\x0cmultichannel\x18\x08 \x01(\x08\x42\r\n\x0b_timestampsB\x12\n\x10_word_timestamps\"\xf9\x01\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12&\n\x08segments\x18\x02 \x03(\x0b\x32\x14.parakeet.v1.Segment\x12 \n\x05words\x18\x03 \x03(\x0b\x32\x11.parakeet.v1.Word\x12\x10\n\x08\x64uration\x18\x04 \x01(\x01\x12\x10\n\x08language\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x34\n\x0fresponse_format\x18\x07 \x01(\x0e\x32\x1b.parakeet.v1.ResponseFormat\x12\x10\n\x08\x64ocument\x18\x08 \x01(\t\x12\x10\n\x08warnings\x18\t \x03(\t\"r\n\x1aStreamingTranscribeRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.parakeet.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x86\x02\n\x1bStreamingTranscribeResponse\x12-\n\x07interim\x18\x01 \x01(\x0b\x32\x1a.parakeet.v1.InterimResultH\x00\x12\x30\n\x0c\x66inal_result\x18\x02 \x01(\x0b\x32\x18.parakeet.v1.FinalResultH\x00\x12\x30\n\x0cspeech_event\x18\x03 \x01(\x0b\x32\x18.parakeet.v1.SpeechEventH\x00\x12\x30\n\x07summary\x18\x04 \x01(\x0b\x32\x1d.parakeet.v1.StreamingSummaryH\x00\x12\x19\n\x11processed_seconds\x18\x05 \x01(\x01\x42\x07\n\x05\x65vent2\xd3\x01\n\x14TranscriptionService\x12M\n\nTranscribe\x12\x1e.parakeet.v1.TranscribeRequest\x1a\x1f.parakeet.v1.TranscribeResponse\x12l\n\x13StreamingTranscribe\x12\'.parakeet.v1.StreamingTranscribeRequest\x1a(.parakeet.v1.StreamingTranscribeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parakeet.v1.transcription_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRANSCRIBEREQUEST']._serialized_start=103
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=415
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=418
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=667
-  _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_start=669
-  _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_end=783
-  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_start=786
-  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_end=1048
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=1051
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=1262
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=437
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=440
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=689
+  _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_start=691
+  _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_end=805
+  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_start=808
+  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_end=1070
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=1073
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=1284
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarization_segments", "response_format", "hotwords")
+    __slots__ = ("audio", "language", "timestamps", "word_timestamps", "diarization_segments", "response_format", "hotwords", "multichannel")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class TranscribeRequest(_message.Message):
     DIARIZATION_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     HOTWORDS_FIELD_NUMBER: _ClassVar[int]
+    MULTICHANNEL_FIELD_NUMBER: _ClassVar[int]
     audio: _audio_pb2.Audio
     language: str
     timestamps: bool
@@ -24,7 +25,8 @@ class TranscribeRequest(_message.Message):
     diarization_segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
     response_format: _audio_pb2.ResponseFormat
     hotwords: _containers.RepeatedCompositeFieldContainer[_audio_pb2.Hotword]
-    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarization_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ...) -> None: ...
+    multichannel: bool
+    def __init__(self, audio: _Optional[_Union[_audio_pb2.Audio, _Mapping]] = ..., language: _Optional[str] = ..., timestamps: _Optional[bool] = ..., word_timestamps: _Optional[bool] = ..., diarization_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., hotwords: _Optional[_Iterable[_Union[_audio_pb2.Hotword, _Mapping]]] = ..., multichannel: _Optional[bool] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("text", "segments", "words", "duration", "language", "model", "response_format", "document", "warnings")
