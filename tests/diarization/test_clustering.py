@@ -155,3 +155,26 @@ def test_bridge_fills_short_pauses_within_one_speaker_only() -> None:
     after = labels(0, 0, 0, 0, 0, 1, -1, -1, -1, 1, -1, 0)
     np.testing.assert_array_equal(clustering.bridge(before, longest=2), after)
     np.testing.assert_array_equal(clustering.bridge(labels(-1, 0, 0, -1), longest=5), labels(-1, 0, 0, -1))
+
+
+def test_eigengap_counts_the_eigenvalues_before_the_largest_drop() -> None:
+    assert clustering.eigengap_count(np.array([1.0, 0.98, 0.95, 0.3, 0.2, 0.1]), 8) == 3
+    assert clustering.eigengap_count(np.array([1.0, 0.2, 0.15]), 8) == 1
+    assert clustering.eigengap_count(np.array([1.0, 0.95, 0.8, 0.75, 0.1]), 2) == 2  # never past `most`
+    assert clustering.eigengap_count(np.array([1.0]), 8) == 1
+
+
+def test_pitch_spread_is_the_median_of_each_clusters_deviation_and_ignores_unvoiced() -> None:
+    pitch = np.array([7.0, 7.1, 6.9, 8.0, 8.0, 8.0, np.nan, np.nan, 9.0], dtype=np.float32)
+    split = labels(0, 0, 0, 1, 1, 1, 2, 2, 2)
+    assert clustering.pitch_spread(pitch, split) == pytest.approx(np.median([np.std([7.0, 7.1, 6.9]), 0.0]))
+    assert clustering.pitch_spread(np.full(3, np.nan, dtype=np.float32), labels(0, 0, 0)) == float("inf")
+
+
+def test_with_unsteady_pitch_the_count_comes_from_the_embeddings_alone() -> None:
+    """Voices whose pitch wanders (natural speech) are counted without pitch, and still right."""
+    embeddings, pitch, truth = conversation(3)
+    wandering = (pitch + np.random.default_rng(1).normal(0.0, 0.3, pitch.size)).astype(np.float32)
+    params = ClusteringParams(steady_pitch_octaves=0.05)
+    assert clustering.pitch_spread(wandering, truth) > params.steady_pitch_octaves
+    np.testing.assert_array_equal(clustering.cluster(embeddings, wandering, SpeakerCounts(), params), truth)
