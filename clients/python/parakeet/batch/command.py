@@ -99,7 +99,7 @@ def add_parser(commands: Any) -> None:
         type=cli._count,
         default=None,
         metavar="N",
-        help="files in flight (default: 1; --server 4)",
+        help="files in flight (default: 1; --server and --runpod 4; --ray: Ray actors, default one per CPU or GPU)",
     )
     command.add_argument("--dry-run", action="store_true", help="list what would be transcribed, and stop")
     command.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary on stderr")
@@ -196,7 +196,7 @@ def _ray_rows(args: argparse.Namespace, job: Job, todo: list[BatchItem]) -> Iter
         ray_run = next(iter(found)).load()
     except ImportError as error:
         raise cli.UsageError(f"--ray cannot be loaded ({error}): {RAY_INSTALL}") from None
-    for row in ray_run(todo, job, args.ray or None):
+    for row in ray_run(todo, job, args.ray or None, actors=args.concurrency, verbose=args.verbose):
         yield row if isinstance(row, ResultRow) else ResultRow.from_json(row)
 
 
