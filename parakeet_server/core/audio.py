@@ -1,5 +1,8 @@
 """Audio in any form a request carries -> 16 kHz mono float32 samples, decoded with PyAV.
 
+With `multichannel` the channels are kept apart instead (`load_channels`): one 16 kHz waveform
+per channel, for call recordings with one party per channel.
+
 The one decoder every service and path uses. Bytes are decoded in memory (no temp files);
 URLs are fetched by `parakeet_server.core.fetch`, which refuses internal addresses. Limits on size and
 duration are enforced while decoding, so an oversized file stops early instead of filling memory.
@@ -145,6 +148,27 @@ def _mono(block: _Block) -> npt.NDArray[np.float32]:
     return mono
 
 
+def _channel_rows(block: _Block) -> list[npt.NDArray[np.float32]]:
+    """The block's channels, each float32 at full scale 1.0 (the scaling `_mono` applies)."""
+    packed = block.format.packed.name
+    rows = block.data if block.format.is_planar else block.data.reshape(-1, block.channels).T
+    scale = np.float32(1.0 / _FULL_SCALE.get(packed, 1.0))
+    result: list[npt.NDArray[np.float32]] = []
+    for row in rows:
+        channel = row.astype(np.float32)  # a copy, so it can be shifted and scaled in place
+        if packed == "u8":
+            channel -= 128.0
+        if scale != 1.0:
+            channel *= scale
+        result.append(channel)
+    return result
+
+
+# Most channels `multichannel` transcribes: a call recording has two, a conference bridge a few;
+# beyond this a file is more likely a surround or ambisonic mix than one party per channel.
+MAX_CHANNELS = 8
+
+
 class _Samples:
     """One growing float32 buffer the decoded audio is written into.
 
@@ -203,58 +227,99 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
     return None
 
 
-def _decode_into(container: av.container.InputContainer, max_samples: int) -> _Samples:
+class _Channel:
+    """One output channel: its samples, and a resampler to 16 kHz while the input rate is another."""
+
+    def __init__(self, samples: _Samples, max_samples: int) -> None:
+        self.samples = samples
+        self._max_samples = max_samples
+        self._resampler: av.AudioResampler | None = None
+        self._rate = 0
+
+    def _add(self, chunk: npt.NDArray[np.float32]) -> None:
+        if self.samples.size + len(chunk) > self._max_samples:
+            raise LimitExceeded(
+                f"audio is longer than the limit of {self._max_samples / SAMPLE_RATE:.0f} s",
+                reason="DURATION_LIMIT",
+            )
+        self.samples.append(chunk)
+
+    def push(self, data: npt.NDArray[np.float32], rate: int) -> None:
+        """Samples at `rate` Hz; resampled unless already at 16 kHz (one resampler per rate)."""
+        if rate == SAMPLE_RATE:
+            self._add(data)
+            return
+        if self._resampler is None or rate != self._rate:
+            self.drain()  # the rate changed mid-stream
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self._rate = rate
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = rate
+        for out in self._resampler.resample(frame):
+            self._add(_frame_samples(out))
+
+    def drain(self) -> None:
+        """The resampler's last few samples of filter delay (no limit check)."""
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                self.samples.append(_frame_samples(out))
+
+
+def _too_many_channels(count: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"the audio has {count} channels; multichannel transcribes at most {MAX_CHANNELS} "
+        "(one party per channel): send fewer channels, or set multichannel=false to mix them to mono",
+        reason="INVALID_FIELD",
+    )
+
+
+def _decode_into(
+    container: av.container.InputContainer, max_samples: int, keep_channels: bool
+) -> list[_Samples]:
+    """The first audio stream at 16 kHz: one buffer (channels averaged), or one per channel."""
     stream = next(iter(container.streams.audio), None)
     if stream is None:
         raise InvalidRequest("the file has no audio stream", reason="AUDIO_UNDECODABLE")
-    samples = _Samples(_declared_seconds(container, stream), max_samples)
+    declared = _declared_seconds(container, stream)
+    channels: list[_Channel] = []
     try:
-        resampler: av.AudioResampler | None = None
-        resampler_rate = 0
-
-        def add(chunk: npt.NDArray[np.float32]) -> None:
-            if samples.size + len(chunk) > max_samples:
-                raise LimitExceeded(
-                    f"audio is longer than the limit of {max_samples / SAMPLE_RATE:.0f} s",
-                    reason="DURATION_LIMIT",
-                )
-            samples.append(chunk)
-
-        def drain(resampler: av.AudioResampler) -> None:
-            for out in resampler.resample(None):
-                samples.append(_frame_samples(out))  # a few samples of filter delay: no limit check
-
+        if not keep_channels:
+            channels.append(_Channel(_Samples(declared, max_samples), max_samples))
         for block in _blocks(container.decode(stream)):
-            mono = _mono(block)
-            if block.rate == SAMPLE_RATE:
-                add(mono)
+            if not keep_channels:
+                channels[0].push(_mono(block), block.rate)
                 continue
-            if resampler is None or block.rate != resampler_rate:
-                if resampler is not None:
-                    drain(resampler)  # the rate changed mid-stream: one resampler per rate
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                resampler_rate = block.rate
-            frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
-            frame.sample_rate = block.rate
-            del mono
-            for out in resampler.resample(frame):
-                add(_frame_samples(out))
-        if resampler is not None:
-            drain(resampler)
+            if not channels:
+                if block.channels > MAX_CHANNELS:
+                    raise _too_many_channels(block.channels)
+                channels = [
+                    _Channel(_Samples(declared, max_samples), max_samples) for _ in range(block.channels)
+                ]
+            if block.channels != len(channels):
+                raise InvalidRequest(
+                    f"the channel count changes mid-stream ({len(channels)} -> {block.channels}); "
+                    "multichannel needs one party per channel throughout: set multichannel=false",
+                    reason="AUDIO_UNDECODABLE",
+                )
+            for channel, row in zip(channels, _channel_rows(block), strict=True):
+                channel.push(row, block.rate)
+        for channel in channels:
+            channel.drain()
     except BaseException:
-        samples.discard()
+        for channel in channels:
+            channel.samples.discard()
         raise
     finally:
-        note_audio(seconds=samples.size / SAMPLE_RATE)  # also when the duration limit stopped it
-    return samples
+        # also when the duration limit stopped it
+        note_audio(seconds=sum(channel.samples.size for channel in channels) / SAMPLE_RATE)
+    return [channel.samples for channel in channels]
 
 
 def _frame_samples(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
     return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
 
 
-def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None = None) -> Waveform:
-    """Decode any container/codec PyAV reads, at any rate and channel count, to 16 kHz mono."""
+def _decode(data: bytes, format_hint: str, limits: AudioLimits | None, keep_channels: bool) -> list[Waveform]:
     limits = limits or AudioLimits()
     if not data:
         raise InvalidRequest("audio is empty (0 bytes)", reason="AUDIO_MISSING")
@@ -269,22 +334,50 @@ def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None 
     for demuxer in dict.fromkeys(demuxers):
         try:
             with av.open(io.BytesIO(data), mode="r", format=demuxer, options=_OPEN_OPTIONS) as container:
-                decoded = _decode_into(container, max_samples)
+                decoded = _decode_into(container, max_samples, keep_channels)
         except (InvalidRequest, LimitExceeded):
             raise
         except (av.FFmpegError, ValueError, EOFError, OSError) as error:
             last_error = error
             continue
-        if decoded.size == 0:
+        if not decoded or decoded[0].size == 0:
             raise InvalidRequest(
                 "the audio decodes to no samples (empty or truncated file)", reason="AUDIO_UNDECODABLE"
             )
-        return Waveform(decoded.take())
+        return [Waveform(samples.take()) for samples in decoded]
     hint = f" as {format_hint!r}" if format_hint else ""
     raise InvalidRequest(
         f"could not decode the audio{hint} ({type(last_error).__name__}); send a common audio file "
         "(wav, flac, mp3, ogg/opus, m4a, webm) or set audio_format",
         reason="AUDIO_UNDECODABLE",
+    )
+
+
+def decode_bytes(data: bytes, format_hint: str = "", limits: AudioLimits | None = None) -> Waveform:
+    """Decode any container/codec PyAV reads, at any rate and channel count, to 16 kHz mono."""
+    return _decode(data, format_hint, limits, keep_channels=False)[0]
+
+
+def decode_channels(data: bytes, format_hint: str = "", limits: AudioLimits | None = None) -> list[Waveform]:
+    """Like `decode_bytes`, but one 16 kHz waveform per channel (at most MAX_CHANNELS; a mono
+    file gives one). Every channel has the same length."""
+    return _decode(data, format_hint, limits, keep_channels=True)
+
+
+def _audio_bytes(
+    audio: audio_pb2.Audio, limits: AudioLimits, fetch_policy: FetchPolicy | None, time_budget_s: float | None
+) -> bytes:
+    source = audio.WhichOneof("source")
+    if source == "content":
+        return audio.content
+    if source == "uri":
+        policy = fetch_policy or FetchPolicy(max_bytes=limits.max_bytes)
+        if time_budget_s is not None:
+            policy = replace(policy, total_timeout_s=min(policy.total_timeout_s, time_budget_s))
+        return fetch_bytes(audio.uri, policy)
+    raise InvalidRequest(
+        "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",
+        reason="AUDIO_MISSING",
     )
 
 
@@ -300,16 +393,36 @@ def load_audio(
     bytes cannot hold a worker thread after the caller has gone.
     """
     limits = limits or AudioLimits()
-    source = audio.WhichOneof("source")
-    if source == "content":
-        return decode_bytes(audio.content, audio.format, limits)
-    if source == "uri":
-        policy = fetch_policy or FetchPolicy(max_bytes=limits.max_bytes)
-        if time_budget_s is not None:
-            policy = replace(policy, total_timeout_s=min(policy.total_timeout_s, time_budget_s))
-        data = fetch_bytes(audio.uri, policy)
-        return decode_bytes(data, audio.format, limits)
-    raise InvalidRequest(
-        "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",
-        reason="AUDIO_MISSING",
-    )
+    return decode_bytes(_audio_bytes(audio, limits, fetch_policy, time_budget_s), audio.format, limits)
+
+
+def load_channels(
+    audio: audio_pb2.Audio,
+    limits: AudioLimits | None = None,
+    fetch_policy: FetchPolicy | None = None,
+    time_budget_s: float | None = None,
+) -> list[Waveform]:
+    """`load_audio` keeping the channels apart: one 16 kHz waveform per channel (`multichannel`)."""
+    limits = limits or AudioLimits()
+    return decode_channels(_audio_bytes(audio, limits, fetch_policy, time_budget_s), audio.format, limits)
+
+
+def encode_flac(waveform: Waveform) -> bytes:
+    """A waveform as 16-bit mono FLAC: lossless at 16 bits and about half the size of WAV, for
+    sending one channel of a recording to a service that decodes audio itself."""
+    pcm = (np.clip(waveform.samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="flac") as container:
+        stream = container.add_stream("flac", rate=waveform.sample_rate, layout="mono")
+        frame_size = 4096
+        for offset in range(0, len(pcm), frame_size):
+            frame = av.AudioFrame.from_ndarray(
+                pcm[offset : offset + frame_size].reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate = waveform.sample_rate
+            frame.pts = offset
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
