@@ -275,6 +275,9 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
         # An orchestrate call renders speaker turns only when it diarizes (json_format checks the type).
         speakers = rpc is not Rpc.ORCHESTRATE or fields.get("diarize") is True
         fields["response_format"] = _normalise_response_format(fields["response_format"], rpc, speakers)
+    if isinstance(fields.get("hotwords"), list):
+        # JSON callers may list plain phrases: "Kubernetes" is {"phrase": "Kubernetes"} (no boost).
+        fields["hotwords"] = [{"phrase": h} if isinstance(h, str) else h for h in fields["hotwords"]]
     if audio_format is not None and not isinstance(audio_format, str):
         raise InvalidRequest(
             '\'audio_format\' must be a string such as "wav" or "mp3"', reason="INVALID_FIELD"

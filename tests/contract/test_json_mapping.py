@@ -186,3 +186,22 @@ def test_error_messages_quoting_huge_values_are_cut_to_a_readable_size() -> None
     assert raised.value.message.startswith("the diarization service has no response_format 'xxx")
     assert " characters cut) ... " in raised.value.message
     assert raised.value.message.endswith("'; use one of: json, verbose_json, rttm")
+
+
+def test_hotwords_as_objects_or_plain_phrases() -> None:
+    request = parse_job_input(
+        {
+            "audio": "https://example.com/call.mp3",
+            "hotwords": [{"phrase": "Kubernetes", "boost": 3}, "Ada Lovelace", "ratio 16:9"],
+        },
+        orchestrator_pb2.OrchestrateRequest,
+    )
+    assert list(request.hotwords) == [
+        audio_pb2.Hotword(phrase="Kubernetes", boost=3.0),
+        audio_pb2.Hotword(phrase="Ada Lovelace"),
+        audio_pb2.Hotword(phrase="ratio 16:9"),  # a plain phrase is taken whole: no boost parsing
+    ]
+    with pytest.raises(InvalidRequest, match="hotwords"):
+        parse_job_input(
+            {"audio": "https://example.com/a.mp3", "hotwords": [7]}, orchestrator_pb2.OrchestrateRequest
+        )
