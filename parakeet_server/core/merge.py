@@ -269,3 +269,98 @@ def _utterance(words: Sequence[audio_pb2.Word]) -> orchestrator_pb2.Utterance:
         speaker=words[0].speaker,
         text=join_words(words),
     )
+
+
+# Multichannel (a call recording with one party per channel): each channel is transcribed on
+# its own, its words and segments labelled with the channel, then everything is merged by time.
+
+
+def channel_label(channel: int) -> str:
+    """The speaker label of a channel's party: CHANNEL_0, CHANNEL_1, ..."""
+    return f"CHANNEL_{channel}"
+
+
+def channel_speaker_label(channel: int, speaker: str) -> str:
+    """A speaker diarized within a channel: CHANNEL_0/SPEAKER_00 (channel first, so labels of one
+    channel sort together and never collide with another channel's)."""
+    return f"{channel_label(channel)}/{speaker}"
+
+
+def label_channel(
+    channel: int, words: Sequence[audio_pb2.Word], segments: Sequence[audio_pb2.Segment]
+) -> tuple[list[audio_pb2.Word], list[audio_pb2.Segment]]:
+    """Copies of one channel's words and segments carrying `channel` and the speaker CHANNEL_n."""
+    speaker = channel_label(channel)
+    labelled_words: list[audio_pb2.Word] = []
+    for word in words:
+        copy = audio_pb2.Word()
+        copy.CopyFrom(word)
+        copy.channel, copy.speaker = channel, speaker
+        labelled_words.append(copy)
+    labelled_segments: list[audio_pb2.Segment] = []
+    for segment in segments:
+        kept = audio_pb2.Segment()
+        kept.CopyFrom(segment)
+        kept.channel, kept.speaker = channel, speaker
+        labelled_segments.append(kept)
+    return labelled_words, labelled_segments
+
+
+def split_segments_at_pauses(
+    segments: Sequence[audio_pb2.Segment], words: Sequence[audio_pb2.Word], max_pause_s: float = 1.0
+) -> list[audio_pb2.Segment]:
+    """Segments cut where their words pause for more than `max_pause_s`, in time order.
+
+    One channel of a call is silent while the other party talks; without punctuation a model may
+    return the channel as one segment spanning the whole call, and merged with the other channel
+    by time it would read as if one party said everything first. A segment without such a pause
+    is kept as it is (text, punctuation, times); a cut one becomes one segment per stretch of
+    words, its text the words joined."""
+    result: list[audio_pb2.Segment] = []
+    groups = words_by_segment(segments, words)
+    for index in time_order(segments):
+        stretches: list[list[audio_pb2.Word]] = []
+        for word in groups[index]:
+            if stretches and word.start - stretches[-1][-1].end <= max_pause_s:
+                stretches[-1].append(word)
+            else:
+                stretches.append([word])
+        if len(stretches) > 1:
+            result.extend(_segment_from_run(stretch) for stretch in stretches)
+        else:
+            result.append(segments[index])
+    return result
+
+
+def merge_channels(
+    words: Sequence[audio_pb2.Word], segments: Sequence[audio_pb2.Segment]
+) -> tuple[list[audio_pb2.Word], list[audio_pb2.Segment], str]:
+    """All channels' words and segments in time order (ties: lower channel first), segment ids
+    renumbered from 0, and the transcript text: the segments' texts in that order."""
+    ordered_words = sorted(words, key=lambda word: (word.start, word.end, word.channel))
+    ordered_segments = sorted(segments, key=lambda segment: (segment.start, segment.end, segment.channel))
+    for new_id, segment in enumerate(ordered_segments):
+        segment.id = new_id
+    text = " ".join(segment.text.strip() for segment in ordered_segments if segment.text.strip())
+    return ordered_words, ordered_segments, text
+
+
+def by_channel(words: Iterable[audio_pb2.Word]) -> dict[int, list[audio_pb2.Word]]:
+    """Words grouped by channel (words without one count as channel 0), channels in order."""
+    groups: dict[int, list[audio_pb2.Word]] = {}
+    for word in words:
+        groups.setdefault(word.channel if word.HasField("channel") else 0, []).append(word)
+    return dict(sorted(groups.items()))
+
+
+def build_channel_utterances(
+    words: Sequence[audio_pb2.Word], max_pause_s: float = 1.0
+) -> list[orchestrator_pb2.Utterance]:
+    """`build_utterances` within each channel, merged by start time: one party's words are never
+    cut into pieces by the other party's overlapping words (crosstalk, back-channels)."""
+    utterances = [
+        utterance
+        for group in by_channel(words).values()
+        for utterance in build_utterances(group, max_pause_s)
+    ]
+    return sorted(utterances, key=lambda utterance: (utterance.start, utterance.end))

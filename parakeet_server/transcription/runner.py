@@ -61,5 +61,20 @@ class TranscriptionRunner:
     ) -> EngineTranscript:
         return wait_for(self.batcher.submit(Job(samples, hotwords)), context, "transcription")
 
+    def transcribe_many(
+        self,
+        channels: Sequence[npt.NDArray[np.float32]],
+        context: CallContext,
+        hotwords: HotwordSet = NO_HOTWORDS,
+    ) -> list[EngineTranscript]:
+        """Several waveforms of one request (the channels of a call): queued back to back, so the
+        batcher gathers them into one forward pass (within the batch's count and seconds caps)."""
+        futures = [self.batcher.submit(Job(samples, hotwords)) for samples in channels]
+        try:
+            return [wait_for(future, context, "transcription") for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()  # a failed or abandoned request frees the batch slots it still holds
+
     def close(self) -> None:
         self.batcher.close()

@@ -8,18 +8,25 @@ from typing import TYPE_CHECKING
 
 from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, transcription_pb2, transcription_pb2_grpc
-from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.core.audio import AudioLimits, Waveform, load_audio, load_channels
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.fetch import FetchPolicy
 from parakeet_server.core.formats import render_document, requested_detail, requested_format
 from parakeet_server.core.live import LiveLimits, serve_live
 from parakeet_server.core.memory import track_audio
-from parakeet_server.core.merge import assign_speakers, split_segments_by_speaker
+from parakeet_server.core.merge import (
+    assign_speakers,
+    label_channel,
+    merge_channels,
+    split_segments_at_pauses,
+    split_segments_by_speaker,
+)
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.core.times import whole_ms
+from parakeet_server.transcription.crosstalk import drop_crosstalk
 from parakeet_server.transcription.engine import EngineTranscript
-from parakeet_server.transcription.hotwords import check_hotwords
+from parakeet_server.transcription.hotwords import HotwordSet, check_hotwords
 from parakeet_server.transcription.runner import TranscriptionRunner
 
 if TYPE_CHECKING:
@@ -81,6 +88,29 @@ def transcript_messages(
     return words, segments
 
 
+# With multichannel, a channel's segment is cut where it is silent this long (the other party's turn).
+CHANNEL_PAUSE_S = 1.0
+
+
+def check_multichannel(multichannel: bool, turns: Sequence[audio_pb2.SpeakerTurn]) -> None:
+    """Speaker turns name no channel, so they cannot be laid over a multichannel transcript."""
+    if multichannel and turns:
+        raise InvalidRequest(
+            "diarization_segments cannot be combined with multichannel: turns name no channel; "
+            "with multichannel each channel is one speaker (CHANNEL_0, CHANNEL_1, ...), or use "
+            "OrchestratorService with diarize to find speakers within each channel",
+            reason="INVALID_FIELD",
+        )
+
+
+def mono_input_warning(channels: Sequence[Waveform]) -> list[str]:
+    """multichannel on a mono recording is not an error (its one channel is CHANNEL_0), but the
+    caller should know the option changed nothing."""
+    if len(channels) == 1:
+        return ["multichannel: the audio has one channel, transcribed as CHANNEL_0"]
+    return []
+
+
 class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer):
     """Decodes the audio, runs it through the micro-batched engine, shapes and renders the result."""
 
@@ -109,6 +139,9 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
         turns = list(request.diarization_segments)
         check_turns(turns)
         hotwords = check_hotwords(request.hotwords)
+        check_multichannel(request.multichannel, turns)
+        if request.multichannel:
+            return self._transcribe_channels(request, context, rendered_as, language, hotwords)
         waveform = load_audio(request.audio, self.limits, self.fetch_policy, remaining_seconds(context))
         AUDIO_SECONDS.labels("transcription").inc(waveform.duration)
         transcript = self.runner.transcribe(waveform.samples, context, hotwords)
@@ -123,6 +156,49 @@ class TranscriptionServicer(transcription_pb2_grpc.TranscriptionServiceServicer)
             model=self.runner.engine.name,
             response_format=rendered_as,
             document=render_document(rendered_as, segments, turns, words=words),
+        )
+
+    def _transcribe_channels(
+        self,
+        request: transcription_pb2.TranscribeRequest,
+        context: CallContext,
+        rendered_as: audio_pb2.ResponseFormat,
+        language: str,
+        hotwords: HotwordSet,
+    ) -> transcription_pb2.TranscribeResponse:
+        """Each channel transcribed on its own (one batched forward pass for all of them), the words
+        it only overheard from another channel dropped (crosstalk.py), its words and segments
+        labelled with the channel and speaker CHANNEL_n, merged by time."""
+        channels = load_channels(request.audio, self.limits, self.fetch_policy, remaining_seconds(context))
+        duration = channels[0].duration
+        AUDIO_SECONDS.labels("transcription").inc(duration * len(channels))
+        warnings = mono_input_warning(channels)
+        transcripts = self.runner.transcribe_many(
+            [channel.samples for channel in channels], context, hotwords
+        )
+        samples = [channel.samples for channel in channels]
+        del channels
+        all_words: list[audio_pb2.Word] = []
+        all_segments: list[audio_pb2.Segment] = []
+        for channel, transcript in enumerate(transcripts):
+            words, segments = drop_crosstalk(channel, *transcript_messages(transcript), samples)
+            segments = split_segments_at_pauses(segments, words, CHANNEL_PAUSE_S)
+            words, segments = label_channel(channel, words, segments)
+            all_words.extend(words)
+            all_segments.extend(segments)
+        del samples  # hours of samples per channel: not kept while the response is rendered
+        words, segments, text = merge_channels(all_words, all_segments)
+        with_segments, with_words = requested_detail(request)
+        return transcription_pb2.TranscribeResponse(
+            text=text,
+            segments=segments if with_segments else [],
+            words=words if with_words else [],
+            duration=whole_ms(duration),
+            language=language,
+            model=self.runner.engine.name,
+            response_format=rendered_as,
+            document=render_document(rendered_as, segments, words=words),
+            warnings=warnings,
         )
 
     def StreamingTranscribe(
