@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from parakeet.errors import FailedPrecondition, ParakeetError
-from parakeet.v1 import orchestrator_pb2, streaming_pb2
+from parakeet.v1 import diarization_pb2, orchestrator_pb2, streaming_pb2
 
 # The command that installs what this mode loads: the models' libraries with the server.
 INSTALL = "pip install 'parakeet-grpc[asr,diarization]'"
@@ -205,3 +205,37 @@ def _quiet_libraries(verbose: bool) -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("nemo_logger").addFilter(_errors_only)
     warnings.filterwarnings("ignore")
+
+
+def enroll(
+    request: diarization_pb2.EnrollRequest,
+    *,
+    pipeline: str = "",
+    timeout: float | None = None,
+    verbose: bool = False,
+    step: Step = _no_progress,
+) -> diarization_pb2.EnrollResponse:
+    """A voiceprint made in this process by `pipeline`'s embedding model ("offline": the offline
+    backend's; default: env DIARIZATION_PIPELINE or pyannote). Voiceprints match only on a
+    server running the same engine."""
+    _quiet_libraries(verbose)
+    try:
+        import os
+
+        from parakeet_server.core.context import JobContext
+        from parakeet_server.core.errors import ServiceError
+        from parakeet_server.diarization.pyannote_engine import DEFAULT_PIPELINE
+        from parakeet_server.diarization.selection import build_engine
+        from parakeet_server.diarization.servicer import DiarizationServicer
+    except ImportError as error:
+        raise _missing_stack(error) from None
+    try:
+        engine = build_engine(pipeline or os.environ.get("DIARIZATION_PIPELINE", "") or DEFAULT_PIPELINE)
+        with step("loading the speaker model"):
+            engine.load()
+        with step("enrolling"):
+            return DiarizationServicer(engine).Enroll(request, JobContext(timeout))
+    except ServiceError as error:
+        raise ParakeetError.for_code(error.code, error.message, reason=error.reason) from None
+    except ImportError as error:
+        raise _missing_stack(error) from None

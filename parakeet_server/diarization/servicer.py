@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from parakeet.formats import Rpc
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc, streaming_pb2
-from parakeet_server.core.audio import AudioLimits, load_audio
+from parakeet_server.core.audio import AudioLimits, Waveform, load_audio
 from parakeet_server.core.context import CallContext, remaining_seconds
 from parakeet_server.core.errors import DeadlineExceeded
 from parakeet_server.core.formats import render_document, requested_format
@@ -23,6 +23,14 @@ from parakeet_server.core.times import whole_ms
 from parakeet_server.diarization.live import DiarizeSession, open_diarizer
 from parakeet_server.diarization.selection import Diarizer
 from parakeet_server.diarization.types import SpeakerCounts
+from parakeet_server.diarization.voiceprints import (
+    check_names,
+    check_threshold,
+    embedder_for,
+    enroll,
+    identify,
+    known_voices,
+)
 
 
 def speaker_counts(request: diarization_pb2.DiarizeRequest | streaming_pb2.StreamingConfig) -> SpeakerCounts:
@@ -51,6 +59,11 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
     ) -> diarization_pb2.DiarizeResponse:
         counts = speaker_counts(request)
         rendered_as = requested_format(request.response_format, Rpc.DIARIZE)
+        threshold = request.speaker_match_threshold if request.HasField("speaker_match_threshold") else None
+        check_threshold(threshold)
+        check_names(request.known_speakers)
+        embedder = embedder_for(self._engine) if request.known_speakers else None
+        voices = known_voices(embedder, request.known_speakers, self._load) if embedder is not None else []
         waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
         AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
         if not context.is_active():
@@ -60,8 +73,13 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         result = self._engine.diarize(
             waveform, counts, exclusive=request.exclusive, should_stop=lambda: not context.is_active()
         )
+        identities: list[audio_pb2.SpeakerIdentity] = []
+        if embedder is not None:
+            identified = identify(embedder, waveform, result, voices, threshold)
+            result, identities = identified.diarization, identified.identities
         turns = [audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.turns]
         return diarization_pb2.DiarizeResponse(
+            speaker_identities=identities,
             segments=turns,
             num_speakers=result.num_speakers,
             duration=whole_ms(waveform.duration),
@@ -69,6 +87,25 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
             response_format=rendered_as,
             document=render_document(rendered_as, (), turns),
         )
+
+    @track_audio
+    def Enroll(
+        self, request: diarization_pb2.EnrollRequest, context: CallContext
+    ) -> diarization_pb2.EnrollResponse:
+        """A voiceprint of the one speaker in the audio, made by this engine's embedding model."""
+        embedder = embedder_for(self._engine)
+        waveform = load_audio(request.audio, self._limits, time_budget_s=remaining_seconds(context))
+        AUDIO_SECONDS.labels("diarization").inc(waveform.duration)
+        return diarization_pb2.EnrollResponse(
+            voiceprint=enroll(embedder, waveform),
+            name=request.name,
+            duration=whole_ms(waveform.duration),
+            model=self._engine.name,
+        )
+
+    def _load(self, audio: audio_pb2.Audio) -> Waveform:
+        """A known speaker's reference audio, under the same limits as the request's."""
+        return load_audio(audio, self._limits)
 
     def StreamingDiarize(
         self, request_iterator: Iterator[diarization_pb2.StreamingDiarizeRequest], context: StreamContext

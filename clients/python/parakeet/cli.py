@@ -34,7 +34,17 @@ from typing import Any, Protocol, TextIO
 import grpc
 
 from parakeet import formats
-from parakeet.client import ParakeetClient, StreamOptions, is_url, orchestrate_request, streaming_config
+from parakeet.client import (
+    VOICEPRINT_SUFFIX,
+    ParakeetClient,
+    StreamOptions,
+    enroll_request,
+    is_url,
+    orchestrate_request,
+    read_voiceprint,
+    streaming_config,
+    write_voiceprint,
+)
 from parakeet.errors import ParakeetError
 from parakeet.runpod import API_KEY_ENV, RunPodEndpoint, RunPodJobs, response_to_json
 from parakeet.streaming import (
@@ -188,6 +198,8 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "min_speakers": args.min_speakers,
         "max_speakers": args.max_speakers,
         "speakers_optional": args.speakers_optional,
+        "known_speakers": args.known_speakers,
+        "speaker_match_threshold": args.speaker_threshold,
     }
 
 
@@ -349,6 +361,77 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise UsageError(f"--format: {error}") from None
     if args.output and args.output != "-" and not Path(args.output).resolve().parent.is_dir():
         raise UsageError(f"-o {args.output}: the directory does not exist")
+    if args.speakers and not args.diarize:
+        raise UsageError("--speaker names speakers found by diarization: add --diarize")
+    try:
+        args.known_speakers = [read_voiceprint(path) for path in args.speakers]
+    except ValueError as error:
+        raise UsageError(f"--speaker: {error}") from None
+    if args.speaker_threshold is not None and not -1.0 <= args.speaker_threshold <= 1.0:
+        raise UsageError("--speaker-threshold is a cosine similarity: give a value in [-1, 1]")
+
+
+def enroll(args: argparse.Namespace) -> int:
+    """`parakeet enroll`: a voiceprint of one speaker, saved as NAME.voiceprint.json (or -o)."""
+    if not is_url(args.audio) and not Path(args.audio).is_file():
+        raise UsageError(f"{args.audio}: no such file (give a path to an audio file, or an http(s) URL)")
+    output = Path(args.output or f"{args.name}{VOICEPRINT_SUFFIX}")
+    if not output.resolve().parent.is_dir():
+        raise UsageError(f"-o {output}: the directory does not exist")
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    if args.server:
+        with connect(args, args.timeout) as client, progress.step(f"enrolling on {args.server}"):
+            enrolled = client.enroll(args.audio, name=args.name)
+    else:
+        run: Any = _embedded_entry("enroll", "--server HOST:PORT")
+        enrolled = run(
+            enroll_request(args.audio, name=args.name),
+            pipeline=args.pipeline or "",
+            timeout=args.timeout,
+            verbose=args.verbose,
+            step=progress.step,
+        )
+    write_voiceprint(output, enrolled)
+    print(
+        f"{output}: {enrolled.name}, {enrolled.voiceprint.speech_seconds:.1f} s of speech, "
+        f"{enrolled.voiceprint.model} {enrolled.voiceprint.model_version}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _add_enroll(commands: Any) -> None:
+    command = commands.add_parser(
+        "enroll",
+        help="make a voiceprint of one speaker, to name them in transcripts",
+        description="Make a voiceprint from a recording of one speaker alone (10-20 s of speech is "
+        "best, at least 2 s) with the diarization engine's own speaker model, and save it as JSON. "
+        "Pass it to `parakeet transcribe --diarize --speaker FILE`; it matches only on a server "
+        "running the same engine (else FAILED_PRECONDITION, VOICEPRINT_MISMATCH). Nothing is "
+        "stored on the server.",
+        epilog="example:\n  parakeet enroll alice.wav --name Alice -o alice.voiceprint.json --server HOST:PORT\n"
+        "  parakeet transcribe call.wav --diarize --speaker alice.voiceprint.json --server HOST:PORT",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("audio", metavar="FILE_OR_URL", help="audio of the one speaker alone")
+    command.add_argument("--name", required=True, help="the name transcripts will show for this voice")
+    command.add_argument(
+        "-o", "--output", metavar="OUT", help="where to write (default: NAME.voiceprint.json)"
+    )
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    command.add_argument(
+        "-v", "--verbose", action="store_true", help="show the model libraries' logs (embedded mode)"
+    )
+    command.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    where = command.add_argument_group("where it runs (default: embedded, in this process)")
+    where.add_argument("--server", metavar="HOST:PORT", help="a gRPC DiarizationService or orchestrator host")
+    _add_connection_options(where)
+    command.add_argument_group("embedded mode").add_argument(
+        "--pipeline",
+        metavar="PATH_OR_HF_ID",
+        help="diarization engine whose speaker model to use: 'offline', a pyannote directory or HF id "
+        "(default: env DIARIZATION_PIPELINE or pyannote/speaker-diarization-3.1)",
+    )
 
 
 def transcribe(args: argparse.Namespace) -> int:
@@ -574,6 +657,21 @@ def _add_transcribe(commands: Any) -> None:
         help="with --diarize: if finding speakers fails, print the transcript without them (and a "
         "warning) instead of failing",
     )
+    command.add_argument(
+        "--speaker",
+        dest="speakers",
+        action="append",
+        default=[],
+        metavar="VOICEPRINT_JSON",
+        help="with --diarize: a known speaker (a file from `parakeet enroll`); a matching speaker is "
+        "shown by name instead of SPEAKER_NN (repeat for each)",
+    )
+    command.add_argument(
+        "--speaker-threshold",
+        type=float,
+        metavar="SIMILARITY",
+        help="minimum cosine similarity for --speaker to match (default: the engine's)",
+    )
     command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     command.add_argument(
         "-v", "--verbose", action="store_true", help="show the model libraries' logs (embedded mode)"
@@ -708,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_transcribe(commands)
+    _add_enroll(commands)
     _add_stream(commands)
     from parakeet.batch import command as batch_command  # imports this module
 
@@ -727,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
             return health(args)
         if args.command == "stream":
             return stream(args)
+        if args.command == "enroll":
+            return enroll(args)
         if args.command == "batch":
             from parakeet.batch import command as batch_command
 

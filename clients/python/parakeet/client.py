@@ -34,6 +34,7 @@ from typing import Any, Literal, TypedDict, Unpack, overload
 
 import grpc
 import grpc.aio
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from parakeet import formats
@@ -119,6 +120,61 @@ def hotword_messages(hotwords: Sequence[HotwordLike]) -> list[audio_pb2.Hotword]
     return messages
 
 
+VOICEPRINT_SUFFIX = ".voiceprint.json"
+# A known speaker: a KnownSpeaker message, a `*.voiceprint.json` file (see `write_voiceprint`), or
+# (name, voiceprint) or (name, reference audio of that speaker alone, enrolled by the server).
+KnownSpeakerLike = (
+    audio_pb2.KnownSpeaker | str | os.PathLike[str] | tuple[str, audio_pb2.Voiceprint | AudioSource]
+)
+
+
+def write_voiceprint(path: str | os.PathLike[str], enrolled: diarization_pb2.EnrollResponse) -> Path:
+    """Save an Enroll answer as a `*.voiceprint.json` file: a KnownSpeaker in protobuf JSON
+    (name and voiceprint), which `read_voiceprint` and `--speaker` read back."""
+    target = Path(path)
+    speaker = audio_pb2.KnownSpeaker(name=enrolled.name, voiceprint=enrolled.voiceprint)
+    target.write_text(json_format.MessageToJson(speaker) + "\n", encoding="utf-8")
+    return target
+
+
+def read_voiceprint(path: str | os.PathLike[str]) -> audio_pb2.KnownSpeaker:
+    """A `*.voiceprint.json` file as a KnownSpeaker; ValueError saying what is wrong with it."""
+    source = Path(path)
+    try:
+        speaker = json_format.Parse(source.read_text(encoding="utf-8"), audio_pb2.KnownSpeaker())
+    except OSError as error:
+        raise ValueError(f"cannot read the voiceprint file {source}: {error.strerror or error}") from None
+    except json_format.ParseError as error:
+        raise ValueError(f"{source} is not a voiceprint file (made by `parakeet enroll`): {error}") from None
+    if speaker.WhichOneof("voice") != "voiceprint" or not speaker.voiceprint.embedding:
+        raise ValueError(f"{source} holds no voiceprint embedding; make it with `parakeet enroll`")
+    if not speaker.name:
+        raise ValueError(f"{source} has no name; enrol with --name NAME")
+    return speaker
+
+
+def known_speaker_messages(known: Sequence[KnownSpeakerLike]) -> list[audio_pb2.KnownSpeaker]:
+    """KnownSpeaker messages for the request builders; the server checks names and voiceprints."""
+    messages = []
+    for speaker in known:
+        if isinstance(speaker, audio_pb2.KnownSpeaker):
+            messages.append(speaker)
+        elif isinstance(speaker, tuple):
+            name, voice = speaker
+            if isinstance(voice, audio_pb2.Voiceprint):
+                messages.append(audio_pb2.KnownSpeaker(name=name, voiceprint=voice))
+            else:
+                messages.append(audio_pb2.KnownSpeaker(name=name, reference=audio_message(voice)))
+        else:
+            messages.append(read_voiceprint(speaker))
+    return messages
+
+
+def enroll_request(audio: AudioSource, *, name: str = "") -> diarization_pb2.EnrollRequest:
+    """An EnrollRequest: audio of one speaker alone (2-30 s of speech; 10-20 s works best)."""
+    return diarization_pb2.EnrollRequest(audio=audio_message(audio), name=name)
+
+
 def orchestrate_request(
     audio: AudioSource,
     *,
@@ -132,6 +188,8 @@ def orchestrate_request(
     max_speakers: int | None = None,
     speakers_optional: bool = False,
     hotwords: Sequence[HotwordLike] = (),
+    known_speakers: Sequence[KnownSpeakerLike] = (),
+    speaker_match_threshold: float | None = None,
 ) -> orchestrator_pb2.OrchestrateRequest:
     """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire.
 
@@ -150,6 +208,8 @@ def orchestrate_request(
         max_speakers=max_speakers,
         speakers_optional=speakers_optional,
         hotwords=hotword_messages(hotwords),
+        known_speakers=known_speaker_messages(known_speakers),
+        speaker_match_threshold=speaker_match_threshold,
     )
 
 
@@ -183,6 +243,8 @@ def diarize_request(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     exclusive: bool = False,
+    known_speakers: Sequence[KnownSpeakerLike] = (),
+    speaker_match_threshold: float | None = None,
 ) -> diarization_pb2.DiarizeRequest:
     """A DiarizeRequest; `exclusive=True` gives the non-overlapping turns word alignment wants."""
     return diarization_pb2.DiarizeRequest(
@@ -192,6 +254,8 @@ def diarize_request(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         exclusive=exclusive,
+        known_speakers=known_speaker_messages(known_speakers),
+        speaker_match_threshold=speaker_match_threshold,
     )
 
 
@@ -208,6 +272,8 @@ def streaming_config(
     language: str = "",
     speakers_optional: bool = False,
     hotwords: Sequence[HotwordLike] = (),
+    known_speakers: Sequence[KnownSpeakerLike] = (),
+    speaker_match_threshold: float | None = None,
 ) -> streaming_pb2.StreamingConfig:
     """The first message of every live stream (all three Streaming* RPCs, and the CLI's
     embedded mode); options left at their defaults stay unset on the wire.
@@ -226,6 +292,8 @@ def streaming_config(
         language=language,
         speakers_optional=speakers_optional,
         hotwords=hotword_messages(hotwords),
+        known_speakers=known_speaker_messages(known_speakers),
+        speaker_match_threshold=speaker_match_threshold,
     )
 
 
@@ -252,6 +320,8 @@ class OrchestrateOptions(TypedDict, total=False):
     max_speakers: int | None
     speakers_optional: bool
     hotwords: Sequence[HotwordLike]
+    known_speakers: Sequence[KnownSpeakerLike]
+    speaker_match_threshold: float | None
 
 
 class TranscribeOptions(TypedDict, total=False):
@@ -273,6 +343,8 @@ class DiarizeOptions(TypedDict, total=False):
     min_speakers: int | None
     max_speakers: int | None
     exclusive: bool
+    known_speakers: Sequence[KnownSpeakerLike]
+    speaker_match_threshold: float | None
 
 
 class StreamOptions(TypedDict, total=False):
@@ -288,6 +360,8 @@ class StreamOptions(TypedDict, total=False):
     language: str
     speakers_optional: bool
     hotwords: Sequence[HotwordLike]
+    known_speakers: Sequence[KnownSpeakerLike]
+    speaker_match_threshold: float | None
 
 
 # Which Streaming* RPC `stream` calls: OrchestratorService (words with speakers when diarizing),
@@ -439,6 +513,16 @@ class ParakeetClient(_BaseClient):
         )
         return response
 
+    def enroll(
+        self, audio: AudioSource, *, name: str = "", timeout: float | None = None
+    ) -> diarization_pb2.EnrollResponse:
+        """A voiceprint of the one speaker in `audio` (DiarizationService.Enroll); save it with
+        `write_voiceprint` and pass it back in `known_speakers`."""
+        response: diarization_pb2.EnrollResponse = self._call(
+            self._diarization.Enroll, enroll_request(audio, name=name), timeout
+        )
+        return response
+
     @overload
     def stream(
         self,
@@ -583,6 +667,15 @@ class AsyncParakeetClient(_BaseClient):
         """Speaker turns of `audio` from DiarizationService (json, or rttm in `document`)."""
         response: diarization_pb2.DiarizeResponse = await self._call(
             self._diarization.Diarize, diarize_request(audio, **options), timeout
+        )
+        return response
+
+    async def enroll(
+        self, audio: AudioSource, *, name: str = "", timeout: float | None = None
+    ) -> diarization_pb2.EnrollResponse:
+        """A voiceprint of the one speaker in `audio` (DiarizationService.Enroll)."""
+        response: diarization_pb2.EnrollResponse = await self._call(
+            self._diarization.Enroll, enroll_request(audio, name=name), timeout
         )
         return response
 

@@ -63,6 +63,7 @@ REASONS: dict[str, Reason] = {
     "URL_FETCH_FAILED": Reason(_INVALID, 400, False),  # unresolvable, HTTP error, timeout, redirects
     "STREAM_PROTOCOL": Reason(_INVALID, 400, False),  # a stream's first message not a config, or two configs
     "AUDIO_ENCODING": Reason(_INVALID, 400, False),  # stream audio not in its configured encoding
+    "AUDIO_TOO_SHORT": Reason(_INVALID, 400, False),  # too little speech to enrol a voiceprint from
     # Over a limit. Only the concurrency limit goes away by waiting.
     "RESOURCE_EXHAUSTED": Reason(_LIMIT, 413, False),
     "PAYLOAD_TOO_LARGE": Reason(_LIMIT, 413, False),
@@ -73,6 +74,8 @@ REASONS: dict[str, Reason] = {
     "MODEL_NOT_LOADED": Reason(_PRECONDITION, 503, False),  # missing, gated, no token, failed to load
     "DEVICE_UNAVAILABLE": Reason(_PRECONDITION, 503, False),  # a CUDA device asked for, none visible
     "BACKEND_CREDENTIALS": Reason(_PRECONDITION, 503, False),  # a backend refused the orchestrator's key
+    # A voiceprint made by another embedding model or version: the caller's to fix (enrol again), so 400.
+    "VOICEPRINT_MISMATCH": Reason(_PRECONDITION, 400, False),
     # Transient: the same call may succeed shortly.
     "UNAVAILABLE": Reason(_UNAVAILABLE, 503, True),
     "WARMING_UP": Reason(_UNAVAILABLE, 503, True),

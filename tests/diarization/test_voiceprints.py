@@ -1,0 +1,233 @@
+"""Known speakers by voiceprint on the offline backend: Enroll, naming in Diarize, refusals, accuracy.
+
+The voices are espeak's (eval.synth); each is enrolled from sentences that are not in the
+conversation, as a user enrols from another recording.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from eval import synth
+from eval.voiceprints import enrolment_audio, measure
+from parakeet.v1 import audio_pb2, diarization_pb2
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
+from parakeet_server.diarization.offline_engine import OfflineEngine
+from parakeet_server.diarization.servicer import DiarizationServicer
+from parakeet_server.diarization.voiceprints import assign
+from tests.diarization.test_offline_engine import wav_bytes
+
+pytestmark = pytest.mark.espeak
+
+SEED = 4242  # not eval.voiceprints' seeds: the tests' conversation is none of the measured ones
+
+
+class Alive:
+    """A call context that stays active and has no deadline."""
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def servicer() -> DiarizationServicer:
+    engine = OfflineEngine(device="cpu")
+    engine.load()
+    return DiarizationServicer(engine)
+
+
+@pytest.fixture(scope="module")
+def talk() -> synth.Conversation:
+    return synth.conversation(SEED, 3, 9, overlap_probability=0.0)
+
+
+def enrolment_wav(voice: synth.Voice, seed: int = SEED) -> bytes:
+    return wav_bytes(enrolment_audio(voice, seed).samples)
+
+
+def enrol(
+    servicer: DiarizationServicer, voice: synth.Voice, name: str = ""
+) -> diarization_pb2.EnrollResponse:
+    request = diarization_pb2.EnrollRequest(audio=audio_pb2.Audio(content=enrolment_wav(voice)), name=name)
+    return servicer.Enroll(request, Alive())
+
+
+@pytest.fixture(scope="module")
+def prints(servicer: DiarizationServicer, talk: synth.Conversation) -> dict[str, audio_pb2.Voiceprint]:
+    """Voiceprints of the conversation's voices (spk0..) and of one voice not in it ("absent")."""
+    result = {name: enrol(servicer, voice, name).voiceprint for name, voice in talk.voices.items()}
+    absent = next(v for v in synth.VOICES if v not in talk.voices.values())
+    result["absent"] = enrol(servicer, absent).voiceprint
+    return result
+
+
+def diarize(
+    servicer: DiarizationServicer,
+    talk: synth.Conversation,
+    known: list[audio_pb2.KnownSpeaker],
+    **fields: float,
+) -> diarization_pb2.DiarizeResponse:
+    request = diarization_pb2.DiarizeRequest(
+        audio=audio_pb2.Audio(content=wav_bytes(talk.audio)), known_speakers=known, num_speakers=3, **fields
+    )
+    return servicer.Diarize(request, Alive())
+
+
+def named(name: str, voiceprint: audio_pb2.Voiceprint) -> audio_pb2.KnownSpeaker:
+    return audio_pb2.KnownSpeaker(name=name, voiceprint=voiceprint)
+
+
+def test_enroll_makes_a_unit_voiceprint_tagged_with_the_model(servicer: DiarizationServicer) -> None:
+    answer = enrol(servicer, synth.VOICES[0], "Alice")
+    vector = np.asarray(answer.voiceprint.embedding)
+    assert vector.shape == (256,)
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    assert answer.voiceprint.model == "resemblyzer"
+    assert answer.voiceprint.model_version.startswith("pretrained.pt:sha256:")
+    assert len(answer.voiceprint.model_version) == len("pretrained.pt:sha256:") + 16
+    assert 8.0 <= answer.voiceprint.speech_seconds <= answer.duration <= 20.5
+    assert answer.name == "Alice"
+    assert answer.model == "offline-silero-vad-resemblyzer"
+    again = enrol(servicer, synth.VOICES[0])  # stateless and deterministic
+    assert list(again.voiceprint.embedding) == list(answer.voiceprint.embedding)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1.0])
+def test_too_little_speech_is_audio_too_short(servicer: DiarizationServicer, seconds: float) -> None:
+    clip = synth.synthesize("hello world", synth.VOICES[1])[: int(seconds * 16000)]
+    audio = np.concatenate([np.zeros(16000, np.float32), clip, np.zeros(16000, np.float32)])
+    request = diarization_pb2.EnrollRequest(audio=audio_pb2.Audio(content=wav_bytes(audio)))
+    with pytest.raises(
+        InvalidRequest, match=r"holds \d\.\d s of speech; a voiceprint needs at least 2 s"
+    ) as error:
+        servicer.Enroll(request, Alive())
+    assert error.value.reason == "AUDIO_TOO_SHORT"
+
+
+def test_enrolled_speakers_are_named_and_the_others_keep_speaker_nn(
+    servicer: DiarizationServicer, talk: synth.Conversation, prints: dict[str, audio_pb2.Voiceprint]
+) -> None:
+    known = [named("Alice", prints["spk0"]), named("Bob", prints["spk1"]), named("Zed", prints["absent"])]
+    answer = diarize(servicer, talk, known)
+    by_speaker = {identity.speaker: identity for identity in answer.speaker_identities}
+    assert set(by_speaker) == {turn.speaker for turn in answer.segments}
+    assert by_speaker["Alice"].name == "Alice" and by_speaker["Bob"].name == "Bob"
+    assert by_speaker["Alice"].similarity >= 0.945 and by_speaker["Bob"].similarity >= 0.945
+    others = [identity for identity in answer.speaker_identities if not identity.name]
+    assert len(others) == 1 and re.fullmatch(r"SPEAKER_0[0-2]", others[0].speaker)  # spk2: not enrolled
+    assert others[0].similarity < 0.945
+    assert "Zed" not in by_speaker
+    # Each reference turn's middle lies in a found turn carrying its speaker's name (spk2: unnamed).
+    expected = {"spk0": "Alice", "spk1": "Bob", "spk2": others[0].speaker}
+    for turn in talk.turns:
+        middle = (turn.start + turn.end) / 2
+        labels = {found.speaker for found in answer.segments if found.start <= middle < found.end}
+        assert labels == {expected[turn.speaker]}, turn
+    assert answer.num_speakers == 3
+
+
+def test_reference_audio_is_enrolled_on_the_fly(
+    servicer: DiarizationServicer, talk: synth.Conversation, prints: dict[str, audio_pb2.Voiceprint]
+) -> None:
+    reference = audio_pb2.Audio(content=enrolment_wav(talk.voices["spk2"]))
+    known = [named("Alice", prints["spk0"]), audio_pb2.KnownSpeaker(name="Carol", reference=reference)]
+    answer = diarize(servicer, talk, known)
+    assert sorted(identity.name for identity in answer.speaker_identities) == ["", "Alice", "Carol"]
+
+
+def test_a_high_threshold_names_nobody(
+    servicer: DiarizationServicer, talk: synth.Conversation, prints: dict[str, audio_pb2.Voiceprint]
+) -> None:
+    answer = diarize(servicer, talk, [named("Alice", prints["spk0"])], speaker_match_threshold=0.999)
+    assert {turn.speaker for turn in answer.segments} == {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
+    assert [identity.name for identity in answer.speaker_identities] == ["", "", ""]
+    assert max(identity.similarity for identity in answer.speaker_identities) >= 0.945
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (
+            {"model_version": "pretrained.pt:sha256:0000000000000000"},
+            "made by resemblyzer pretrained.pt:sha256:0000",
+        ),
+        (
+            {"model": "pyannote/wespeaker-voxceleb-resnet34-LM"},
+            "made by pyannote/wespeaker-voxceleb-resnet34-LM",
+        ),
+    ],
+)
+def test_a_voiceprint_of_another_model_is_voiceprint_mismatch(
+    servicer: DiarizationServicer,
+    talk: synth.Conversation,
+    prints: dict[str, audio_pb2.Voiceprint],
+    change: dict[str, str],
+    says: str,
+) -> None:
+    foreign = audio_pb2.Voiceprint()
+    foreign.CopyFrom(prints["spk0"])
+    for field, value in change.items():
+        setattr(foreign, field, value)
+    with pytest.raises(PreconditionFailed, match=says) as error:
+        diarize(servicer, talk, [named("Bob", prints["spk1"]), named("Alice", foreign)])
+    assert error.value.reason == "VOICEPRINT_MISMATCH"
+    assert "known_speakers[1] (Alice)" in error.value.message
+    assert "enrol the speaker again on this server" in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("known", "says"),
+    [
+        ([("Alice", True), ("Alice", True)], r"known_speakers\[1\].name 'Alice' is given twice"),
+        ([(" ", True)], r"known_speakers\[0\].name is empty"),
+        ([("SPEAKER_01", True)], "looks like an unmatched speaker's label"),
+        ([("Alice", False)], r"known_speakers\[0\] \(Alice\) has neither a voiceprint nor reference audio"),
+    ],
+)
+def test_bad_known_speakers_are_invalid_field(
+    servicer: DiarizationServicer,
+    talk: synth.Conversation,
+    prints: dict[str, audio_pb2.Voiceprint],
+    known: list[tuple[str, bool]],
+    says: str,
+) -> None:
+    speakers = [
+        named(name, prints["spk0"]) if has_voice else audio_pb2.KnownSpeaker(name=name)
+        for name, has_voice in known
+    ]
+    with pytest.raises(InvalidRequest, match=says) as error:
+        diarize(servicer, talk, speakers)
+    assert error.value.reason == "INVALID_FIELD"
+
+
+def test_an_out_of_range_threshold_is_invalid_field(
+    servicer: DiarizationServicer, talk: synth.Conversation
+) -> None:
+    with pytest.raises(InvalidRequest, match=r"within \[-1, 1\] \(a cosine similarity\), got 1.5"):
+        diarize(servicer, talk, [], speaker_match_threshold=1.5)
+
+
+def test_optimal_assignment_never_gives_one_name_twice() -> None:
+    # Both speakers are closest to known voice 0; greedy would give it to both (or starve speaker 1).
+    similarity = np.array([[0.97, 0.96], [0.98, 0.90]])
+    assert assign(similarity, 0.95) == {0: 1, 1: 0}
+    assert assign(similarity, 0.965) == {1: 0}  # the optimal pair under the threshold is dropped
+    assert assign(np.array([[0.99], [0.98]]), 0.5) == {0: 0}
+
+
+@pytest.mark.slow
+def test_accuracy_floors_on_synthesized_conversations(servicer: DiarizationServicer) -> None:
+    """Floors from eval.voiceprints (docs/accuracy.md): right names with all enrolled, and a
+    speaker who is not enrolled almost never named."""
+    engine = servicer._engine
+    assert isinstance(engine, OfflineEngine)
+    figures = measure(engine, conversations=6)
+    assert figures.same_voice_similarity_min >= figures.threshold
+    assert figures.right_name_rate >= 0.85
+    assert figures.named_when_not_enrolled_rate <= 0.10
