@@ -70,8 +70,10 @@ def _transcribe_request(request: orchestrator_pb2.OrchestrateRequest) -> transcr
 
 
 def _diarize_request(request: orchestrator_pb2.OrchestrateRequest) -> diarization_pb2.DiarizeRequest:
-    diarize = diarization_pb2.DiarizeRequest(audio=request.audio, exclusive=True)
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
+    diarize = diarization_pb2.DiarizeRequest(
+        audio=request.audio, exclusive=True, known_speakers=request.known_speakers
+    )
+    for name in ("num_speakers", "min_speakers", "max_speakers", "speaker_match_threshold"):
         if request.HasField(name):
             setattr(diarize, name, getattr(request, name))
     return diarize
@@ -82,6 +84,21 @@ def _channel_turns(channel: int, turns: Sequence[audio_pb2.SpeakerTurn]) -> list
     return [
         audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=channel_speaker_label(channel, t.speaker))
         for t in turns
+    ]
+
+
+def _channel_identities(
+    per_channel: Sequence[diarization_pb2.DiarizeResponse],
+) -> list[audio_pb2.SpeakerIdentity]:
+    """Each channel's speaker identities under the labels its turns get (CHANNEL_0/Alice)."""
+    return [
+        audio_pb2.SpeakerIdentity(
+            speaker=channel_speaker_label(channel, identity.speaker),
+            name=identity.name,
+            similarity=identity.similarity,
+        )
+        for channel, result in enumerate(per_channel)
+        for identity in result.speaker_identities
     ]
 
 
@@ -137,6 +154,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         )
         speaker_counts(_diarize_request(request))  # an impossible count is an error even without diarize
         check_hotwords(request.hotwords)  # refused here, before a diarization starts for nothing
+        if request.known_speakers and not request.diarize:
+            raise InvalidRequest(
+                "known_speakers names the speakers diarization finds: set diarize=true with them",
+                reason="INVALID_FIELD",
+            )
         if not request.audio.WhichOneof("source"):
             raise InvalidRequest(
                 "audio is required: set audio.uri (http/https URL) or audio.content (file bytes)",
@@ -228,6 +250,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             model=model,
             response_format=rendered_as,
             document=render_document(rendered_as, segments, turns, words=words),
+            speaker_identities=_channel_identities(per_channel or []),
         )
         response.warnings.extend([*transcript.warnings, *warnings])
         return response
@@ -309,4 +332,5 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             model=model,
             response_format=rendered_as,
             document=render_document(rendered_as, segments, turns, words=words),
+            speaker_identities=diarization.speaker_identities if diarization is not None else [],
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,8 @@ from parakeet import (
     orchestrate_request,
     transcribe_request,
 )
-from parakeet.cli import _request_options, build_parser
-from parakeet.client import DiarizeOptions, OrchestrateOptions, TranscribeOptions
+from parakeet.cli import _check_usage, _request_options, build_parser
+from parakeet.client import DiarizeOptions, OrchestrateOptions, TranscribeOptions, write_voiceprint
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 
 AUDIO = b"RIFF-bytes"
@@ -44,7 +45,13 @@ def other_value(member: FieldDescriptor, default: Any) -> Any:
     if isinstance(default, bool):
         return not default
     if member.is_repeated and member.message_type is not None:
-        return [TURN]
+        return {
+            "SpeakerTurn": [TURN],
+            "Hotword": [audio_pb2.Hotword(phrase="Kubernetes", boost=2.0)],
+            "KnownSpeaker": [audio_pb2.KnownSpeaker(name="Alice", reference=audio_pb2.Audio(content=AUDIO))],
+        }[member.message_type.name]
+    if member.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return 0.9
     if member.enum_type is not None:
         return "verbose_json"  # every RPC renders it; the default is json
     if member.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
@@ -116,11 +123,19 @@ def test_the_async_clients_methods_pass_every_field_on(method: str) -> None:
     assert sent == [builder(AUDIO, **all_options(builder))]
 
 
-def test_the_cli_sets_every_orchestrate_request_field() -> None:
+def test_the_cli_sets_every_orchestrate_request_field(tmp_path: Path) -> None:
+    call = tmp_path / "call.wav"
+    call.write_bytes(AUDIO)
+    voiceprint = write_voiceprint(
+        tmp_path / "alice.voiceprint.json",
+        diarization_pb2.EnrollResponse(
+            name="Alice", voiceprint=audio_pb2.Voiceprint(embedding=[0.6, 0.8], model="resemblyzer")
+        ),
+    )
     args = build_parser().parse_args(
         [
             "transcribe",
-            "call.wav",
+            str(call),
             "--diarize",
             "--format",
             "verbose_json",
@@ -135,8 +150,16 @@ def test_the_cli_sets_every_orchestrate_request_field() -> None:
             "--max-speakers",
             "3",
             "--speakers-optional",
+            "--speaker",
+            str(voiceprint),
+            "--speaker-threshold",
+            "0.9",
+            "--hotword",
+            "Ada Lovelace:2",
+            "--multichannel",
         ]
     )
+    _check_usage(args)  # reads the --speaker files
     request = orchestrate_request(AUDIO, **_request_options(args))
     default = orchestrate_request(AUDIO)
     unset = [

@@ -200,6 +200,8 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "speakers_optional": args.speakers_optional,
         "known_speakers": args.known_speakers,
         "speaker_match_threshold": args.speaker_threshold,
+        "hotwords": args.hotword,
+        "multichannel": args.multichannel,
     }
 
 
@@ -356,7 +358,7 @@ def _check_usage(args: argparse.Namespace) -> None:
     if not is_url(args.audio) and not Path(args.audio).is_file():
         raise UsageError(f"{args.audio}: no such file (give a path to an audio file, or an http(s) URL)")
     try:
-        formats.resolve(args.format, formats.Rpc.ORCHESTRATE, speakers=args.diarize)
+        formats.resolve(args.format, formats.Rpc.ORCHESTRATE, speakers=args.diarize or args.multichannel)
     except formats.UnsupportedFormat as error:
         raise UsageError(f"--format: {error}") from None
     if args.output and args.output != "-" and not Path(args.output).resolve().parent.is_dir():
@@ -671,6 +673,21 @@ def _add_transcribe(commands: Any) -> None:
         type=float,
         metavar="SIMILARITY",
         help="minimum cosine similarity for --speaker to match (default: the engine's)",
+    )
+    command.set_defaults(known_speakers=[])  # the --speaker files, read by _check_usage
+    command.add_argument(
+        "--hotword",
+        action="append",
+        default=[],
+        metavar="PHRASE[:BOOST]",
+        help="a word or phrase the recogniser should favour, e.g. Kubernetes or 'Ada Lovelace:2' (repeat "
+        "for each; boost default 0.5, at most 10)",
+    )
+    command.add_argument(
+        "--multichannel",
+        action="store_true",
+        help="transcribe each audio channel on its own (a call recording with one party per channel): "
+        "speakers CHANNEL_0, CHANNEL_1, ...; with --diarize, speakers found within each channel",
     )
     command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     command.add_argument(

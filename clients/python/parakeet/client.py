@@ -190,16 +190,20 @@ def orchestrate_request(
     hotwords: Sequence[HotwordLike] = (),
     known_speakers: Sequence[KnownSpeakerLike] = (),
     speaker_match_threshold: float | None = None,
+    multichannel: bool = False,
 ) -> orchestrator_pb2.OrchestrateRequest:
     """An OrchestrateRequest; optional fields left at their defaults stay unset on the wire.
 
     `timestamps=False` leaves segment timings out; `speakers_optional=True` returns the transcript
     without speakers (and a warning) when diarization fails, instead of failing the call;
-    `hotwords` are phrases the decoder should favour (see HotwordLike)."""
+    `hotwords` are phrases the decoder should favour (see HotwordLike); `multichannel` transcribes
+    each channel on its own (speakers CHANNEL_n, or found within each channel with `diarize`)."""
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio_message(audio),
         diarize=diarize,
-        response_format=formats.parse(response_format, formats.Rpc.ORCHESTRATE, speakers=diarize),
+        response_format=formats.parse(
+            response_format, formats.Rpc.ORCHESTRATE, speakers=diarize or multichannel
+        ),
         language=language,
         word_timestamps=word_timestamps or None,
         timestamps=None if timestamps else False,
@@ -210,6 +214,7 @@ def orchestrate_request(
         hotwords=hotword_messages(hotwords),
         known_speakers=known_speaker_messages(known_speakers),
         speaker_match_threshold=speaker_match_threshold,
+        multichannel=multichannel,
     )
 
 
@@ -222,8 +227,10 @@ def transcribe_request(
     timestamps: bool = True,
     diarization_segments: Sequence[audio_pb2.SpeakerTurn] = (),
     hotwords: Sequence[HotwordLike] = (),
+    multichannel: bool = False,
 ) -> transcription_pb2.TranscribeRequest:
-    """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`."""
+    """A TranscribeRequest; pass a DiarizeResponse's `segments` as `diarization_segments`;
+    `multichannel` transcribes each channel on its own (words carry their channel)."""
     return transcription_pb2.TranscribeRequest(
         audio=audio_message(audio),
         response_format=formats.parse(response_format, formats.Rpc.TRANSCRIBE),
@@ -232,6 +239,7 @@ def transcribe_request(
         timestamps=None if timestamps else False,
         diarization_segments=list(diarization_segments),
         hotwords=hotword_messages(hotwords),
+        multichannel=multichannel,
     )
 
 
@@ -322,6 +330,7 @@ class OrchestrateOptions(TypedDict, total=False):
     hotwords: Sequence[HotwordLike]
     known_speakers: Sequence[KnownSpeakerLike]
     speaker_match_threshold: float | None
+    multichannel: bool
 
 
 class TranscribeOptions(TypedDict, total=False):
@@ -333,6 +342,7 @@ class TranscribeOptions(TypedDict, total=False):
     timestamps: bool
     diarization_segments: Sequence[audio_pb2.SpeakerTurn]
     hotwords: Sequence[HotwordLike]
+    multichannel: bool
 
 
 class DiarizeOptions(TypedDict, total=False):
