@@ -71,7 +71,7 @@ def normalise(name: str) -> str:
     return name.replace("_", "-").replace(".", "-").lower()
 
 
-def test_the_client_pins_only_grpc_and_protobuf_and_the_lock_agrees() -> None:
+def test_the_client_pins_only_grpc_protobuf_and_tqdm_and_the_lock_agrees() -> None:
     pins = dict(requirement.split("==") for requirement in CLIENT["dependencies"])
     assert set(pins) == {
         "grpcio",
@@ -79,6 +79,7 @@ def test_the_client_pins_only_grpc_and_protobuf_and_the_lock_agrees() -> None:
         "grpcio-status",
         "googleapis-common-protos",
         "protobuf",
+        "tqdm",  # parakeet batch's progress bar
     }
     lock = locked()
     assert {name: lock.get(normalise(name)) for name in pins} == pins
@@ -100,6 +101,8 @@ def test_the_server_registers_the_embedded_mode_the_cli_looks_up() -> None:
     assert declared == {
         "orchestrate": "parakeet_server.embedded:orchestrate",
         "stream": "parakeet_server.embedded:stream",
+        "orchestrator": "parakeet_server.embedded:orchestrator",
+        "enroll": "parakeet_server.embedded:enroll",
     }
     from parakeet_server import embedded
 

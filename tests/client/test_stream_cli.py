@@ -108,7 +108,8 @@ def test_jsonl_is_every_response_a_line(
         '{"final_result": {"text": "hello there", "start": 0.04, "end": 1.25, "speaker": "SPEAKER_00", '
         '"words": [], "utterance_index": 0}, "processed_seconds": 1.25}\n'
         '{"summary": {"duration": 63.0, "num_speakers": 2, "speakers": ["SPEAKER_00", "SPEAKER_01"], '
-        '"model": "scripted", "warnings": ["diarization stopped at 50.0 s"], "num_finals": 0}, '
+        '"model": "scripted", "warnings": ["diarization stopped at 50.0 s"], "num_finals": 0, '
+        '"speaker_identities": []}, '
         '"processed_seconds": 63.0}\n'
     )
     assert err == WARNING

@@ -25,6 +25,7 @@ def expected_output(turns: list[tuple[float, float, str]], num_speakers: int) ->
         "response_format": "json",
         "document": "",
         "warnings": [],
+        "speaker_identities": [],  # known speakers' matches: none asked for
     }
 
 

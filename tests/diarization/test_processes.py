@@ -104,6 +104,7 @@ def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
         "response_format": "json",
         "document": "",
         "warnings": [],
+        "speaker_identities": [],
     }
     failed = post_json(f"{base}/runsync", {"input": {"audio": audio, "num_speakers": 0}})
     assert failed["status"] == "FAILED"
