@@ -164,7 +164,7 @@ def assign_speakers(
     return result
 
 
-def _runs(words: Sequence[audio_pb2.Word]) -> list[list[audio_pb2.Word]]:
+def speaker_runs(words: Sequence[audio_pb2.Word]) -> list[list[audio_pb2.Word]]:
     """Maximal runs of consecutive words with the same speaker."""
     runs: list[list[audio_pb2.Word]] = []
     for word in words:
@@ -225,7 +225,7 @@ def split_segments_by_speaker(
     order = time_order(segments)
     for index in order:
         segment, group = segments[index], groups[index]
-        runs = _runs(group)
+        runs = speaker_runs(group)
         if len(runs) > 1:
             result.extend(_segment_from_run(run) for run in runs)
             continue

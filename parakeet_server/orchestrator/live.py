@@ -45,7 +45,7 @@ from parakeet_server.core.errors import (
 )
 from parakeet_server.core.live import LiveOutput, LiveSession, Opener, Samples
 from parakeet_server.core.logs import REQUEST_ID_KEY, current_request_id
-from parakeet_server.core.merge import assign_speakers
+from parakeet_server.core.merge import assign_speakers, speaker_runs
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +270,7 @@ class OrchestratedSession:
         words = list(final.words)
         if self.diarize and self._turns and words:
             words = assign_speakers(words, self._turns)
-        runs: list[list[audio_pb2.Word]] = []
-        for word in words:
-            if runs and runs[-1][-1].speaker == word.speaker:
-                runs[-1].append(word)
-            else:
-                runs.append([word])
+        runs = speaker_runs(words)
         if len(runs) <= 1:
             runs = [words]
         responses = []
