@@ -199,6 +199,13 @@ async def create_transcription(
         bool, Form(description="answer without speakers (and say why) when diarization fails")
     ] = False,
     stream: Annotated[bool, Form(description="true: server-sent events as the transcript is made")] = False,
+    hotwords: Annotated[
+        list[str] | None, Form(alias="hotwords[]", description="PHRASE[:BOOST] to favour (repeat)")
+    ] = None,
+    hotwords_plain: Annotated[list[str] | None, Form(alias="hotwords")] = None,
+    multichannel: Annotated[
+        bool, Form(description="transcribe each channel on its own: speakers CHANNEL_0, CHANNEL_1, ...")
+    ] = False,
 ) -> Response:
     """OpenAI's "create transcription", with speakers when `diarize` is true."""
     settings = _settings(request)
@@ -207,7 +214,16 @@ async def create_transcription(
     metadata = [(REQUEST_ID_KEY, str(request.state.request_id))]
     if authorization:
         metadata.append(("authorization", authorization))
+    phrases = [*(hotwords or ()), *(hotwords_plain or ())]
     if stream:
+        for name, asked in (("hotwords", bool(phrases)), ("multichannel", multichannel)):
+            if asked:
+                raise GatewayError.for_reason(
+                    "INVALID_FIELD",
+                    f"{name} is not available with stream=true (a live stream is one mixed channel decoded "
+                    "without phrase boosting); leave stream out to use it",
+                    param=name,
+                )
         streamed = sse.stream_form(
             await file.read(),
             response_format,
@@ -219,7 +235,7 @@ async def create_transcription(
             speakers_optional=speakers_optional,
         )
         return await sse.respond(_orchestrator(request), streamed, metadata)
-    rendered_as = openai_shapes.parse_response_format(response_format, diarize)
+    rendered_as = openai_shapes.parse_response_format(response_format, diarize or multichannel)
     chosen = openai_shapes.parse_granularities([*(granularities or ()), *(granularities_plain or ())])
     openai_shapes.check_timestamps(timestamps, chosen)
     form = openai_shapes.TranscriptionForm(
@@ -233,6 +249,8 @@ async def create_transcription(
         max_speakers=max_speakers,
         timestamps=timestamps,
         speakers_optional=speakers_optional,
+        hotwords=tuple(phrases),
+        multichannel=multichannel,
     )
     ignored = _ignored(prompt, temperature)
     if ignored:

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from parakeet import formats
+from parakeet.client import hotword_messages
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.gateway.errors import GatewayError
 
@@ -50,6 +51,9 @@ class TranscriptionForm:
     max_speakers: int | None = None
     timestamps: bool | None = None
     speakers_optional: bool = False
+    # PHRASE[:BOOST] as the CLI's --hotword takes them; multichannel: each channel on its own.
+    hotwords: tuple[str, ...] = ()
+    multichannel: bool = False
 
 
 def _invalid(message: str, param: str) -> GatewayError:
@@ -97,6 +101,8 @@ def orchestrate_request(form: TranscriptionForm) -> orchestrator_pb2.Orchestrate
         diarize=form.diarize,
         response_format=form.response_format.value,
         speakers_optional=form.speakers_optional,
+        hotwords=hotword_messages(form.hotwords),
+        multichannel=form.multichannel,
     )
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         value = getattr(form, name)

@@ -243,3 +243,39 @@ def test_speakers_optional_and_timestamps_reach_the_orchestrate_request(start_ga
         )
     assert refused.value.body["param"] == "timestamps"
     assert len(servicer.requests) == 2
+
+
+def test_hotwords_and_multichannel_reach_the_transcription(gateway) -> None:
+    """Extensions: hotwords as PHRASE[:BOOST] (bracketed or plain, repeated), multichannel."""
+    response = httpx.post(
+        f"{gateway.url}/v1/audio/transcriptions",
+        files={"file": FILE},
+        data={"hotwords[]": ["Kubernetes:2", "Ada Lovelace"], "hotwords": "ratio", "multichannel": "true"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    (transcribe,) = gateway.backends.transcribe_requests
+    assert [(h.phrase, h.HasField("boost"), h.boost) for h in transcribe.hotwords] == [
+        ("Kubernetes", True, 2.0),
+        ("Ada Lovelace", False, 0.0),
+        ("ratio", False, 0.0),
+    ]
+    assert transcribe.multichannel is True
+
+
+@pytest.mark.parametrize(("field", "value"), [("hotwords[]", "Kubernetes"), ("multichannel", "true")])
+def test_hotwords_and_multichannel_are_refused_with_stream(gateway, field: str, value: str) -> None:
+    response = httpx.post(
+        f"{gateway.url}/v1/audio/transcriptions",
+        files={"file": FILE},
+        data={"stream": "true", field: value},
+        timeout=30,
+    )
+    error = response.json()["error"]
+    assert (response.status_code, error["reason"], error["param"]) == (
+        400,
+        "INVALID_FIELD",
+        field.rstrip("[]"),
+    )
+    assert "not available with stream=true" in error["message"]
+    assert gateway.backends.transcribe_requests == []
