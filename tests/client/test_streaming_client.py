@@ -10,6 +10,7 @@ import io
 import random
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -320,12 +321,20 @@ def socket_port():
 class CountingChunks:
     """Raw PCM chunks that count how many were taken, and can fail after `fail_after`."""
 
-    def __init__(self, chunks: list[bytes], fail_after: int | None = None) -> None:
+    def __init__(
+        self,
+        chunks: list[bytes],
+        fail_after: int | None = None,
+        before_failing: Callable[[], None] | None = None,
+    ) -> None:
         self.chunks, self.fail_after, self.taken = chunks, fail_after, 0
+        self.before_failing = before_failing
 
     def __iter__(self):
         for chunk in self.chunks:
             if self.fail_after is not None and self.taken == self.fail_after:
+                if self.before_failing is not None:
+                    self.before_failing()
                 raise OSError(5, "Input/output error")
             self.taken += 1
             yield chunk
@@ -355,8 +364,18 @@ def test_a_failing_source_raises_its_own_error_and_cancels_the_call(
 ) -> None:
     address, servicer = scripted
     servicer.script = Script(until_cancelled=True)
+
+    def server_has_the_audio() -> None:
+        """Fail only once the server holds the two chunks: earlier, the cancel can beat the handler
+        to the call (then there is nothing to assert about how the server saw it end)."""
+        deadline = time.monotonic() + 5.0
+        while not (servicer.calls and len(servicer.calls[0].requests) >= 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     with ParakeetClient(address) as client, pytest.raises(OSError, match="Input/output error"):
-        list(client.stream(CountingChunks([pcm(0.1)] * 10, fail_after=2)))
+        list(
+            client.stream(CountingChunks([pcm(0.1)] * 10, fail_after=2, before_failing=server_has_the_audio))
+        )
     (call,) = servicer.calls
     assert call.cancelled.wait(2.0) and len(call.audio) <= 2  # cancelled, not half-closed
 
