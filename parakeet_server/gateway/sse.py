@@ -36,6 +36,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from parakeet import formats
+from parakeet.client import streaming_config as client_streaming_config
 from parakeet.v1 import orchestrator_pb2, streaming_pb2
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.orchestrator_client import Metadata, OrchestratorClient
@@ -113,19 +114,17 @@ def stream_form(
 
 def streaming_config(form: StreamForm) -> streaming_pb2.StreamingConfig:
     """The stream's config: the file as a container to decode; no interims (SSE sends finals only)."""
-    config = streaming_pb2.StreamingConfig(
-        audio_format=streaming_pb2.StreamingAudioFormat(encoding=streaming_pb2.AUDIO_ENCODING_CONTAINER),
+    return client_streaming_config(
+        streaming_pb2.StreamingAudioFormat(encoding=streaming_pb2.AUDIO_ENCODING_CONTAINER),
         language=form.language,
         interim_results=False,
         word_timestamps=False,
         diarize=form.diarize,
         speakers_optional=form.speakers_optional,
+        num_speakers=form.num_speakers,
+        min_speakers=form.min_speakers,
+        max_speakers=form.max_speakers,
     )
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
-        value = getattr(form, name)
-        if value is not None:
-            setattr(config, name, value)
-    return config
 
 
 async def stream_requests(form: StreamForm) -> AsyncIterator[orchestrator_pb2.StreamingOrchestrateRequest]:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+from parakeet.client import streaming_config
 from parakeet.formats import Rpc
 from parakeet.runpod import response_to_json
 from parakeet.v1 import audio_pb2, orchestrator_pb2, streaming_pb2
@@ -103,18 +104,16 @@ class _JobCall:
 def _streaming_config(request: orchestrator_pb2.OrchestrateRequest) -> streaming_pb2.StreamingConfig:
     """The live stream a job asks for: its language and speakers, finals only, words always (the
     partials carry them; the response keeps them only if asked)."""
-    config = streaming_pb2.StreamingConfig(
-        audio_format=_F32LE_16K,
+    return streaming_config(
+        _F32LE_16K,
         language=request.language,
         interim_results=False,
-        word_timestamps=True,
         diarize=request.diarize,
         speakers_optional=request.speakers_optional,
+        num_speakers=request.num_speakers if request.HasField("num_speakers") else None,
+        min_speakers=request.min_speakers if request.HasField("min_speakers") else None,
+        max_speakers=request.max_speakers if request.HasField("max_speakers") else None,
     )
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
-        if request.HasField(name):
-            setattr(config, name, getattr(request, name))
-    return config
 
 
 def _audio_messages(
