@@ -1,8 +1,12 @@
 """The FastAPI app: OpenAI's audio routes over the OrchestratorService; translation only.
 
 - `POST /v1/audio/transcriptions`: OpenAI's multipart form (plus `diarize`, `num_speakers`,
-  `min_speakers`, `max_speakers`, `speakers_optional`, `timestamps`: the OrchestrateRequest fields
-  of those names) -> one Orchestrate call -> OpenAI's response shapes.
+  `min_speakers`, `max_speakers`, `speakers_optional`, `timestamps`, `hotwords[]`, `multichannel`,
+  `speaker_match_threshold`: the OrchestrateRequest fields of those names) -> one Orchestrate
+  call -> OpenAI's response shapes. OpenAI's `known_speaker_names[]` + `known_speaker_references[]`
+  (data URLs only, never fetched) and this API's `known_speaker_voiceprints[]` become
+  `known_speakers` (gateway/known_speakers.py); they need diarized_json or diarize=true.
+  `prompt` and `temperature` are accepted and ignored (`x-parakeet-ignored` says so).
 - `GET /v1/models`, `GET /v1/models/{id}`: the one model this gateway serves.
 - `GET /health`: 200 while the orchestrator's gRPC health says SERVING, else 503 (no token needed).
 
@@ -33,7 +37,7 @@ from starlette.exceptions import HTTPException
 from parakeet import formats
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
-from parakeet_server.gateway import openai_shapes, page, sse
+from parakeet_server.gateway import known_speakers, openai_shapes, page, sse
 from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.middleware import TRANSCRIPTIONS_PATH, RequestIds, UploadLimit, UploadTooLarge
@@ -206,6 +210,20 @@ async def create_transcription(
     multichannel: Annotated[
         bool, Form(description="transcribe each channel on its own: speakers CHANNEL_0, CHANNEL_1, ...")
     ] = False,
+    known_speaker_names: Annotated[
+        list[str] | None, Form(alias=known_speakers.NAMES, description="names of known speakers (repeat)")
+    ] = None,
+    known_speaker_references: Annotated[
+        list[str] | None,
+        Form(alias=known_speakers.REFERENCES, description="each name's voice as a data URL, in order"),
+    ] = None,
+    known_speaker_voiceprints: Annotated[
+        list[str] | None,
+        Form(alias=known_speakers.VOICEPRINTS, description="voiceprint files' JSON (parakeet enroll)"),
+    ] = None,
+    speaker_match_threshold: Annotated[
+        float | None, Form(description="minimum similarity to name a known speaker (default: the engine's)")
+    ] = None,
 ) -> Response:
     """OpenAI's "create transcription", with speakers when `diarize` is true."""
     settings = _settings(request)
@@ -215,15 +233,19 @@ async def create_transcription(
     if authorization:
         metadata.append(("authorization", authorization))
     phrases = [*(hotwords or ()), *(hotwords_plain or ())]
+    known = known_speakers.known_speakers(
+        known_speaker_names or (), known_speaker_references or (), known_speaker_voiceprints or ()
+    )
+    diarized_json = openai_shapes.is_diarized_json(response_format)
+    known_speakers.require_diarization(known, diarize or diarized_json)
     if stream:
-        for name, asked in (("hotwords", bool(phrases)), ("multichannel", multichannel)):
-            if asked:
-                raise GatewayError.for_reason(
-                    "INVALID_FIELD",
-                    f"{name} is not available with stream=true (a live stream is one mixed channel decoded "
-                    "without phrase boosting); leave stream out to use it",
-                    param=name,
-                )
+        if multichannel:
+            raise GatewayError.for_reason(
+                "INVALID_FIELD",
+                "multichannel is not available with stream=true (a live stream is one mixed channel); "
+                "leave stream out to use it",
+                param="multichannel",
+            )
         streamed = sse.stream_form(
             await file.read(),
             response_format,
@@ -233,9 +255,18 @@ async def create_transcription(
             min_speakers=min_speakers,
             max_speakers=max_speakers,
             speakers_optional=speakers_optional,
+            hotwords=tuple(phrases),
+            known_speakers=tuple(known),
+            speaker_match_threshold=speaker_match_threshold,
         )
         return await sse.respond(_orchestrator(request), streamed, metadata)
     rendered_as = openai_shapes.parse_response_format(response_format, diarize or multichannel)
+    if diarized_json and timestamps is False:
+        raise GatewayError.for_reason(
+            "INVALID_FIELD",
+            "diarized_json is made of timed segments: drop timestamps=false",
+            param="timestamps",
+        )
     chosen = openai_shapes.parse_granularities([*(granularities or ()), *(granularities_plain or ())])
     openai_shapes.check_timestamps(timestamps, chosen)
     form = openai_shapes.TranscriptionForm(
@@ -243,7 +274,7 @@ async def create_transcription(
         response_format=rendered_as,
         timestamp_granularities=chosen,
         language=language,
-        diarize=diarize,
+        diarize=diarize or diarized_json,
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
@@ -251,6 +282,9 @@ async def create_transcription(
         speakers_optional=speakers_optional,
         hotwords=tuple(phrases),
         multichannel=multichannel,
+        known_speakers=tuple(known),
+        speaker_match_threshold=speaker_match_threshold,
+        diarized_json=diarized_json,
     )
     ignored = _ignored(prompt, temperature)
     if ignored:
@@ -259,7 +293,9 @@ async def create_transcription(
     headers = _response_headers(response, model, ignored)
     if form.response_format.document:
         return PlainTextResponse(response.document, headers=headers)
-    if form.response_format.value == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON:
+    if form.diarized_json:
+        body = openai_shapes.transcription_diarized_json(response)
+    elif form.response_format.value == audio_pb2.RESPONSE_FORMAT_VERBOSE_JSON:
         body = openai_shapes.transcription_verbose_json(
             response, form.timestamp_granularities, timestamps=form.timestamps is not False
         )

@@ -7,6 +7,10 @@ The format names are the one table's (`parakeet.formats`), which OpenAI's are a 
 is this API's extension).
 
 verbose_json adds `speaker` to every segment and word (null when the request did not diarize).
+diarized_json (OpenAI's `TranscriptionDiarized`, which turns diarization on) lists one segment per
+utterance (consecutive words of one speaker): `speaker` is the known speaker's name when one was
+matched, else this API's own label (SPEAKER_00, SPEAKER_01, ...; not OpenAI's "A", "B"), so the
+labels read the same in every format and in the orchestrator's answer.
 Fields OpenAI derives from Whisper's decoder and parakeet does not produce get neutral values
 chosen so the usual quality heuristics never fire on them: `tokens` [], `temperature` 0.0
 (greedy decoding), `avg_logprob` 0.0 (failed below -1), `compression_ratio` 0.0 (failed above
@@ -27,6 +31,10 @@ from parakeet.v1 import audio_pb2, orchestrator_pb2
 from parakeet_server.gateway.errors import GatewayError
 
 WORD = "word"
+# OpenAI's speaker-segment format (not in `parakeet.formats`: it is this gateway's JSON shape of
+# the orchestrator's utterances), and the type of its segments (also SSE's segment event).
+DIARIZED_JSON = "diarized_json"
+DIARIZED_SEGMENT = "transcript.text.segment"
 SEGMENT = "segment"
 GRANULARITIES = (WORD, SEGMENT)
 OWNER = "nvidia"
@@ -54,20 +62,34 @@ class TranscriptionForm:
     # PHRASE[:BOOST] as the CLI's --hotword takes them; multichannel: each channel on its own.
     hotwords: tuple[str, ...] = ()
     multichannel: bool = False
+    # Known speakers (gateway/known_speakers.py), named among those diarization finds.
+    known_speakers: tuple[audio_pb2.KnownSpeaker, ...] = ()
+    speaker_match_threshold: float | None = None
+    # response_format=diarized_json: `response_format` is then json (the orchestrator renders nothing).
+    diarized_json: bool = False
 
 
 def _invalid(message: str, param: str) -> GatewayError:
     return GatewayError.for_code(grpc.StatusCode.INVALID_ARGUMENT, message, param=param)
 
 
+def is_diarized_json(value: str | None) -> bool:
+    return (value or "").strip().lower() == DIARIZED_JSON
+
+
 def parse_response_format(value: str | None, diarize: bool) -> formats.ResponseFormat:
     """The format's row in the one table (`parakeet.formats`); empty means json, as in OpenAI's
-    API. A format the orchestrator would refuse (unknown, or rttm without diarize) is refused
-    here with its message and reason, before the upload goes anywhere."""
+    API, and diarized_json asks the orchestrator for json (its utterances are reshaped here).
+    A format the orchestrator would refuse (unknown, or rttm without diarize) is refused here
+    with its message and reason, before the upload goes anywhere."""
+    if is_diarized_json(value):
+        return formats.DEFAULT
     try:
         return formats.resolve(value, formats.Rpc.ORCHESTRATE, speakers=diarize)
     except formats.UnsupportedFormat as error:
-        raise GatewayError.for_reason(error.reason, error.details, param="response_format") from None
+        raise GatewayError.for_reason(
+            error.reason, f"{error.details}, {DIARIZED_JSON}", param="response_format"
+        ) from None
 
 
 def check_timestamps(timestamps: bool | None, granularities: Collection[str]) -> None:
@@ -103,6 +125,8 @@ def orchestrate_request(form: TranscriptionForm) -> orchestrator_pb2.Orchestrate
         speakers_optional=form.speakers_optional,
         hotwords=hotword_messages(form.hotwords),
         multichannel=form.multichannel,
+        known_speakers=form.known_speakers,
+        speaker_match_threshold=form.speaker_match_threshold,
     )
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         value = getattr(form, name)
@@ -167,6 +191,43 @@ def transcription_verbose_json(
         document["words"] = [verbose_word(word) for word in response.words]
     document["usage"] = _usage(response)
     return document
+
+
+def diarized_segment(segment_id: str, start: float, end: float, speaker: str, text: str) -> dict[str, Any]:
+    """One OpenAI `TranscriptionDiarizedSegment`; SSE's `transcript.text.segment` event is the same object."""
+    return {
+        "type": DIARIZED_SEGMENT,
+        "id": segment_id,
+        "start": start,
+        "end": end,
+        "speaker": speaker,
+        "text": text,
+    }
+
+
+def diarized_segment_id(index: int) -> str:
+    """A diarized segment's id, from its utterance's index (the same ids with and without stream)."""
+    return f"seg_{index}"
+
+
+def transcription_diarized_json(response: orchestrator_pb2.OrchestrateResponse) -> dict[str, Any]:
+    """response_format=diarized_json: OpenAI's `TranscriptionDiarized`, a segment per utterance.
+
+    When diarization was skipped (speakers_optional, and it failed: the warnings header says so)
+    there are no utterances, and the transcript's segments stand in with an empty speaker."""
+    runs = [(u.start, u.end, u.speaker, u.text) for u in response.utterances] or [
+        (s.start, s.end, s.speaker, s.text) for s in response.segments
+    ]
+    return {
+        "task": "transcribe",
+        "duration": response.duration,
+        "text": response.text,
+        "segments": [
+            diarized_segment(diarized_segment_id(index), start, end, speaker, text.strip())
+            for index, (start, end, speaker, text) in enumerate(runs)
+        ],
+        "usage": _usage(response),
+    }
 
 
 def model_object(model_id: str, created: int) -> dict[str, Any]:

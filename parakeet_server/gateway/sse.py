@@ -7,7 +7,9 @@ The events are the openai client's `TranscriptionStreamEvent`s, one JSON object 
   order, with a space before every final but the first, so the deltas join into the transcript.
   With `response_format=diarized_json` it carries `segment_id`, the segment it belongs to.
 - `transcript.text.segment` {id, start, end, speaker, text}: with `response_format=diarized_json`
-  (which turns diarization on), each final as a segment with its speaker, after its delta.
+  (which turns diarization on), each final as a segment with its speaker, after its delta (the
+  same object as a segment of the non-streamed diarized_json: `openai_shapes.diarized_segment`).
+  `speaker` is a known speaker's name when one matched, else SPEAKER_NN.
 - `transcript.text.done` {text}: the deltas joined, once the stream ends; parakeet's extensions
   `duration`, `speakers`, `num_speakers`, `warnings` and `model` carry the stream's summary
   (`usage` is left out: OpenAI's is counted in tokens, which parakeet does not bill).
@@ -15,6 +17,10 @@ The events are the openai client's `TranscriptionStreamEvent`s, one JSON object 
   openai client raises it as `APIError`); the response ends after it. A stream that fails after
   its summary (a live limit: the finals up to the limit, then the error) sends the error
   instead of `done`, so a client that stops at `done` never takes a cut transcript for a whole one.
+
+Hotwords (`hotwords[]`) and known speakers (`known_speaker_names[]` + `known_speaker_references[]`,
+`known_speaker_voiceprints[]`) go into the StreamingConfig as they go into Orchestrate; a
+live path that cannot use them refuses them with its own reason before any event.
 
 The file goes to `StreamingOrchestrate` as a container byte stream (the orchestrator decodes it
 as it arrives), read only as fast as gRPC flow control allows. The response starts with the
@@ -37,18 +43,16 @@ from starlette.responses import StreamingResponse
 
 from parakeet import formats
 from parakeet.client import streaming_config as client_streaming_config
-from parakeet.v1 import orchestrator_pb2, streaming_pb2
+from parakeet.v1 import audio_pb2, orchestrator_pb2, streaming_pb2
 from parakeet_server.gateway.errors import GatewayError
+from parakeet_server.gateway.openai_shapes import DIARIZED_JSON, diarized_segment, diarized_segment_id
 from parakeet_server.gateway.orchestrator_client import Metadata, OrchestratorClient
 
 log = logging.getLogger(__name__)
 
 DELTA = "transcript.text.delta"
-SEGMENT = "transcript.text.segment"
 DONE = "transcript.text.done"
 ERROR = "error"
-# OpenAI's format for speaker-labelled segments; with stream=true it adds segment events.
-DIARIZED_JSON = "diarized_json"
 # The formats a stream accepts: the events are the same for json and text (OpenAI's streaming
 # models take these), diarized_json adds segments.
 STREAM_FORMATS = ("json", "text", DIARIZED_JSON)
@@ -71,6 +75,10 @@ class StreamForm:
     min_speakers: int | None = None
     max_speakers: int | None = None
     speakers_optional: bool = False
+    # PHRASE[:BOOST] to favour, and known speakers to name (gateway/known_speakers.py).
+    hotwords: tuple[str, ...] = ()
+    known_speakers: tuple[audio_pb2.KnownSpeaker, ...] = ()
+    speaker_match_threshold: float | None = None
 
 
 def stream_form(
@@ -83,6 +91,9 @@ def stream_form(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     speakers_optional: bool = False,
+    hotwords: tuple[str, ...] = (),
+    known_speakers: tuple[audio_pb2.KnownSpeaker, ...] = (),
+    speaker_match_threshold: float | None = None,
 ) -> StreamForm:
     """The form of a `stream=true` request; a format that has no events is refused (UNSUPPORTED_FORMAT)
     before the upload goes anywhere, as is an empty file. diarized_json diarizes whether or not `diarize` is sent."""
@@ -109,6 +120,9 @@ def stream_form(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         speakers_optional=speakers_optional,
+        hotwords=hotwords,
+        known_speakers=known_speakers,
+        speaker_match_threshold=speaker_match_threshold,
     )
 
 
@@ -124,6 +138,9 @@ def streaming_config(form: StreamForm) -> streaming_pb2.StreamingConfig:
         num_speakers=form.num_speakers,
         min_speakers=form.min_speakers,
         max_speakers=form.max_speakers,
+        hotwords=form.hotwords,
+        known_speakers=form.known_speakers,
+        speaker_match_threshold=form.speaker_match_threshold,
     )
 
 
@@ -160,17 +177,9 @@ class TranscriptEvents:
         self.texts.append(text)
         if not self.segments:
             return [delta]
-        segment_id = f"seg_{final.utterance_index}"
+        segment_id = diarized_segment_id(final.utterance_index)
         delta["segment_id"] = segment_id
-        segment = {
-            "type": SEGMENT,
-            "id": segment_id,
-            "start": final.start,
-            "end": final.end,
-            "speaker": final.speaker,
-            "text": text,
-        }
-        return [delta, segment]
+        return [delta, diarized_segment(segment_id, final.start, final.end, final.speaker, text)]
 
     def _done(self, summary: streaming_pb2.StreamingSummary) -> dict[str, Any]:
         return {

@@ -265,7 +265,8 @@ def test_form_errors_are_400_naming_the_field(gateway) -> None:
         transcribe(gateway, response_format="json5")
     assert raised.value.body["param"] == "response_format"
     assert raised.value.body["message"] == (
-        "the orchestrator service has no response_format 'json5'; use one of: json, verbose_json, text, srt, vtt"
+        "the orchestrator service has no response_format 'json5'; "
+        "use one of: json, verbose_json, text, srt, vtt, diarized_json"
     )
     bad_granularity = httpx.post(
         url, files={"file": FILE}, data={"timestamp_granularities[]": ["word", "char"]}, timeout=30

@@ -64,17 +64,18 @@ def test_response_format_names(given, name) -> None:
 
 def test_unknown_names_are_refused_with_the_param() -> None:
     with pytest.raises(GatewayError) as raised:
-        openai_shapes.parse_response_format("diarized_json", diarize=True)
+        openai_shapes.parse_response_format("diarized_jsonl", diarize=True)
     assert (raised.value.status, raised.value.param) == (400, "response_format")
     assert (raised.value.code, raised.value.reason) == ("invalid_argument", "UNSUPPORTED_FORMAT")
     assert raised.value.message == (
-        "the orchestrator service has no response_format 'diarized_json'; "
-        "use one of: json, verbose_json, text, srt, vtt, rttm"
+        "the orchestrator service has no response_format 'diarized_jsonl'; "
+        "use one of: json, verbose_json, text, srt, vtt, rttm, diarized_json"
     )
     with pytest.raises(GatewayError) as raised:
         openai_shapes.parse_response_format("rttm", diarize=False)
     assert raised.value.message == (
-        "response_format rttm lists speaker turns: set diarize=true, or use one of: json, verbose_json, text, srt, vtt"
+        "response_format rttm lists speaker turns: set diarize=true, or use one of: "
+        "json, verbose_json, text, srt, vtt, diarized_json"
     )
     with pytest.raises(GatewayError) as raised:
         openai_shapes.parse_granularities(["word", "sentence"])
