@@ -22,6 +22,12 @@ partial `{"type": "error", "error", "error_code", "reason"}`, and `/runsync` ans
 every partial (`return_aggregate_stream`), whose last item is the whole response. The SDK picks
 a generator or a plain handler by the function's type, so a worker is one or the other for its
 whole life: a worker started with `run_worker` answers exactly as it always did.
+
+A worker may run more than one kind of job (`Task`), chosen by the input's `task` field: a job
+without one is the endpoint's own request (Diarize on the diarization endpoint), and
+`{"task": "enroll", "audio": ..., "name": "Alice"}` an EnrollRequest on the workers that host a
+diarization engine, answered with the voiceprint JSON `parakeet enroll` writes. A task the worker
+does not run is INVALID_FIELD naming the tasks it does.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from parakeet.formats import Rpc, lookup
-from parakeet.runpod import response_to_json
+from parakeet.runpod import ENROLL_TASK, ENROLL_TASK_FIELD, enrolled_to_json, response_to_json
 from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, transcription_pb2
 from parakeet_server.core.base64_strict import InvalidBase64, decode_base64_field, decode_base64_strict
 from parakeet_server.core.context import CallContext, JobContext
@@ -58,6 +64,14 @@ JobStream = Callable[[RequestT, list[str]], Iterator[dict[str, Any]]]
 T = TypeVar("T")
 
 _URL_SCHEMES = ("http://", "https://")
+
+# The job input's field that picks the task (the client's names); DEFAULT_TASK: no `task` field.
+TASK_FIELD = ENROLL_TASK_FIELD
+DEFAULT_TASK = ""
+# Where each named task runs, for the message to a worker that does not run it.
+_TASK_HOSTS = {
+    ENROLL_TASK: "the diarization endpoint or the single endpoint (ORCHESTRATOR_BACKEND=inprocess)"
+}
 
 
 # The fields the original service's RunPod handlers read: its diarization handler audio,
@@ -82,6 +96,7 @@ LEGACY_FIELDS = frozenset(
 _ENDPOINTS = {
     transcription_pb2.TranscribeRequest.DESCRIPTOR.full_name: "transcription",
     diarization_pb2.DiarizeRequest.DESCRIPTOR.full_name: "diarization",
+    diarization_pb2.EnrollRequest.DESCRIPTOR.full_name: ENROLL_TASK,
     orchestrator_pb2.OrchestrateRequest.DESCRIPTOR.full_name: "orchestrator",
 }
 
@@ -120,9 +135,21 @@ def _endpoint(descriptor: Descriptor) -> str:
     return _ENDPOINTS.get(descriptor.full_name, descriptor.name)
 
 
+def _what(endpoint: str) -> str:
+    """The endpoint (or task) as messages name it."""
+    return "the enroll task" if endpoint == ENROLL_TASK else f"the {endpoint} endpoint"
+
+
+def _legacy(endpoint: str) -> frozenset[str]:
+    """The legacy fields `endpoint` accepts: all of them, but only the audio's on the enroll task,
+    which no original client sent (so nothing there is ignored with a warning)."""
+    return frozenset({"audio", "audio_format"}) if endpoint == ENROLL_TASK else LEGACY_FIELDS
+
+
 def accepted_fields(request_type: type[Message]) -> list[str]:
     """What a RunPod job's input may hold for `request_type`: its proto fields and LEGACY_FIELDS."""
-    return sorted(LEGACY_FIELDS | set(request_type.DESCRIPTOR.fields_by_name))
+    descriptor = cast(Descriptor, request_type.DESCRIPTOR)
+    return sorted(_legacy(_endpoint(descriptor)) | set(descriptor.fields_by_name))
 
 
 def _field_of(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
@@ -258,9 +285,9 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
     for name in list(fields):
         if _field_of(descriptor, name) is not None:
             continue
-        if name not in LEGACY_FIELDS:
+        if name not in _legacy(endpoint):
             raise InvalidRequest(
-                f'invalid job input: the {endpoint} endpoint has no field named "{name}"; '
+                f'invalid job input: {_what(endpoint)} has no field named "{name}"; '
                 f"it accepts: {', '.join(accepted_fields(request_type))}",
                 reason="UNKNOWN_FIELD",
             )
@@ -269,7 +296,7 @@ def parse_job(job_input: Any, request_type: type[RequestT]) -> ParsedJob[Request
             continue
         _check_ignored(name, value, descriptor.name)
         reason = _NO_TEMPERATURE if name == "temperature" else _WHY_IGNORED.get((endpoint, name), "")
-        warnings.append(f"'{name}' is ignored: {reason or f'the {endpoint} endpoint has no use for it'}")
+        warnings.append(f"'{name}' is ignored: {reason or f'{_what(endpoint)} has no use for it'}")
     if "response_format" in fields:
         rpc = Rpc(endpoint) if endpoint in {rpc.value for rpc in Rpc} else None
         # An orchestrate call renders speaker turns only when it diarizes (json_format checks the type).
@@ -377,12 +404,86 @@ def streaming_or_refusing(prepare: Callable[[], JobStream[RequestT]]) -> JobStre
     return refuse
 
 
+@dataclass(frozen=True)
+class Task(Generic[RequestT]):
+    """One kind of job a worker runs: the request its input is parsed as, the servicer method
+    that answers it, and how the answer is written as the job's output."""
+
+    request_type: type[RequestT]
+    servicer: Servicer[RequestT]
+    to_json: Callable[[Any, list[str]], dict[str, Any]] = output_with_warnings
+
+
+# A worker's tasks by the name a job's `task` field gives (DEFAULT_TASK: a job without one).
+Tasks = Mapping[str, Task[Any]]
+
+
+def _enroll_output(response: diarization_pb2.EnrollResponse, warnings: list[str]) -> dict[str, Any]:
+    return enrolled_to_json(response)  # the enroll task accepts no ignored field: no warnings
+
+
+def enroll_task(
+    enroll: Servicer[diarization_pb2.EnrollRequest],
+) -> Task[diarization_pb2.EnrollRequest]:
+    """The enroll job (`{"task": "enroll", "audio": ..., "name": ...}`) over a servicer's Enroll,
+    answered with the voiceprint file `parakeet enroll` writes."""
+    return Task(diarization_pb2.EnrollRequest, enroll, _enroll_output)
+
+
+def select_task(job_input: Any, tasks: Tasks) -> tuple[Task[Any], Any]:
+    """The task a job's input names, and the input without its `task` field; a task this worker
+    does not run is INVALID_FIELD naming where it runs, or the tasks this worker does run."""
+    if not isinstance(job_input, Mapping):
+        return tasks[DEFAULT_TASK], job_input  # parse_job says what the input should be
+    name = job_input.get(TASK_FIELD)
+    rest = {key: value for key, value in job_input.items() if key != TASK_FIELD}
+    if name is None or name == DEFAULT_TASK:
+        return tasks[DEFAULT_TASK], rest
+    if isinstance(name, str) and name in tasks:
+        return tasks[name], rest
+    default = _endpoint(cast(Descriptor, tasks[DEFAULT_TASK].request_type.DESCRIPTOR))
+    named = sorted(task for task in tasks if task != DEFAULT_TASK)
+    runs = f"it runs {', '.join(repr(t) for t in named)}, or " if named else "it runs "
+    if isinstance(name, str) and name in _TASK_HOSTS:
+        raise InvalidRequest(
+            f"the {default} endpoint does not run the '{name}' task: send it to {_TASK_HOSTS[name]}",
+            reason="INVALID_FIELD",
+        )
+    raise InvalidRequest(
+        f"'{TASK_FIELD}' {name!r} is not a task of the {default} endpoint: {runs}its own request "
+        f"when '{TASK_FIELD}' is left out",
+        reason="INVALID_FIELD",
+    )
+
+
+def tasks_or_refusing(request_types: Mapping[str, type[Message]], prepare: Callable[[], Tasks]) -> Tasks:
+    """`ready_or_refusing` for a worker of several tasks: if `prepare` fails, each task answers
+    every job with the reason."""
+    prepared = _prepared(prepare)
+    if not isinstance(prepared, ServiceError):
+        return prepared
+    failure = prepared
+
+    def refuse(request: Message, context: CallContext) -> Message:
+        raise failure
+
+    return {name: Task(request_type, refuse) for name, request_type in request_types.items()}
+
+
 def run_worker(request_type: type[RequestT], prepare: Callable[[], Servicer[RequestT]]) -> None:
     """A RunPod worker's whole life: process hygiene before any model library loads, logs, the
     servicer built and warmed up (or one answering every job with why not), then the job loop."""
     prepare_process()
     configure_logging()
     serve_jobs(request_type, ready_or_refusing(prepare))
+
+
+def run_tasks_worker(request_types: Mapping[str, type[Message]], prepare: Callable[[], Tasks]) -> None:
+    """`run_worker` for a worker of several tasks (`request_types`: each task's request, known
+    before anything loads, so a worker that cannot load still refuses each task's jobs)."""
+    prepare_process()
+    configure_logging()
+    serve_task_jobs(tasks_or_refusing(request_types, prepare))
 
 
 def run_stream_worker(request_type: type[RequestT], prepare: Callable[[], JobStream[RequestT]]) -> None:
@@ -394,10 +495,15 @@ def run_stream_worker(request_type: type[RequestT], prepare: Callable[[], JobStr
 
 def serve_jobs(request_type: type[RequestT], servicer: Servicer[RequestT]) -> None:
     """Hand jobs to the RunPod SDK's worker loop (which also reads --rp_serve_api for local tests)."""
+    serve_task_jobs({DEFAULT_TASK: Task(request_type, servicer)})
+
+
+def serve_task_jobs(tasks: Tasks) -> None:
+    """`serve_jobs` for a worker of several tasks, each job run by the one its `task` names."""
     import runpod  # the SDK starts logging and reads sys.argv on import; keep it off other paths
 
     def handler(job: dict[str, Any]) -> dict[str, Any]:
-        return run_job(job, request_type, servicer)
+        return run_task_job(job, tasks)
 
     # The SDK drains on SIGTERM in both of its modes; this only decides how the process leaves
     # afterwards. On RunPod its job loop takes no new job, finishes the one in flight and
@@ -428,9 +534,16 @@ def run_job(
     timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Run one job through a servicer; never raises, never returns a traceback."""
+    return run_task_job(job, {DEFAULT_TASK: Task(request_type, servicer)}, timeout_s)
+
+
+def run_task_job(job: Mapping[str, Any], tasks: Tasks, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run one job through the task its input names (`select_task`); never raises, never returns
+    a traceback."""
     try:
-        parsed = parse_job(job.get("input"), request_type)
-        return output_with_warnings(servicer(parsed.request, JobContext(timeout_s)), parsed.warnings)
+        task, job_input = select_task(job.get("input"), tasks)
+        parsed = parse_job(job_input, task.request_type)
+        return task.to_json(task.servicer(parsed.request, JobContext(timeout_s)), parsed.warnings)
     except ServiceError as error:
         return error_output(error)
     except Exception:

@@ -10,6 +10,10 @@ backend, with a warning, when the pipeline cannot be loaded), DIARIZATION_DEVICE
 MAX_AUDIO_SECONDS, and the token in HUGGINGFACE_ACCESS_TOKEN (or HF_TOKEN). Weights in RunPod's
 cached-model store are used without downloading.
 
+Besides Diarize jobs it runs enroll jobs, `{"input": {"task": "enroll", "audio": ..., "name":
+"Alice"}}`, answered with the voiceprint file `parakeet enroll` writes (made by this worker's
+engine, so it matches in this endpoint's Diarize jobs' `known_speakers`).
+
 The pipeline is loaded and warmed up before the first job is taken. If it cannot be loaded (no
 token, conditions not accepted, no local copy offline, a bad variable) the worker still takes
 jobs and answers each with `{"error": ...}` naming what to fix, which a client sees, rather than
@@ -20,9 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from parakeet.runpod import ENROLL_TASK
 from parakeet.v1 import diarization_pb2
 from parakeet_server.core.context import CallContext
-from parakeet_server.core.runpod_shim import run_worker
+from parakeet_server.core.runpod_shim import (
+    DEFAULT_TASK,
+    Task,
+    Tasks,
+    enroll_task,
+    run_tasks_worker,
+)
 from parakeet_server.core.settings import worker_config
 from parakeet_server.diarization.config import DiarizationConfig
 from parakeet_server.diarization.wiring import build_servicer, engine_for, warm_up
@@ -37,8 +48,22 @@ def prepare(config: DiarizationConfig) -> Diarize:
     return build_servicer(engine, config.limits).Diarize
 
 
+def prepare_tasks(config: DiarizationConfig) -> Tasks:
+    """The worker's jobs over one loaded engine: Diarize (no `task`) and enroll."""
+    engine = engine_for(config)
+    warm_up(engine)
+    servicer = build_servicer(engine, config.limits)
+    return {
+        DEFAULT_TASK: Task(diarization_pb2.DiarizeRequest, servicer.Diarize),
+        ENROLL_TASK: enroll_task(servicer.Enroll),
+    }
+
+
+TASKS = {DEFAULT_TASK: diarization_pb2.DiarizeRequest, ENROLL_TASK: diarization_pb2.EnrollRequest}
+
+
 def main() -> None:
-    run_worker(diarization_pb2.DiarizeRequest, lambda: prepare(worker_config(DiarizationConfig.from_env)))
+    run_tasks_worker(TASKS, lambda: prepare_tasks(worker_config(DiarizationConfig.from_env)))
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ examples:
   ffmpeg -i call.mp3 -f s16le -ac 1 -ar 16000 - | parakeet stream - --server 127.0.0.1:50053
   arecord -q -t raw -f S16_LE -r 16000 -c 1 | parakeet stream - --server 127.0.0.1:50053
   parakeet stream call.wav --format jsonl --no-interim --server 127.0.0.1:50053
+  parakeet stream call.wav --diarize --speaker alice.voiceprint.json --hotword Kubernetes --server 127.0.0.1:50053
 
 exit status: 0 done, 1 the service refused or failed (message on stderr), 2 bad usage,
 130 interrupted (the stream is cancelled).
@@ -233,14 +234,19 @@ def _via_server(args: argparse.Namespace, progress: Progress) -> orchestrator_pb
         return client.transcribe(args.audio, **_request_options(args))
 
 
-def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.OrchestrateResponse:
-    """The job JSON existing clients send, to `/runsync` (polling `/status` when it outlives it)."""
+def runpod_target(args: argparse.Namespace) -> tuple[RunPodJobs, RunPodEndpoint]:
+    """The job client and endpoint --runpod / --runpod-url name (key: env RUNPOD_API_KEY)."""
     url = args.runpod_url or (os.environ.get("RUNPOD_ENDPOINT_URL", "") if args.runpod else "")
     api_key = os.environ.get(API_KEY_ENV, "")
     if not api_key and not url:
         raise UsageError(f"--runpod needs the API key in the environment: export {API_KEY_ENV}=...")
     endpoint = RunPodEndpoint(endpoint_id=args.runpod or "", url=url)
-    jobs = RunPodJobs(api_key, max_wait_s=args.timeout or 3600.0)
+    return RunPodJobs(api_key, max_wait_s=args.timeout or 3600.0), endpoint
+
+
+def _via_runpod(args: argparse.Namespace, progress: Progress) -> orchestrator_pb2.OrchestrateResponse:
+    """The job JSON existing clients send, to `/runsync` (polling `/status` when it outlives it)."""
+    jobs, endpoint = runpod_target(args)
     request = orchestrate_request(args.audio, **_request_options(args))
     with progress.step(f"transcribing on RunPod ({endpoint.base_url})"):
         return jobs.call(
@@ -363,6 +369,11 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise UsageError(f"--format: {error}") from None
     if args.output and args.output != "-" and not Path(args.output).resolve().parent.is_dir():
         raise UsageError(f"-o {args.output}: the directory does not exist")
+    _read_speakers(args)
+
+
+def _read_speakers(args: argparse.Namespace) -> None:
+    """--speaker files into `args.known_speakers` (transcribe and stream), or what is wrong."""
     if args.speakers and not args.diarize:
         raise UsageError("--speaker names speakers found by diarization: add --diarize")
     try:
@@ -384,6 +395,15 @@ def enroll(args: argparse.Namespace) -> int:
     if args.server:
         with connect(args, args.timeout) as client, progress.step(f"enrolling on {args.server}"):
             enrolled = client.enroll(args.audio, name=args.name)
+    elif args.runpod or args.runpod_url:
+        jobs, endpoint = runpod_target(args)
+        with progress.step(f"enrolling on RunPod ({endpoint.base_url})"):
+            enrolled = jobs.enroll(
+                endpoint,
+                enroll_request(args.audio, name=args.name),
+                timeout=args.timeout,
+                label=f"the RunPod endpoint {endpoint.base_url}",
+            )
     else:
         run: Any = _embedded_entry("enroll", "--server HOST:PORT")
         enrolled = run(
@@ -411,7 +431,8 @@ def _add_enroll(commands: Any) -> None:
         "Pass it to `parakeet transcribe --diarize --speaker FILE`; it matches only on a server "
         "running the same engine (else FAILED_PRECONDITION, VOICEPRINT_MISMATCH). Nothing is "
         "stored on the server.",
-        epilog="example:\n  parakeet enroll alice.wav --name Alice -o alice.voiceprint.json --server HOST:PORT\n"
+        epilog="examples:\n  parakeet enroll alice.wav --name Alice -o alice.voiceprint.json --server HOST:PORT\n"
+        "  RUNPOD_API_KEY=... parakeet enroll alice.wav --name Alice --runpod DIARIZATION_ENDPOINT_ID\n"
         "  parakeet transcribe call.wav --diarize --speaker alice.voiceprint.json --server HOST:PORT",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -426,7 +447,16 @@ def _add_enroll(commands: Any) -> None:
     )
     command.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     where = command.add_argument_group("where it runs (default: embedded, in this process)")
-    where.add_argument("--server", metavar="HOST:PORT", help="a gRPC DiarizationService or orchestrator host")
+    target = where.add_mutually_exclusive_group()
+    target.add_argument(
+        "--server", metavar="HOST:PORT", help="a gRPC DiarizationService or orchestrator host"
+    )
+    target.add_argument(
+        "--runpod",
+        metavar="ENDPOINT_ID",
+        help="a RunPod diarization (or single) endpoint, as an enroll job (env RUNPOD_API_KEY)",
+    )
+    _add_runpod_url(where)
     _add_connection_options(where)
     command.add_argument_group("embedded mode").add_argument(
         "--pipeline",
@@ -514,6 +544,9 @@ def _stream_options(args: argparse.Namespace) -> StreamOptions:
         "endpoint_silence_ms": args.endpoint_silence_ms,
         "language": args.language,
         "speakers_optional": args.speakers_optional,
+        "hotwords": args.hotword,
+        "known_speakers": args.known_speakers,
+        "speaker_match_threshold": args.speaker_threshold,
     }
 
 
@@ -579,6 +612,7 @@ def _stream_responses(
 
 def stream(args: argparse.Namespace) -> int:
     """`parakeet stream`: live results of a file or of stdin, printed as they arrive."""
+    _read_speakers(args)
     audio = _stream_audio(args)
     output = LiveOutput(sys.stdout, args.format, sys.stderr)
     with contextlib.ExitStack() as stack:
@@ -659,30 +693,7 @@ def _add_transcribe(commands: Any) -> None:
         help="with --diarize: if finding speakers fails, print the transcript without them (and a "
         "warning) instead of failing",
     )
-    command.add_argument(
-        "--speaker",
-        dest="speakers",
-        action="append",
-        default=[],
-        metavar="VOICEPRINT_JSON",
-        help="with --diarize: a known speaker (a file from `parakeet enroll`); a matching speaker is "
-        "shown by name instead of SPEAKER_NN (repeat for each)",
-    )
-    command.add_argument(
-        "--speaker-threshold",
-        type=float,
-        metavar="SIMILARITY",
-        help="minimum cosine similarity for --speaker to match (default: the engine's)",
-    )
-    command.set_defaults(known_speakers=[])  # the --speaker files, read by _check_usage
-    command.add_argument(
-        "--hotword",
-        action="append",
-        default=[],
-        metavar="PHRASE[:BOOST]",
-        help="a word or phrase the recogniser should favour, e.g. Kubernetes or 'Ada Lovelace:2' (repeat "
-        "for each; boost default 0.5, at most 10)",
-    )
+    _add_known_speakers_and_hotwords(command)
     command.add_argument(
         "--multichannel",
         action="store_true",
@@ -698,13 +709,7 @@ def _add_transcribe(commands: Any) -> None:
     target = where.add_mutually_exclusive_group()
     target.add_argument("--server", metavar="HOST:PORT", help="a gRPC OrchestratorService")
     target.add_argument("--runpod", metavar="ENDPOINT_ID", help="a RunPod endpoint (env RUNPOD_API_KEY)")
-    where.add_argument(
-        "--runpod-url",
-        metavar="URL",
-        default=None,
-        help="the endpoint's base URL instead of https://api.runpod.ai/v2/ENDPOINT_ID "
-        "(a proxy, or the worker's local test API); env RUNPOD_ENDPOINT_URL applies with --runpod",
-    )
+    _add_runpod_url(where)
     _add_connection_options(where)
     embedded = command.add_argument_group("embedded mode")
     embedded.add_argument(
@@ -715,6 +720,34 @@ def _add_transcribe(commands: Any) -> None:
         "--pipeline",
         metavar="PATH_OR_HF_ID",
         help="pyannote pipeline directory or HF id for --diarize (default: pyannote/speaker-diarization-3.1)",
+    )
+
+
+def _add_known_speakers_and_hotwords(command: argparse.ArgumentParser) -> None:
+    """--speaker, --speaker-threshold and --hotword: the same on transcribe and stream."""
+    command.add_argument(
+        "--speaker",
+        dest="speakers",
+        action="append",
+        default=[],
+        metavar="VOICEPRINT_JSON",
+        help="with --diarize: a known speaker (a file from `parakeet enroll`); a matching speaker is "
+        "shown by name instead of SPEAKER_NN (repeat for each)",
+    )
+    command.add_argument(
+        "--speaker-threshold",
+        type=float,
+        metavar="SIMILARITY",
+        help="minimum cosine similarity for --speaker to match (default: the engine's)",
+    )
+    command.set_defaults(known_speakers=[])  # the --speaker files, read by _read_speakers
+    command.add_argument(
+        "--hotword",
+        action="append",
+        default=[],
+        metavar="PHRASE[:BOOST]",
+        help="a word or phrase the recogniser should favour, e.g. Kubernetes or 'Ada Lovelace:2' (repeat "
+        "for each; boost default 0.5, at most 10)",
     )
 
 
@@ -781,6 +814,7 @@ def _add_stream(commands: Any) -> None:
         action="store_true",
         help="with --diarize: if finding speakers fails, keep transcribing without them (and warn)",
     )
+    _add_known_speakers_and_hotwords(command)
     command.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (embedded mode)")
     command.add_argument(
         "-v", "--verbose", action="store_true", help="show the model libraries' logs (embedded mode)"
@@ -802,6 +836,16 @@ def _add_stream(commands: Any) -> None:
         "--pipeline",
         metavar="PATH_OR_HF_ID",
         help="pyannote pipeline directory or HF id for --diarize (default: pyannote/speaker-diarization-3.1)",
+    )
+
+
+def _add_runpod_url(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--runpod-url",
+        metavar="URL",
+        default=None,
+        help="the endpoint's base URL instead of https://api.runpod.ai/v2/ENDPOINT_ID "
+        "(a proxy, or the worker's local test API); env RUNPOD_ENDPOINT_URL applies with --runpod",
     )
 
 

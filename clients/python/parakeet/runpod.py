@@ -8,6 +8,10 @@ send. `RunPodJobs.call` sends one request message and hands back the response me
 `RunPodJobs.submit` is the step below it for callers that map a failed job themselves (the
 orchestrator's RunPod backend names the backend in its errors).
 
+An enroll job is `{"task": "enroll", "audio": ..., "name": "Alice"}` on a worker that hosts a
+diarization engine; its output is the voiceprint file `parakeet enroll` writes
+(`enrolled_to_json`), which `RunPodJobs.enroll` reads back as an EnrollResponse.
+
 A streaming worker (RUNPOD_STREAM=1) answers the same input with partial results:
 `RunPodJobs.stream` posts the job to /run and reads /stream/{job_id} until the job ends, yielding
 each `{"type": "final", ...}` partial as a FinalResult and the last `{"type": "response", ...}` as
@@ -51,7 +55,7 @@ from parakeet.errors import (
     Unavailable,
 )
 from parakeet.formats import lookup, name_of
-from parakeet.v1 import streaming_pb2
+from parakeet.v1 import audio_pb2, diarization_pb2, streaming_pb2
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
@@ -61,6 +65,8 @@ RUNPOD_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 # The job statuses after which /status will not change any more.
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 API_KEY_ENV = "RUNPOD_API_KEY"
+# An enroll job: the input's `task` field names it (a job without one runs the endpoint's own request).
+ENROLL_TASK_FIELD, ENROLL_TASK = "task", "enroll"
 # HTTP statuses after which the same request may be answered: rate limited, or the API is having trouble.
 RETRY_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -148,6 +154,25 @@ def response_from_json(output: Mapping[str, Any], response_type: type[ResponseT]
             raise ValueError(f"unknown response_format {fields['response_format']!r} in the worker's output")
         fields["response_format"] = int(row.value)
     return json_format.ParseDict(fields, response_type(), ignore_unknown_fields=True)
+
+
+def enrolled_to_json(enrolled: diarization_pb2.EnrollResponse) -> dict[str, Any]:
+    """An enroll job's output: the voiceprint file `parakeet enroll` writes (`write_voiceprint`), a
+    KnownSpeaker in protobuf JSON, so it can be saved as NAME.voiceprint.json or put straight
+    into a later job's `known_speakers`."""
+    speaker = audio_pb2.KnownSpeaker(name=enrolled.name, voiceprint=enrolled.voiceprint)
+    return json_format.MessageToDict(speaker)
+
+
+def enrolled_from_json(output: Mapping[str, Any]) -> diarization_pb2.EnrollResponse:
+    """An enroll job's output (`enrolled_to_json`) as the EnrollResponse it was made from (its
+    name and voiceprint; the audio's duration and the engine are not in the file)."""
+    speaker = json_format.ParseDict(dict(output), audio_pb2.KnownSpeaker(), ignore_unknown_fields=True)
+    if speaker.WhichOneof("voice") != "voiceprint" or not speaker.voiceprint.embedding:
+        raise ValueError("the enroll job's output holds no voiceprint")
+    return diarization_pb2.EnrollResponse(
+        name=speaker.name, voiceprint=speaker.voiceprint, model=speaker.voiceprint.model
+    )
 
 
 def final_from_json(partial: Mapping[str, Any]) -> streaming_pb2.FinalResult:
@@ -258,14 +283,50 @@ class RunPodJobs:
         A job the worker failed with a retryable reason (WARMING_UP, CONCURRENCY_LIMIT, ...) is
         submitted again per the retry policy; a job that failed without a reason is not (it may
         have crashed its worker, and would again)."""
-        job_input = request_to_json(request)
+        result = self._run(endpoint, request_to_json(request), timeout, label, queued)
+        try:
+            return response_from_json(result.output, response_type)
+        except (ValueError, json_format.ParseError) as error:
+            raise Unavailable(
+                f"{label} answered output this client cannot read ({error})", reason="BACKEND_UNAVAILABLE"
+            ) from None
+
+    def enroll(
+        self,
+        endpoint: RunPodEndpoint,
+        request: diarization_pb2.EnrollRequest,
+        timeout: float | None = None,
+        label: str = "the RunPod endpoint",
+    ) -> diarization_pb2.EnrollResponse:
+        """A voiceprint from the worker's diarization engine: the request as an enroll job
+        (`{"task": "enroll", "audio": ..., "name": ...}`), retried as `call` retries."""
+        job_input = {ENROLL_TASK_FIELD: ENROLL_TASK, **request_to_json(request)}
+        result = self._run(endpoint, job_input, timeout, label, queued=False)
+        try:
+            return enrolled_from_json(result.output)
+        except (ValueError, json_format.ParseError) as error:
+            raise Unavailable(
+                f"{label} answered output this client cannot read ({error}); does it run enroll jobs?",
+                reason="BACKEND_UNAVAILABLE",
+            ) from None
+
+    def _run(
+        self,
+        endpoint: RunPodEndpoint,
+        job_input: Mapping[str, Any],
+        timeout: float | None,
+        label: str,
+        queued: bool,
+    ) -> JobResult:
+        """One job until it completes; a failed one raised as the worker's error, after the retries
+        the policy allows for a reason the worker said is retryable."""
         remaining = self._budget(timeout)
         submit = self.submit_queued if queued else self.submit
         attempt = 1
         while True:
             result = submit(endpoint, job_input, remaining(), label)
             if result.completed:
-                break
+                return result
             error = result.worker_error()
             wait = self._retry.delay(attempt, None)
             retry = error.retryable and error.reason == result.reason  # the worker said so
@@ -273,12 +334,6 @@ class RunPodJobs:
                 raise error
             attempt += 1
             time.sleep(wait)
-        try:
-            return response_from_json(result.output, response_type)
-        except (ValueError, json_format.ParseError) as error:
-            raise Unavailable(
-                f"{label} answered output this client cannot read ({error})", reason="BACKEND_UNAVAILABLE"
-            ) from None
 
     def submit(
         self,
