@@ -11,7 +11,14 @@ published numbers.
 Manifest: NeMo-style JSON lines. `audio_filepath` is required; `text` (reference transcript)
 enables WER, `rttm_filepath` enables DER/JER, `words_filepath` (JSON `{"words": [{"word",
 "speaker"}]}`) enables WDER; `uri` names the recording in the RTTM (default: the file's stem).
-Relative paths are read from the manifest's folder.
+Relative paths are read from the manifest's folder. Optional `condition` (what happened to the
+audio: room, noise, codec) and the reference speaker count split the report into rows by
+condition and by speaker count.
+
+With no manifest, two corpora are synthesized and reported side by side: `clean` (eval/synth.py:
+held-out sentences and 2-4 speaker conversations, held to the issue's floors) and `realistic`
+(eval/realistic.py's held-out test split: 1-6 speakers, rooms, noise, babble, telephone, codecs,
+overlaps; held to eval/floors.py's REALISTIC). `--quick` scores small sets of both.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from eval import report
+from eval.floors import CLEAN, REALISTIC, Floors, Summary
 from eval.metrics import (
     DiarizationErrors,
     SpeakerTurn,
@@ -41,6 +51,9 @@ FIXTURE_MODEL = Path(__file__).parent / "assets" / "tiny_tdt_espeak.nemo"
 OFFLINE_PIPELINE = "offline"
 
 ALL_CONVERSATIONS = "2-4 speaker conversations"
+REALISTIC_SET = "realistic test conversations"
+
+__all__ = ["CLEAN", "REALISTIC", "Floors", "Item", "Report", "evaluate", "main", "read_manifest"]
 
 Orchestrate = Callable[[orchestrator_pb2.OrchestrateRequest], orchestrator_pb2.OrchestrateResponse]
 
@@ -54,6 +67,7 @@ class Item:
     text: str | None = None
     turns: list[SpeakerTurn] | None = None
     words: list[SpeakerWord] | None = None
+    condition: str | None = None
 
     @property
     def num_speakers(self) -> int | None:
@@ -64,7 +78,8 @@ class Item:
         return None
 
 
-def read_manifest(path: Path) -> list[Item]:
+def read_manifest(path: Path, condition: str | None = None) -> list[Item]:
+    """The manifest's items; `condition` labels those whose entry names none."""
     base = path.parent
     items = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -83,7 +98,16 @@ def read_manifest(path: Path) -> list[Item]:
         if entry.get("words_filepath"):
             document = json.loads((base / entry["words_filepath"]).read_text())
             words = [SpeakerWord(w["word"], w["speaker"]) for w in document["words"]]
-        items.append(Item(audio=audio, uri=uri, text=entry.get("text"), turns=turns, words=words))
+        items.append(
+            Item(
+                audio=audio,
+                uri=uri,
+                text=entry.get("text"),
+                turns=turns,
+                words=words,
+                condition=entry.get("condition") or condition,
+            )
+        )
     return items
 
 
@@ -106,6 +130,12 @@ def remote(address: str, token: str | None) -> Orchestrate:
     return client.orchestrate
 
 
+class Scorer(Protocol):
+    def add(
+        self, item: Item, response: orchestrator_pb2.OrchestrateResponse, seconds: float, diarized: bool
+    ) -> None: ...
+
+
 @dataclass
 class Report:
     """Scores accumulated over the manifest, and the compute they cost."""
@@ -118,13 +148,24 @@ class Report:
     scored_turns: int = 0
     speaker_words: SpeakerWordErrors = field(default_factory=SpeakerWordErrors)
     scored_words: int = 0
+    counted: int = 0  # recordings whose found speaker count was compared with the reference
+    counted_exact: int = 0
 
-    def add(self, item: Item, response: orchestrator_pb2.OrchestrateResponse, seconds: float) -> None:
+    def add(
+        self,
+        item: Item,
+        response: orchestrator_pb2.OrchestrateResponse,
+        seconds: float,
+        diarized: bool = True,
+    ) -> None:
+        """Score one response; speakers only when they were asked for (`diarized`)."""
         self.files += 1
         self.audio_s += response.duration
         self.compute_s += seconds
         if item.text is not None:
             self.words.add(item.text, response.text)
+        if not diarized:
+            return
         if item.turns is not None:
             hypothesis = [SpeakerTurn(t.start, t.end, t.speaker) for t in response.speaker_turns]
             self.diarization.add(item.turns, hypothesis, item.uri)
@@ -135,8 +176,11 @@ class Report:
             self.speaker_words.aligned += scored.aligned
             self.speaker_words.wrong_speaker += scored.wrong_speaker
             self.scored_words += 1
+        if item.num_speakers is not None:
+            self.counted += 1
+            self.counted_exact += found_speakers(response) == item.num_speakers
 
-    def summary(self) -> dict[str, float | int | None]:
+    def summary(self) -> Summary:
         return {
             "files": self.files,
             "audio_minutes": round(self.audio_s / 60, 2),
@@ -144,7 +188,64 @@ class Report:
             "der": round(self.diarization.der, 4) if self.scored_turns else None,
             "jer": round(self.diarization.jer, 4) if self.scored_turns else None,
             "wder": round(self.speaker_words.wder, 4) if self.scored_words else None,
+            "speaker_count_exact": round(self.counted_exact / self.counted, 4) if self.counted else None,
+            "speaker_counts_scored": self.counted,
             "real_time_factor": round(self.compute_s / self.audio_s, 4) if self.audio_s else None,
+        }
+
+
+def found_speakers(response: orchestrator_pb2.OrchestrateResponse) -> int:
+    """The number of speakers the stack found: its own count, else the distinct labels it gave."""
+    labels = {turn.speaker for turn in response.speaker_turns} or {
+        w.speaker for w in response.words if w.speaker
+    }
+    return response.num_speakers or len(labels)
+
+
+@dataclass
+class Breakdown:
+    """Every scored item added per corpus, per (speaker count, corpus) and per (condition, corpus)."""
+
+    corpora: dict[str, Report] = field(default_factory=dict)
+    speakers: dict[int, dict[str, Report]] = field(default_factory=dict)
+    conditions: dict[str, dict[str, Report]] = field(default_factory=dict)
+
+    def scorer(self, corpus: str) -> Scorer:
+        """What `evaluate` adds each result of `corpus` to."""
+        breakdown = self
+
+        class _Corpus:
+            def add(
+                self,
+                item: Item,
+                response: orchestrator_pb2.OrchestrateResponse,
+                seconds: float,
+                diarized: bool,
+            ) -> None:
+                breakdown.corpora.setdefault(corpus, Report()).add(item, response, seconds, diarized)
+                if diarized and item.num_speakers is not None:
+                    by_count = breakdown.speakers.setdefault(item.num_speakers, {})
+                    by_count.setdefault(corpus, Report()).add(item, response, seconds, diarized)
+                if item.condition is not None:
+                    by_condition = breakdown.conditions.setdefault(item.condition, {})
+                    by_condition.setdefault(corpus, Report()).add(item, response, seconds, diarized)
+
+        return _Corpus()
+
+    def corpus(self, name: str) -> Summary:
+        """The corpus's pooled scores (an empty corpus scores nothing)."""
+        return self.corpora.get(name, Report()).summary()
+
+    def by_speakers(self) -> dict[str, dict[str, Summary]]:
+        return {
+            str(count): {name: r.summary() for name, r in self.speakers[count].items()}
+            for count in sorted(self.speakers)
+        }
+
+    def by_condition(self) -> dict[str, dict[str, Summary]]:
+        return {
+            condition: {name: r.summary() for name, r in reports.items()}
+            for condition, reports in self.conditions.items()
         }
 
 
@@ -154,9 +255,9 @@ def evaluate(
     diarize: bool,
     oracle_speakers: bool = False,
     progress: Callable[[str], None] | None = None,
-    pooled: Report | None = None,
+    also: Sequence[Scorer] = (),
 ) -> Report:
-    """Score `items`; each result is also added to `pooled` when given (a row over several sets)."""
+    """Score `items`; each result is also added to the scorers in `also` (a pool, a breakdown)."""
     report = Report()
     for index, item in enumerate(items, 1):
         wants_speakers = diarize and (item.turns is not None or item.words is not None)
@@ -172,46 +273,32 @@ def evaluate(
         except Exception as error:
             raise RuntimeError(f"{item.audio}: {error}") from error
         elapsed = time.perf_counter() - started
-        report.add(item, response, elapsed)
-        if pooled is not None:
-            pooled.add(item, response, elapsed)
+        for scorer in (report, *also):
+            scorer.add(item, response, elapsed, wants_speakers)
         if progress is not None:
             progress(f"[{index}/{len(items)}] {item.uri}: {response.text[:70]!r}")
     return report
 
 
-def render_table(rows: Sequence[tuple[str, dict[str, float | int | None]]]) -> str:
-    columns = ["files", "audio_minutes", "wer", "der", "jer", "wder", "real_time_factor"]
+def render_table(rows: Sequence[tuple[str, Summary]]) -> str:
+    columns = [
+        "files",
+        "audio_minutes",
+        "wer",
+        "der",
+        "jer",
+        "wder",
+        "speaker_count_exact",
+        "real_time_factor",
+    ]
     header = ["set", *columns]
-    body = [[name] + ["-" if s[c] is None else f"{s[c]}" for c in columns] for name, s in rows]
+    body = [[name] + ["-" if s.get(c) is None else f"{s[c]}" for c in columns] for name, s in rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         for row in [header, *body]
     ]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Floors:
-    """The issue's floors for the offline fixture stack on synthesized held-out speech."""
-
-    wer: float = 0.10
-    der: float = 0.10
-    wder: float = 0.05
-
-    def failures(self, summary: dict[str, float | int | None]) -> list[str]:
-        found = []
-        for name in ("wer", "der", "wder"):
-            value, floor = summary.get(name), getattr(self, name)
-            if value is not None and float(value) > floor:
-                found.append(f"{name.upper()} {float(value):.3f} is above the floor {floor:.2f}")
-        return found
-
-    def describe(self) -> str:
-        return ", ".join(
-            f"{name.upper()} <= {getattr(self, name) * 100:g} %" for name in ("wer", "der", "wder")
-        )
 
 
 @dataclass(frozen=True)
@@ -234,6 +321,16 @@ class Sets:
         return rows
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """Sets reported as one column (clean, realistic) and held to one set of floors."""
+
+    name: str
+    sets: Sets
+    floors: Floors = CLEAN
+    condition: str | None = None  # the condition of items whose manifest names none
+
+
 def synthesized_sets(out: Path, seed: int, sentences: int, conversations: int, turns: int) -> Sets:
     """Held-out sentences, and 2-, 3- and 4-speaker conversations pooled; one manifest per set."""
     from eval.synth import write_corpus
@@ -252,6 +349,13 @@ def synthesized_sets(out: Path, seed: int, sentences: int, conversations: int, t
     return Sets({"sentences": write_corpus(out / "sentences", seed, sentences, 0)}, pooled, ALL_CONVERSATIONS)
 
 
+def realistic_sets(out: Path, conversations: int, max_minutes: float) -> Sets:
+    """The realistic corpus's held-out test split (eval/realistic.py), files reused when already in `out`."""
+    from eval.realistic import write_set
+
+    return Sets({REALISTIC_SET: write_set(out, "test", conversations, max_minutes=max_minutes)})
+
+
 def given_sets(manifests: Sequence[Path], pool: Sequence[Path]) -> Sets:
     """The manifests of the command line: positional ones alone, --pool ones as one pool."""
     return Sets(
@@ -261,42 +365,79 @@ def given_sets(manifests: Sequence[Path], pool: Sequence[Path]) -> Sets:
     )
 
 
+@dataclass
+class Scores:
+    """What `score` measured: a row per set, and the breakdown by corpus, speaker count and condition."""
+
+    rows: list[tuple[str, Summary]]
+    breakdown: Breakdown
+
+
 def score(
-    sets: Sets,
+    corpora: Sequence[Corpus],
     orchestrate: Orchestrate,
     diarize: bool,
     oracle_speakers: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> list[tuple[str, dict[str, float | int | None]]]:
-    """One row per manifest, then the pool's row when there is a pool."""
+) -> Scores:
+    """Per corpus: one row per manifest, then the pool's row when there is a pool."""
     rows = []
-    pool = Report()
-    for group, pooled in ((sets.alone, None), (sets.pooled, pool)):
-        for name, manifest in group.items():
-            report = evaluate(
-                read_manifest(manifest), orchestrate, diarize, oracle_speakers, progress, pooled
-            )
-            rows.append((name, report.summary()))
-    if sets.pooled:
-        rows.append((sets.pool_name, pool.summary()))
-    return rows
+    breakdown = Breakdown()
+    for corpus in corpora:
+        pool = Report()
+        column = breakdown.scorer(corpus.name)
+        sets = corpus.sets
+        for group, pooled in ((sets.alone, ()), (sets.pooled, (pool,))):
+            for name, manifest in group.items():
+                items = read_manifest(manifest, corpus.condition)
+                report = evaluate(items, orchestrate, diarize, oracle_speakers, progress, (*pooled, column))
+                rows.append((name, report.summary()))
+        if sets.pooled:
+            rows.append((sets.pool_name, pool.summary()))
+    return Scores(rows, breakdown)
 
 
-def check_floors(
-    sets: Sets, rows: Sequence[tuple[str, dict[str, float | int | None]]], floors: Floors = Floors()
-) -> list[str]:
+def check_floors(corpora: Sequence[Corpus], rows: Sequence[tuple[str, Summary]]) -> list[str]:
     """Says which floors hold for which rows, then checks them; returns the misses."""
-    held = sets.held()
-    print(f"floors: {floors.describe()} (a score without references is not checked), held by:")
-    for line in held.values():
-        print(f"  {line}")
-    failures = [
-        f"{name}: {problem}" for name, summary in rows if name in held for problem in floors.failures(summary)
-    ]
+    summaries = dict(rows)
+    failures = []
+    for corpus in corpora:
+        held = corpus.sets.held()
+        label = f"{corpus.name} floors" if len(corpora) > 1 else "floors"
+        print(f"{label}: {corpus.floors.describe()} (a score without references is not checked), held by:")
+        for line in held.values():
+            print(f"  {line}")
+        failures += [
+            f"{name}: {problem}" for name in held for problem in corpus.floors.failures(summaries[name])
+        ]
     for failure in failures:
         print(f"FLOOR MISSED  {failure}", file=sys.stderr)
     print("floors missed" if failures else "floors met")
     return failures
+
+
+def print_report(corpora: Sequence[Corpus], scores: Scores) -> None:
+    """The table per set, then the corpora side by side, by speaker count and by condition."""
+    names = [corpus.name for corpus in corpora]
+    print(render_table(scores.rows))
+    print()
+    print(report.side_by_side({name: scores.breakdown.corpus(name) for name in names}))
+    by_speakers, by_condition = scores.breakdown.by_speakers(), scores.breakdown.by_condition()
+    if by_speakers:
+        print()
+        print(report.by_group("speakers", by_speakers, names))
+    if by_condition:
+        print()
+        shared = any(len(by_corpus) > 1 for by_corpus in by_condition.values())
+        table = (
+            report.by_group
+            if shared
+            else (lambda title, groups, _: report.by_group_and_corpus(title, groups))
+        )
+        print(table("condition", by_condition, names))
+
+
+QUICK = {"sentences": 12, "conversations": 1, "realistic_conversations": 6, "realistic_minutes": 1.0}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -313,6 +454,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a manifest scored on its own and also pooled with the other --pool manifests into one "
         "row; --check-floors holds the pool, not its members, to the floors (repeat the option)",
     )
+    parser.add_argument(
+        "--realistic",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="MANIFEST",
+        help="a manifest of the realistic column, held to the realistic floors (repeat the option; "
+        "default with no manifest: synthesize the realistic test split)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="HOST:PORT", help="score a running OrchestratorService")
     parser.add_argument("--token", default=None, help="bearer token for --server")
@@ -328,6 +478,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-diarize", action="store_true", help="score transcripts only")
     parser.add_argument("--oracle-speakers", action="store_true", help="pass the reference speaker count")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small synthesized sets (12 sentences, one conversation per speaker count, 6 realistic "
+        "conversations of at most 1 minute): about a quarter of the full run's time",
+    )
     parser.add_argument("--seed", type=int, default=20_000, help="seed of the synthesized held-out set")
     parser.add_argument("--sentences", type=int, default=100, help="synthesized sentences")
     parser.add_argument(
@@ -335,19 +491,73 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--turns", type=int, default=12, help="turns per synthesized conversation")
     parser.add_argument(
+        "--realistic-conversations",
+        type=int,
+        default=24,
+        metavar="N",
+        help="realistic test conversations to synthesize (1-6 speakers and the conditions in turn; 0: none)",
+    )
+    parser.add_argument(
+        "--realistic-minutes",
+        type=float,
+        default=2.0,
+        metavar="M",
+        help="longest realistic conversation, minutes (lengths are drawn from 1 to M)",
+    )
+    parser.add_argument(
+        "--realistic-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep the realistic audio here and reuse it next time (default: a temporary folder)",
+    )
+    parser.add_argument(
         "--check-floors",
         action="store_true",
-        help=f"print the floors ({Floors().describe().replace('%', '%%')}) and the rows they hold for, "
-        "and exit 1 when one is missed: each manifest given alone, and the --pool manifests as "
-        "one pool (synthesized: the sentences, and the 2-4 speaker conversations pooled)",
+        help=f"print the floors ({CLEAN.describe().replace('%', '%%')}; realistic: "
+        f"{REALISTIC.describe().replace('%', '%%')}, eval/floors.py) and the rows they hold for, "
+        "and exit 1 when one is missed: each manifest given alone, the --pool manifests as "
+        "one pool, each --realistic manifest (synthesized: the sentences, the 2-4 speaker "
+        "conversations pooled, and the realistic test conversations)",
     )
-    parser.add_argument("--json", type=Path, help="also write the scores here as JSON")
+    parser.add_argument("--json", type=Path, help="also write the report here as JSON")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     both = {str(path) for path in args.manifests} & {str(path) for path in args.pool}
     if both:
         parser.error(f"a manifest is either scored alone or pooled, not both: {', '.join(sorted(both))}")
+    if args.quick:
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    for name in ("sentences", "conversations", "turns", "realistic_conversations"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if args.realistic_minutes < 1.0:
+        parser.error(
+            f"--realistic-minutes must be at least 1 (conversations last 1 to M minutes), "
+            f"got {args.realistic_minutes:g}"
+        )
     return args
+
+
+def corpora_to_score(args: argparse.Namespace, scratch: Path, say: Callable[[str], None]) -> list[Corpus]:
+    """The command line's manifests, or the synthesized clean and realistic corpora."""
+    corpora = []
+    given = given_sets(args.manifests, args.pool)
+    if given.alone or given.pooled:
+        corpora.append(Corpus("given", given))
+    elif not args.realistic:
+        say(f"synthesizing a clean held-out set (seed {args.seed}) into {scratch}")
+        clean = synthesized_sets(scratch, args.seed, args.sentences, args.conversations, args.turns)
+        corpora.append(Corpus("clean", clean, CLEAN, condition="clean"))
+        if args.realistic_conversations:
+            folder = args.realistic_cache or scratch / "realistic"
+            say(f"synthesizing {args.realistic_conversations} realistic test conversations into {folder}")
+            sets = realistic_sets(folder, args.realistic_conversations, args.realistic_minutes)
+            corpora.append(Corpus("realistic", sets, REALISTIC))
+    if args.realistic:
+        corpora.append(Corpus("realistic", Sets({str(path): path for path in args.realistic}), REALISTIC))
+    return corpora
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,11 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (lambda _line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     )
     diarize = not args.no_diarize
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="parakeet-eval-") as scratch:
-        sets = given_sets(args.manifests, args.pool)
-        if not sets.alone and not sets.pooled:
-            say(f"synthesizing a held-out set (seed {args.seed}) into {scratch}")
-            sets = synthesized_sets(Path(scratch), args.seed, args.sentences, args.conversations, args.turns)
+        corpora = corpora_to_score(args, Path(scratch), say)
         if args.server:
             orchestrate = remote(args.server, args.token)
         else:
@@ -368,10 +576,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline = args.pipeline or OFFLINE_PIPELINE
             say(f"loading {model} and the {pipeline!r} diarization pipeline")
             orchestrate = embedded(model, pipeline, diarize)
-        rows = score(sets, orchestrate, diarize, args.oracle_speakers, say)
-    print(render_table(rows))
+        scores = score(corpora, orchestrate, diarize, args.oracle_speakers, say)
+    print_report(corpora, scores)
+    missed: list[str] = []
+    if args.check_floors:
+        print()
+        missed = check_floors(corpora, scores.rows)
+    say(f"evaluated in {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps(dict(rows), indent=1) + "\n")
-    if args.check_floors and check_floors(sets, rows):
-        return 1
-    return 0
+        breakdown = scores.breakdown
+        floors = {corpus.name: corpus.floors.describe() for corpus in corpora}
+        corpora_summaries = {corpus.name: breakdown.corpus(corpus.name) for corpus in corpora}
+        body = report.document(
+            scores.rows,
+            corpora_summaries,
+            breakdown.by_speakers(),
+            breakdown.by_condition(),
+            floors,
+            missed,
+        )
+        args.json.write_text(json.dumps(body, indent=1) + "\n")
+    return 1 if missed else 0

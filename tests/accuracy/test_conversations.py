@@ -90,8 +90,9 @@ def test_conversations_come_back_with_the_right_words_and_speakers(
 def test_make_eval_prints_every_score_and_holds_the_floors(tmp_path: Path) -> None:
     scores = tmp_path / "scores.json"
     command = [sys.executable, "-m", "eval", "--sentences", "12", "--conversations", "1"]
+    realistic = ["--realistic-conversations", "2", "--realistic-minutes", "1"]
     result = subprocess.run(
-        [*command, "--check-floors", "--quiet", "--json", str(scores)],
+        [*command, *realistic, "--check-floors", "--quiet", "--json", str(scores)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -107,16 +108,34 @@ def test_make_eval_prints_every_score_and_holds_the_floors(tmp_path: Path) -> No
         "der",
         "jer",
         "wder",
+        "speaker_count_exact",
         "real_time_factor",
     ]
-    rows = json.loads(scores.read_text())
+    report = json.loads(scores.read_text())
+    rows = report["sets"]
     per_count = [f"{n}-speaker conversations" for n in (2, 3, 4)]
-    assert list(rows) == ["sentences", *per_count, "2-4 speaker conversations"]
+    assert list(rows) == [
+        "sentences",
+        *per_count,
+        "2-4 speaker conversations",
+        "realistic test conversations",
+    ]
     assert rows["sentences"]["files"] == 12 and rows["sentences"]["der"] is None
     assert rows["2-4 speaker conversations"]["files"] == 3
     for name in per_count:
         assert rows[name]["files"] == 1
         assert all(rows[name][score] is not None for score in ("wer", "der", "jer", "wder"))
+    # realistic test conversations 0 and 1: one speaker in the `varied` condition, two in a `room`
+    assert list(report["corpora"]) == ["clean", "realistic"]
+    assert report["corpora"]["realistic"]["files"] == 2
+    assert report["corpora"]["clean"]["files"] == 15
+    assert list(report["by_speaker_count"]) == ["1", "2", "3", "4"]
+    assert list(report["by_speaker_count"]["1"]) == ["realistic"]
+    assert list(report["by_speaker_count"]["2"]) == ["clean", "realistic"]
+    assert list(report["by_condition"]) == ["clean", "varied", "room"]
+    assert report["floors_missed"] == []
+    assert "score             clean    realistic" in table
+    assert table[-1] == "floors met"
 
 
 def test_make_demo_prints_the_scripted_conversation_with_speakers() -> None:

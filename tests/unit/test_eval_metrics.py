@@ -115,7 +115,7 @@ def test_floors_name_each_missed_score() -> None:
     table = render_table(
         [("sentences", {**summary, "files": 3, "audio_minutes": 0.1, "jer": None, "real_time_factor": 0.01})]
     )
-    assert table.splitlines()[1].split() == ["sentences", "3", "0.1", "0.2", "0.05", "-", "-", "0.01"]
+    assert table.splitlines()[1].split() == ["sentences", "3", "0.1", "0.2", "0.05", "-", "-", "-", "0.01"]
 
 
 def test_librispeech_and_rttm_folders_become_manifests(tmp_path: Path) -> None:
