@@ -35,7 +35,8 @@ every fourth after); pyannote ~0.07 s of segmentation and ~0.3 s of embedding pe
 step is one small forward pass, so torch's intra-op threads mostly wait on each other on a busy
 CPU.
 
-`DiarizeSession` wraps a diarizer for StreamingDiarize (the live-stream framework's session).
+`DiarizeSession` wraps a diarizer for StreamingDiarize (the live-stream framework's session); with
+known speakers its turns go through a `LiveNaming` (live_names.py), which names each speaker once.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import DeadlineExceeded, PreconditionFailed
 from parakeet_server.core.live import LiveOutput
 from parakeet_server.core.times import whole_ms
+from parakeet_server.diarization.live_names import LiveNaming
 from parakeet_server.diarization.online import OnlineClustering, OnlineParams, Reclustering, ReclusterParams
 from parakeet_server.diarization.runtime import stop_check
 from parakeet_server.diarization.types import SpeakerCounts, Turn
@@ -666,8 +668,10 @@ class DiarizeSession:
         output: LiveOutput[Response],
         model: str,
         min_speakers: int | None = None,
+        naming: LiveNaming | None = None,
     ) -> None:
         self._cancelled = threading.Event()
+        self._naming = naming
         self._diarizer: OnlineDiarizer | None = opener(self._cancelled.is_set)
         self._output = output
         self._model = model
@@ -683,6 +687,8 @@ class DiarizeSession:
             if diarizer is None or self._finished:
                 return
             self._seconds += len(samples) / SAMPLE_RATE
+            if self._naming is not None:
+                self._naming.hear(samples)
             try:
                 turns = diarizer.feed(samples)
             except DeadlineExceeded:
@@ -705,8 +711,9 @@ class DiarizeSession:
                     self._diarizer = None
                     return
                 raise
-            self._send(turns, diarizer.decided_until)
-            speakers = diarizer.speakers
+            self._send(turns, diarizer.decided_until, final=True)
+            naming = self._naming
+            speakers = [naming.label_of(s) for s in diarizer.speakers] if naming else diarizer.speakers
             self._diarizer = None
             summary = streaming_pb2.StreamingSummary(
                 duration=whole_ms(self._seconds),
@@ -714,6 +721,7 @@ class DiarizeSession:
                 speakers=speakers,
                 model=self._model,
                 warnings=self._warnings(len(speakers)),
+                speaker_identities=naming.identities if naming else [],
             )
             self._output.send(Response(summary=summary, processed_seconds=self._sent_until))
             self._output.end()
@@ -734,7 +742,12 @@ class DiarizeSession:
             finally:
                 self._lock.release()
 
-    def _send(self, turns: list[Turn], decided: float) -> None:
+    def _send(self, turns: list[Turn], decided: float, final: bool = False) -> None:
+        """Turns out (through the naming, which may hold some: `decided` then stops at the first held)."""
+        if self._naming is not None:
+            turns = self._naming.pass_on(turns, decided, final)
+            held = self._naming.held_from()
+            decided = decided if held is None else min(decided, held)
         for turn in turns:
             speaker_turn = audio_pb2.SpeakerTurn(start=turn.start, end=turn.end, speaker=turn.speaker)
             self._output.send(Response(turn=speaker_turn, processed_seconds=decided))

@@ -21,6 +21,7 @@ from parakeet_server.core.memory import track_audio
 from parakeet_server.core.metrics import AUDIO_SECONDS
 from parakeet_server.core.times import whole_ms
 from parakeet_server.diarization.live import DiarizeSession, open_diarizer
+from parakeet_server.diarization.live_names import LiveNaming
 from parakeet_server.diarization.selection import Diarizer
 from parakeet_server.diarization.types import SpeakerCounts
 from parakeet_server.diarization.voiceprints import (
@@ -112,9 +113,10 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
     ) -> Iterator[diarization_pb2.StreamingDiarizeResponse]:
         """Speaker turns while the audio streams: a `turn` per decided turn, labels fixed for the stream.
 
-        Of the StreamingConfig, the audio format and the speaker counts (validated as Diarize
-        validates them: INVALID_FIELD) are used; `language` is accepted and ignored (speakers
-        have no language); interim_results, word_timestamps, endpoint_silence_ms, diarize and
+        Of the StreamingConfig, the audio format, the speaker counts (validated as Diarize
+        validates them: INVALID_FIELD) and the known speakers with speaker_match_threshold (named
+        live: live_names.py) are used; `language` is accepted and ignored (speakers have no
+        language); interim_results, word_timestamps, endpoint_silence_ms, diarize, hotwords and
         speakers_optional concern transcription and are ignored. min_speakers is validated but
         cannot be honoured live (a voice heard once is never split later).
         """
@@ -125,12 +127,25 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         config: streaming_pb2.StreamingConfig,
         output: LiveOutput[diarization_pb2.StreamingDiarizeResponse],
     ) -> DiarizeSession:
-        """A live session for one stream (also what the orchestrator opens in process)."""
+        """A live session for one stream (also what the orchestrator opens in process).
+
+        Known speakers are checked here, before any audio flows: names, the threshold, and each
+        voiceprint against this engine's embedding model (VOICEPRINT_MISMATCH); reference audio
+        is enrolled now."""
         counts = speaker_counts(config)
+        threshold = config.speaker_match_threshold if config.HasField("speaker_match_threshold") else None
+        check_threshold(threshold)
+        check_names(config.known_speakers)
+        naming = None
+        if config.known_speakers:
+            embedder = embedder_for(self._engine)
+            voices = known_voices(embedder, config.known_speakers, self._load)
+            naming = LiveNaming(embedder, voices, threshold)
         engine = self._engine
         return DiarizeSession(
             lambda should_stop: open_diarizer(engine, counts, should_stop),
             output,
             engine.name,
             min_speakers=counts.min_speakers,
+            naming=naming,
         )
