@@ -36,7 +36,7 @@ def _invalid(reason: str, message: str, param: str) -> GatewayError:
     return GatewayError.for_reason(reason, message, param=param)
 
 
-def decode_data_url(url: str, where: str) -> bytes:
+def decode_data_url(url: str, where: str, param: str = REFERENCES) -> bytes:
     """The bytes of a data URL (base64 or percent-encoded); anything else is refused, never fetched."""
     text = url.strip()
     if not text.lower().startswith(DATA_SCHEME):
@@ -46,11 +46,11 @@ def decode_data_url(url: str, where: str) -> bytes:
             "URL_FORBIDDEN",
             f"{where} is {shown}; references must be data URLs (data:audio/wav;base64,...): this server "
             "never fetches a URL, send the recording itself",
-            REFERENCES,
+            param,
         )
     header, comma, payload = text[len(DATA_SCHEME) :].partition(",")
     if not comma:
-        raise _invalid("INVALID_FIELD", f"{where} is a data URL without ',' before its data", REFERENCES)
+        raise _invalid("INVALID_FIELD", f"{where} is a data URL without ',' before its data", param)
     parameters = [part.strip().lower() for part in header.split(";")]
     if "base64" in parameters[1:]:
         try:
@@ -60,12 +60,12 @@ def decode_data_url(url: str, where: str) -> bytes:
                 "INVALID_BASE64",
                 f"{where} does not hold valid base64 after 'base64,'; encode the audio file's bytes in "
                 "standard base64",
-                REFERENCES,
+                param,
             ) from None
     else:
         data = urllib.parse.unquote_to_bytes(payload)
     if not data:
-        raise _invalid("AUDIO_MISSING", f"{where} holds no audio (0 bytes)", REFERENCES)
+        raise _invalid("AUDIO_MISSING", f"{where} holds no audio (0 bytes)", param)
     return data
 
 
@@ -134,6 +134,45 @@ def known_speakers(
     speakers += [_voiceprint(text, f"{VOICEPRINTS} {index + 1}") for index, text in enumerate(voiceprints)]
     _check_names(speakers, [NAMES] * len(names) + [VOICEPRINTS] * len(voiceprints))
     return speakers
+
+
+def session_known_speakers(
+    value: object, param: str = "known_speakers"
+) -> tuple[audio_pb2.KnownSpeaker, ...]:
+    """The realtime session's `known_speakers`: [{name, reference: data URL} or {name, voiceprint: {...}}]
+    (a voiceprint file's JSON is the second shape)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _invalid(
+            "INVALID_FIELD", f"session.{param} must be a list of {{name, reference|voiceprint}}", param
+        )
+    speakers = []
+    for index, entry in enumerate(value):
+        where = f"session.{param}[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise _invalid("INVALID_FIELD", f"{where} must be an object with a string 'name'", param)
+        name = entry["name"]
+        if isinstance(entry.get("reference"), str):
+            audio = decode_data_url(entry["reference"], f"{where}.reference ({name})", param)
+            speakers.append(audio_pb2.KnownSpeaker(name=name, reference=audio_pb2.Audio(content=audio)))
+        elif isinstance(entry.get("voiceprint"), dict):
+            try:
+                voiceprint = json_format.ParseDict(entry["voiceprint"], audio_pb2.Voiceprint())
+            except json_format.ParseError as error:
+                raise _invalid(
+                    "INVALID_FIELD", f"{where}.voiceprint is not a voiceprint: {error}", param
+                ) from None
+            speakers.append(audio_pb2.KnownSpeaker(name=name, voiceprint=voiceprint))
+        else:
+            raise _invalid(
+                "INVALID_FIELD",
+                f"{where} ({name}) needs 'reference' (a data URL of that speaker alone) or 'voiceprint' "
+                "(as `parakeet enroll` writes it)",
+                param,
+            )
+    _check_names(speakers, [param] * len(speakers))
+    return tuple(speakers)
 
 
 def require_diarization(speakers: Sequence[audio_pb2.KnownSpeaker], diarizes: bool) -> None:

@@ -44,11 +44,13 @@ from typing import Any
 import grpc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from parakeet.v1 import orchestrator_pb2, streaming_pb2
+from parakeet.client import hotword_messages
+from parakeet.v1 import audio_pb2, orchestrator_pb2, streaming_pb2
 from parakeet_server.core.logs import REQUEST_ID_KEY
 from parakeet_server.gateway.app import check_authorization
 from parakeet_server.gateway.config import GatewayConfig
 from parakeet_server.gateway.errors import GatewayError
+from parakeet_server.gateway.known_speakers import session_known_speakers
 from parakeet_server.gateway.orchestrator_client import OrchestratorClient
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,9 @@ class SessionSettings:
     max_speakers: int | None = None
     speakers_optional: bool = False
     interim_results: bool = True
+    # Extensions: PHRASE[:BOOST] to favour; known speakers to name (gateway/known_speakers.py).
+    hotwords: tuple[str, ...] = ()
+    known_speakers: tuple[audio_pb2.KnownSpeaker, ...] = ()
 
     def updated(self, fields: Mapping[str, Any]) -> tuple[SessionSettings, list[str]]:
         """These settings with a session.update's fields applied, and the names it ignored; a
@@ -134,6 +139,16 @@ class SessionSettings:
                 changes[name] = _flag(value, name)
             elif name in ("num_speakers", "min_speakers", "max_speakers"):
                 changes[name] = None if value is None else _whole(value, name, 1)
+            elif name == "hotwords":
+                if value is not None and (
+                    not isinstance(value, list) or not all(isinstance(item, str) for item in value)
+                ):
+                    raise _invalid(
+                        f"session.hotwords must be a list of 'PHRASE[:BOOST]' strings, not {value!r}", name
+                    )
+                changes[name] = tuple(value or ())
+            elif name == "known_speakers":
+                changes[name] = session_known_speakers(value, name)
             else:
                 ignored.append(name)
         return replace(self, **changes), ignored
@@ -162,6 +177,8 @@ class SessionSettings:
             diarize=self.diarize,
             endpoint_silence_ms=self.silence_ms,
             speakers_optional=self.speakers_optional,
+            hotwords=hotword_messages(self.hotwords),
+            known_speakers=self.known_speakers,
         )
         for name in ("num_speakers", "min_speakers", "max_speakers"):
             if getattr(self, name) is not None:
@@ -185,6 +202,8 @@ class SessionSettings:
             "max_speakers": self.max_speakers,
             "speakers_optional": self.speakers_optional,
             "interim_results": self.interim_results,
+            "hotwords": list(self.hotwords),
+            "known_speakers": [speaker.name for speaker in self.known_speakers],
         }
 
 

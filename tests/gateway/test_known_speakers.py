@@ -21,6 +21,8 @@ from eval import synth
 from eval.voiceprints import enrolment_audio
 from parakeet.v1 import audio_pb2, diarization_pb2
 from parakeet_server.gateway import known_speakers, sse
+from parakeet_server.gateway.errors import GatewayError
+from parakeet_server.gateway.realtime import SessionSettings
 from tests.gateway.conftest import WAV
 from tests.gateway.live_stack import LiveStack, engines, live_stack
 from tests.support.audio import sweep, wav_bytes
@@ -373,3 +375,70 @@ def test_a_reference_the_diarizer_cannot_use_is_refused_with_its_reason(
     error = response.json()["error"]
     assert (response.status_code, error["reason"]) == (400, reason), error
     assert fragment in error["message"], json.dumps(error)
+
+
+# -- the realtime session's extensions ---------------------------------------------------------------
+
+
+def test_realtime_session_takes_hotwords_and_known_speakers() -> None:
+    voiceprint = json.loads(json_format.MessageToJson(VOICEPRINT))
+    session, ignored = SessionSettings().updated(
+        {
+            "diarize": True,
+            "hotwords": ["Kubernetes:2", "Ada Lovelace"],
+            "known_speakers": [{"name": "agent", "reference": data_url(WAV)}, voiceprint],
+        }
+    )
+    assert ignored == []
+    config = session.config()
+    assert [(h.phrase, h.HasField("boost"), h.boost) for h in config.hotwords] == [
+        ("Kubernetes", True, 2.0),
+        ("Ada Lovelace", False, 0.0),
+    ]
+    assert [speaker.name for speaker in config.known_speakers] == ["agent", "Zoe"]
+    assert config.known_speakers[0].reference.content == WAV
+    assert config.known_speakers[1] == VOICEPRINT
+    echo = session.echo("m")
+    assert (echo["hotwords"], echo["known_speakers"]) == (["Kubernetes:2", "Ada Lovelace"], ["agent", "Zoe"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "message"),
+    [
+        (
+            {"hotwords": "Kubernetes"},
+            "INVALID_FIELD",
+            "session.hotwords must be a list of 'PHRASE[:BOOST]' strings, not 'Kubernetes'",
+        ),
+        (
+            {"known_speakers": [{"name": "a", "reference": "https://10.0.0.1/a.wav"}]},
+            "URL_FORBIDDEN",
+            "session.known_speakers[0].reference (a) is a https: URL; references must be data URLs "
+            "(data:audio/wav;base64,...): this server never fetches a URL, send the recording itself",
+        ),
+        (
+            {"known_speakers": [{"name": "a"}]},
+            "INVALID_FIELD",
+            "session.known_speakers[0] (a) needs 'reference' (a data URL of that speaker alone) or 'voiceprint' "
+            "(as `parakeet enroll` writes it)",
+        ),
+        (
+            {
+                "known_speakers": [
+                    {"name": "a", "reference": "data:,x"},
+                    {"name": "a", "reference": "data:,y"},
+                ]
+            },
+            "INVALID_FIELD",
+            "the known speaker name 'a' is given twice; names must be unique",
+        ),
+    ],
+    ids=["hotwords-not-list", "url", "no-voice", "duplicate"],
+)
+def test_realtime_session_refuses_bad_extensions(
+    fields: dict[str, object], reason: str, message: str
+) -> None:
+    with pytest.raises(GatewayError) as refused:
+        SessionSettings().updated(fields)
+    assert (refused.value.reason, refused.value.message) == (reason, message)
+    assert refused.value.param == next(iter(fields))
