@@ -34,7 +34,7 @@ from parakeet.runpod import response_to_json
 from parakeet.v1 import audio_pb2, orchestrator_pb2, streaming_pb2
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext
-from parakeet_server.core.errors import PreconditionFailed
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.formats import render_document, requested_detail, requested_format
 from parakeet_server.core.live import Samples
 from parakeet_server.core.merge import build_utterances
@@ -102,8 +102,9 @@ class _JobCall:
 
 
 def _streaming_config(request: orchestrator_pb2.OrchestrateRequest) -> streaming_pb2.StreamingConfig:
-    """The live stream a job asks for: its language and speakers, finals only, words always (the
-    partials carry them; the response keeps them only if asked)."""
+    """The live stream a job asks for: its language, speakers, hotwords and known speakers (all
+    applied, or refused with a reason by the live session: none dropped), finals only, words
+    always (the partials carry them; the response keeps them only if asked)."""
     return streaming_config(
         _F32LE_16K,
         language=request.language,
@@ -113,6 +114,11 @@ def _streaming_config(request: orchestrator_pb2.OrchestrateRequest) -> streaming
         num_speakers=request.num_speakers if request.HasField("num_speakers") else None,
         min_speakers=request.min_speakers if request.HasField("min_speakers") else None,
         max_speakers=request.max_speakers if request.HasField("max_speakers") else None,
+        hotwords=request.hotwords,
+        known_speakers=request.known_speakers,
+        speaker_match_threshold=(
+            request.speaker_match_threshold if request.HasField("speaker_match_threshold") else None
+        ),
     )
 
 
@@ -140,6 +146,12 @@ def stream_orchestrate(
     The request is checked as Orchestrate checks it (format, speaker counts, audio) and the audio
     decoded with the batch path's limits, so a job is refused for the same reasons either way."""
     rendered_as = requested_format(request.response_format, Rpc.ORCHESTRATE, speakers=request.diarize)
+    if request.multichannel:
+        raise InvalidRequest(
+            f"multichannel is not streamed: unset {STREAM_ENV} on this worker (or send the job to a "
+            "batch worker) to keep the channels apart",
+            reason="INVALID_FIELD",
+        )
     config = _streaming_config(request)
     speaker_counts(config)
     waveform = load_audio(request.audio, limits)
@@ -214,6 +226,7 @@ def response_of(
         response_format=rendered_as,
         document=render_document(rendered_as, segments, turns, words=words),
         warnings=list(summary.warnings),
+        speaker_identities=summary.speaker_identities if request.diarize else [],
     )
 
 

@@ -72,18 +72,35 @@ class StreamingBackends(Protocol):
     ) -> LiveSession: ...
 
 
+# What only diarization is asked (the transcription stream gets the rest).
+_SPEAKER_FIELDS = (
+    "diarize",
+    "num_speakers",
+    "min_speakers",
+    "max_speakers",
+    "speakers_optional",
+    "known_speakers",
+    "speaker_match_threshold",
+)
+
+
 def backend_configs(
     config: streaming_pb2.StreamingConfig,
 ) -> tuple[streaming_pb2.StreamingConfig, streaming_pb2.StreamingConfig]:
     """What each backend is asked: transcription without speakers, diarization without text
-    options; both fed 16 kHz f32le."""
+    options (known speakers go to diarization only); both fed 16 kHz f32le."""
     asr = streaming_pb2.StreamingConfig()
     asr.CopyFrom(config)
     asr.audio_format.CopyFrom(BACKEND_AUDIO)
-    for name in ("diarize", "num_speakers", "min_speakers", "max_speakers", "speakers_optional"):
+    for name in _SPEAKER_FIELDS:
         asr.ClearField(name)
-    diar = streaming_pb2.StreamingConfig(audio_format=BACKEND_AUDIO, diarize=True, language=config.language)
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
+    diar = streaming_pb2.StreamingConfig(
+        audio_format=BACKEND_AUDIO,
+        diarize=True,
+        language=config.language,
+        known_speakers=config.known_speakers,
+    )
+    for name in ("num_speakers", "min_speakers", "max_speakers", "speaker_match_threshold"):
         if config.HasField(name):
             setattr(diar, name, getattr(config, name))
     return asr, diar
@@ -113,6 +130,11 @@ class OrchestratedSession:
         output: LiveOutput[Response],
         backends: StreamingBackends,
     ) -> None:
+        if (config.known_speakers or config.HasField("speaker_match_threshold")) and not config.diarize:
+            raise InvalidRequest(
+                "known_speakers names the speakers diarization finds: set diarize=true with them",
+                reason="INVALID_FIELD",
+            )
         self.output = output
         self.diarize = config.diarize
         self.speakers_optional = config.speakers_optional
@@ -210,7 +232,7 @@ class OrchestratedSession:
                 self._diar_running = False
                 self._release()
             return
-        if not self.speakers_optional or isinstance(error, InvalidRequest | LimitExceeded):
+        if not self.speakers_optional or isinstance(error, InvalidRequest | LimitExceeded) or _refused(error):
             self._fail(error)
             return
         log.warning("live diarization failed, going on without speakers: %s", error.message)
@@ -300,6 +322,7 @@ class OrchestratedSession:
             num_speakers=len(speakers),
             speakers=speakers,
             model=" + ".join(m for m in models if m),
+            speaker_identities=self._diar_summary.speaker_identities if self._diar_summary else [],
             warnings=[
                 *asr.warnings,
                 *(self._diar_summary.warnings if self._diar_summary else []),
@@ -307,6 +330,13 @@ class OrchestratedSession:
             ],
             num_finals=self._finals,
         )
+
+
+def _refused(error: ServiceError) -> bool:
+    """A diarization error about the request itself (a known speaker's voiceprint made by another
+    model): going on without speakers would hide it, so it fails the stream even with
+    speakers_optional."""
+    return error.reason == "VOICEPRINT_MISMATCH"
 
 
 def open_orchestrated(backends: Any) -> Opener[Response]:
