@@ -4,7 +4,8 @@
 the `*.trans.txt` files (one `ID TEXT` line per utterance, audio `ID.flac` beside it);
 `python -m eval.datasets rttm AUDIO_DIR RTTM_DIR -o voxconverse-test.jsonl` pairs each
 `NAME.rttm` with `NAME.{wav,flac,mp3,...}` (VoxConverse, AMI's only_words RTTMs, DIHARD). The
-data itself is downloaded by whoever runs it; nothing here reaches the network.
+data itself is downloaded by whoever runs it; nothing here reaches the network. `--condition NAME`
+labels every entry (AMI's `ami-sdm` vs `ami-ihm`), so the report splits its rows by it.
 """
 
 from __future__ import annotations
@@ -55,10 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     diarization.add_argument("rttm_dir", type=Path)
     for sub in (libri, diarization):
         sub.add_argument("-o", "--output", type=Path, required=True, help="manifest to write")
+        sub.add_argument(
+            "--condition",
+            default="",
+            metavar="NAME",
+            help="label every entry with this condition (a row of `python -m eval`'s by-condition table)",
+        )
     args = parser.parse_args(argv)
-    entries = list(
+    entries: list[dict[str, str]] = list(
         librispeech(args.root) if args.set == "librispeech" else rttm_set(args.audio_dir, args.rttm_dir)
     )
+    if args.condition:
+        entries = [{**entry, "condition": args.condition} for entry in entries]
     args.output.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
     print(f"{args.output}: {len(entries)} recordings")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval import report, run
+from eval.datasets import main as datasets_main
 from eval.floors import Floors
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 
@@ -174,3 +175,26 @@ def test_bad_sizes_are_refused_before_any_work(argv: list[str], message: str, ca
         run.main(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_dataset_manifest_can_name_its_condition(tmp_path: Path) -> None:
+    (tmp_path / "rttm").mkdir()
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "rttm" / "es2004a.rttm").write_text("SPEAKER es2004a 1 0 1 <NA> <NA> A <NA> <NA>\n")
+    (tmp_path / "wav" / "es2004a.wav").write_bytes(b"")
+    output = tmp_path / "ami.jsonl"
+    argv = [
+        "rttm",
+        str(tmp_path / "wav"),
+        str(tmp_path / "rttm"),
+        "--condition",
+        "ami-sdm",
+        "-o",
+        str(output),
+    ]
+    assert datasets_main(argv) == 0
+    (item,) = run.read_manifest(output, condition="fallback")
+    assert (item.uri, item.condition, item.num_speakers) == ("es2004a", "ami-sdm", 1)
+    (tmp_path / "plain.jsonl").write_text(json.dumps({"audio_filepath": "wav/es2004a.wav"}) + "\n")
+    (plain,) = run.read_manifest(tmp_path / "plain.jsonl", condition="clean")
+    assert plain.condition == "clean"
