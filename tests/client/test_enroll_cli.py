@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import entry_points
+from collections.abc import Iterable, Iterator
+from importlib.metadata import EntryPoint, EntryPoints, entry_points
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from eval import synth
 from eval.voiceprints import enrolment_audio
 from parakeet import cli
 from parakeet.client import known_speaker_messages, read_voiceprint, write_voiceprint
-from parakeet.v1 import audio_pb2, diarization_pb2
+from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, streaming_pb2
 
 # The entry point lives in pyproject.toml; an install from before it was added lacks it.
 registered = pytest.mark.skipif(
@@ -102,3 +103,76 @@ def test_embedded_enroll_of_too_little_speech_fails_with_the_reason(
     assert code == 1
     assert "INVALID_ARGUMENT: the audio holds" in capsys.readouterr().err
     assert not out.exists()
+
+
+STREAMED: dict[str, object] = {}
+
+
+def stream_stand_in(
+    config: streaming_pb2.StreamingConfig, chunks: Iterable[bytes], **options: object
+) -> Iterator[orchestrator_pb2.StreamingOrchestrateResponse]:
+    """Where the server's `stream` entry point would run the models: records the config."""
+    STREAMED.update(config=config)
+    for _chunk in chunks:
+        pass
+    yield orchestrator_pb2.StreamingOrchestrateResponse(
+        final_result=streaming_pb2.FinalResult(text="hi", start=0.0, end=0.5, speaker="Alice")
+    )
+
+
+def test_stream_passes_speakers_and_hotwords_into_the_streaming_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    point = EntryPoint("stream", f"{__name__}:stream_stand_in", cli.EMBEDDED_GROUP)
+    monkeypatch.setattr(
+        cli, "entry_points", lambda **select: EntryPoints((point,) if select["name"] == "stream" else ())
+    )
+    audio = tmp_path / "call.wav"
+    synth.write_wav(audio, np.zeros(8000, np.float32))
+    voiceprint = write_voiceprint(tmp_path / "a.voiceprint.json", enrolled())
+    argv = ["stream", str(audio), "--diarize", "--speaker", str(voiceprint), "--speaker-threshold", "0.7"]
+    assert cli.main([*argv, "--hotword", "Kubernetes", "--hotword", "Ada Lovelace:2", "-q"]) == 0
+    assert capsys.readouterr().out == "[00:00.0-00:00.5] Alice: hi\n"
+    config = STREAMED["config"]
+    assert isinstance(config, streaming_pb2.StreamingConfig)
+    assert list(config.known_speakers) == [read_voiceprint(voiceprint)]
+    assert config.speaker_match_threshold == pytest.approx(0.7) and config.diarize
+    assert [(h.phrase, h.boost) for h in config.hotwords] == [("Kubernetes", 0.0), ("Ada Lovelace", 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["stream", "{audio}", "--speaker", "{print}"], "--speaker names speakers found by diarization"),
+        (["stream", "{audio}", "--diarize", "--speaker", "{audio}"], "--speaker: "),
+        (
+            ["stream", "{audio}", "--diarize", "--speaker", "{print}", "--speaker-threshold", "2"],
+            "--speaker-threshold is a cosine similarity: give a value in [-1, 1]",
+        ),
+        (
+            ["enroll", "{audio}", "--name", "A", "--runpod", "abc"],
+            "--runpod needs the API key in the environment",
+        ),
+        (
+            ["enroll", "{audio}", "--name", "A", "--runpod", "abc", "--server", "h:1"],
+            "not allowed with argument",
+        ),
+    ],
+)
+def test_stream_and_enroll_usage_errors_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    says: str,
+) -> None:
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.delenv("RUNPOD_ENDPOINT_URL", raising=False)
+    audio = tmp_path / "call.wav"
+    synth.write_wav(audio, np.zeros(8000, np.float32))
+    voiceprint = write_voiceprint(tmp_path / "a.voiceprint.json", enrolled())
+    filled = [arg.format(audio=audio, print=voiceprint) for arg in argv]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(filled)
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
