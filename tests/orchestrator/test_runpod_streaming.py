@@ -240,3 +240,28 @@ def test_a_worker_not_in_streaming_mode_answers_as_before(
     started = post_json(f"{workers['plain']}/run", {"input": job})
     refused = _poll(f"{workers['plain']}/stream/{started['id']}")
     assert refused["status"] == "FAILED" and "handler must be a generator" in refused["error"]
+
+
+def test_a_streaming_job_names_its_known_speakers_and_refuses_multichannel(
+    workers: dict[str, str], job: dict[str, Any], talk: synth.Conversation
+) -> None:
+    from eval.voiceprints import enrolment_audio
+    from parakeet.runpod import request_to_json
+    from parakeet.v1 import audio_pb2
+
+    reference = audio_pb2.Audio(content=_wav(enrolment_audio(talk.voices["spk0"], 1207).samples))
+    known = orchestrator_pb2.OrchestrateRequest(
+        known_speakers=[audio_pb2.KnownSpeaker(name="Alice", reference=reference)]
+    )
+    fields = {key: value for key, value in request_to_json(known).items() if key.startswith("known")}
+    assert fields, request_to_json(known)
+    reply = post_json(f"{workers['stream']}/runsync", {"input": {**job, **fields}}, timeout=300)
+    assert reply["status"] == "COMPLETED", reply
+    whole = reply["output"][-1]
+    assert whole["type"] == "response"
+    identities = whole["speaker_identities"]
+    assert [identity["name"] for identity in identities if identity.get("name")] == ["Alice"], identities
+    assert any(word["speaker"] == "Alice" for word in whole["words"])
+    refused = post_json(f"{workers['stream']}/runsync", {"input": {**job, "multichannel": True}}, timeout=120)
+    error = refused["output"][-1] if isinstance(refused.get("output"), list) else refused
+    assert "multichannel is not streamed" in str(error), refused
