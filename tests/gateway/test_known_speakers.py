@@ -442,3 +442,27 @@ def test_realtime_session_refuses_bad_extensions(
         SessionSettings().updated(fields)
     assert (refused.value.reason, refused.value.message) == (reason, message)
     assert refused.value.param == next(iter(fields))
+
+
+@pytest.mark.slow
+@pytest.mark.espeak
+def test_stream_true_names_a_known_speaker_live(stack: LiveStack, talk: synth.Conversation) -> None:
+    """SSE passes known speakers into the live stream: the first turn's voice (spk0) comes back named.
+    (How well the live diarizer keeps the other voices apart is tests/diarization's concern.)"""
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="sk-x", max_retries=0, timeout=300.0)
+    events = list(
+        client.audio.transcriptions.create(
+            model="m",
+            file=("talk.wav", wav_bytes(talk.audio)),
+            response_format="diarized_json",
+            stream=True,
+            known_speaker_names=["Alice"],
+            known_speaker_references=[reference(talk.voices["spk0"])],
+            extra_body={"num_speakers": 3},
+        )
+    )
+    segments = [event for event in events if event.type == "transcript.text.segment"]
+    assert segments and segments[0].speaker == "Alice"
+    assert segments[0].start < talk.turns[0].end
+    (done,) = [event for event in events if event.type == "transcript.text.done"]
+    assert "Alice" in done.model_extra["speakers"]
