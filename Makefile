@@ -112,7 +112,7 @@ demo-live: ## the same conversation streamed live: captions with speakers as it 
 	$(PY) -m eval.demo "$$dir/conversation.wav" --live && \
 	$(VENV)/bin/parakeet stream "$$dir/conversation.wav" --diarize --realtime --model $(DEMO_MODEL) --pipeline offline
 
-eval: ## WER/DER/JER/WDER of the offline fixture stack on synthesized held-out speech; EVAL_ARGS=manifest.jsonl --model ... --pipeline ...
+eval: ## clean and realistic sets side by side (WER/DER/JER/WDER/speaker count), by speaker count and condition; EVAL_ARGS=--quick, manifest.jsonl --model ... --pipeline ...
 	$(PY) -m eval --check-floors $(EVAL_ARGS)
 
 train-tdt: ## retrain the tiny TDT fixture on synthesized speech (CPU, about 35 minutes)
