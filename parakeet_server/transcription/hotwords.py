@@ -146,13 +146,15 @@ class PhraseBooster:
 
     def requests(self, sets: Sequence[HotwordSet], ids: dict[HotwordSet, int]) -> list[Any]:
         """NeMo partial hypotheses naming each utterance's tree; None for utterances without hotwords."""
-        from nemo.collections.asr.parts.context_biasing.biasing_multi_model import BiasingRequestItemConfig
+        return [self.request(ids[hotwords]) if hotwords else None for hotwords in sets]
 
-        return [
-            self._request_type.empty_with_biasing_cfg(
-                BiasingRequestItemConfig(multi_model_id=ids[hotwords], auto_manage_multi_model=False)
-            )
-            if hotwords
-            else None
-            for hotwords in sets
-        ]
+    def request(self, model_id: int) -> Any:
+        """A fresh partial hypothesis naming the registered tree `model_id` (decoding fills it in)."""
+        return self._request_type.empty_with_biasing_cfg(biasing_config(model_id))
+
+
+def biasing_config(model_id: int) -> Any:
+    """NeMo's per-request biasing option for a tree this server registered (and removes) itself."""
+    from nemo.collections.asr.parts.context_biasing.biasing_multi_model import BiasingRequestItemConfig
+
+    return BiasingRequestItemConfig(multi_model_id=model_id, auto_manage_multi_model=False)

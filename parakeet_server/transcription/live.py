@@ -26,6 +26,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import InvalidRequest, ServiceError
 from parakeet_server.core.live import LiveOutput
 from parakeet_server.core.times import whole_ms
+from parakeet_server.transcription.hotwords import HotwordSet, check_hotwords
 from parakeet_server.transcription.servicer import check_language
 from parakeet_server.transcription.streaming import (
     EndOfUtterance,
@@ -122,10 +123,10 @@ class LiveTranscription:
         self, config: streaming_pb2.StreamingConfig, output: LiveOutput[Response]
     ) -> TranscriptionSession:
         """A session for one stream; refuses options StreamingTranscribe does not serve."""
-        check_config(config)
+        hotwords = check_config(config)
         silence = config.endpoint_silence_ms or None
         transcriber = self.transcriber
-        stream = transcriber.open_stream(endpoint_silence_ms=silence)
+        stream = transcriber.open_stream(endpoint_silence_ms=silence, hotwords=hotwords)
         session = TranscriptionSession(self, transcriber, stream, config, output)
         with self._wake:
             self._sessions[stream] = session
@@ -180,26 +181,23 @@ class LiveTranscription:
             self._wake.notify_all()
 
 
-def check_config(config: streaming_pb2.StreamingConfig) -> None:
-    """Refuse what StreamingTranscribe cannot do (speakers, another language, too short an endpoint)."""
+def check_config(config: streaming_pb2.StreamingConfig) -> HotwordSet:
+    """Refuse what StreamingTranscribe cannot do (speakers, another language, too short an endpoint,
+    hotwords over the limits); the stream's hotwords, checked as Transcribe checks them."""
     if config.diarize:
         raise InvalidRequest(f"diarize: {NOT_DIARIZING}", reason="INVALID_FIELD")
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         if config.HasField(name):
             raise InvalidRequest(f"{name}: {NOT_DIARIZING}", reason="INVALID_FIELD")
     check_language(config.language)
-    if config.hotwords:
-        raise InvalidRequest(
-            "hotwords: live streams do not boost phrases yet (NeMo's buffered streaming pipeline can, but this "
-            "server does not pass them to it); send the stream without hotwords, or use Transcribe/Orchestrate",
-            reason="INVALID_FIELD",
-        )
+    hotwords = check_hotwords(config.hotwords)
     if config.endpoint_silence_ms and config.endpoint_silence_ms < MIN_ENDPOINT_SILENCE_MS:
         raise InvalidRequest(
             f"endpoint_silence_ms: must be 0 (the server's default) or at least "
             f"{MIN_ENDPOINT_SILENCE_MS} ms (got {config.endpoint_silence_ms} ms)",
             reason="INVALID_FIELD",
         )
+    return hotwords
 
 
 class TranscriptionSession:

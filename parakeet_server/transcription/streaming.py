@@ -54,6 +54,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import TranscriptionEngine
+from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet, PhraseBooster, biasing_config
 from parakeet_server.transcription.streaming_config import (
     MIN_ENDPOINT_SILENCE_MS,
     StreamingConfig,
@@ -130,6 +131,8 @@ class _Stream:
     utterance_start: int = 0  # sample where the current utterance's decoding began
     shortened_endpoint: bool = False
     last_interim: str = ""
+    hotwords: HotwordSet = NO_HOTWORDS
+    boost_id: int | None = None  # its hotwords' tree in the decoder's multi-model
 
 
 def _streaming_cfg(config: StreamingConfig, checkpoint: str, device: str) -> Any:
@@ -221,7 +224,49 @@ def _build_pipeline(config: StreamingConfig, model: Any, device: str) -> Any:
         compute_dtype=cfg.asr.compute_dtype,
         use_amp=cfg.asr.use_amp,
     )
-    return _time_merged_pipeline()(cfg, wrapper)
+    boosting = _boosting(wrapper, decoding, device)
+    pipeline = _time_merged_pipeline()(cfg, wrapper)
+    pipeline.boosting = boosting
+    return pipeline
+
+
+@dataclass(frozen=True)
+class _Boosting:
+    """A second decoding of the pipeline's model whose greedy decoder holds NeMo's biasing
+    multi-model, and the boosting trees registered in it."""
+
+    decoding: Any
+    booster: PhraseBooster
+
+
+def _boosting(wrapper: Any, decoding: Any, device: str) -> _Boosting | None:
+    """The boosted decoding (the pipeline's settings plus per-stream biasing), the plain one left in place.
+
+    As in the batch engine: passes without hotwords keep NeMo's plain decoding object (their output
+    unchanged, no fusion cost); a pass with some stream's hotwords decodes with this one.
+    """
+    import copy
+
+    from omegaconf import open_dict
+
+    if decoding.get("strategy") != "greedy_batch" or not decoding.greedy.get("loop_labels", True):
+        log.info(
+            "live hotwords off: decoding strategy %s has no per-stream boosting", decoding.get("strategy")
+        )
+        return None
+    model = wrapper.asr_model
+    boosted = copy.deepcopy(decoding)
+    with open_dict(boosted):
+        boosted.greedy.enable_per_stream_biasing = True
+    model.change_decoding_strategy(boosted, verbose=False)
+    computer = getattr(model.decoding.decoding, "decoding_computer", None)
+    multi_model = getattr(computer, "biasing_multi_model", None)
+    boosted_decoding = model.decoding
+    wrapper.set_decoding_strategy("rnnt")  # the plain decoding back, as NeMo's wrapper set it
+    if multi_model is None:
+        log.info("live hotwords off: this model's greedy decoder has no biasing multi-model")
+        return None
+    return _Boosting(boosted_decoding, PhraseBooster(model.tokenizer, multi_model, device.startswith("cuda")))
 
 
 @functools.cache
@@ -303,7 +348,9 @@ def _time_merged_pipeline() -> Any:
     from nemo.collections.asr.inference.pipelines.buffered_rnnt_pipeline import BufferedRNNTPipeline
 
     class TimeMergedPipeline(BufferedRNNTPipeline):  # type: ignore[misc]
-        """The buffered RNNT pipeline, its streams merged by token time."""
+        """The buffered RNNT pipeline, its streams merged by token time, each boosting its own hotwords."""
+
+        boosting: _Boosting | None = None
 
         def create_state(self, options: Any) -> Any:
             if self.stateful:
@@ -321,6 +368,36 @@ def _time_merged_pipeline() -> Any:
             pairs = zip(tokens.tolist(), timesteps.tolist(), strict=True)  # NeMo passes tensors
             state.seen_before_seam = [token for token, t in pairs if t < seam]
             return super().run_greedy_decoder(state, request, timesteps, tokens, *args, **kwargs)
+
+        def stateless_transcribe_step(
+            self, requests: list[Any], encs: Any, enc_lens: Any, ready_state_ids: set[int]
+        ) -> None:
+            """NeMo's stateless step, decoding each stream with the boosting tree its options name.
+
+            NeMo's own stateless step passes no partial hypotheses, so the per-stream biasing its
+            stateful step reads from `state.options.biasing_cfg` is not applied; here each stream of
+            the pass gets a fresh empty hypothesis naming its tree (None without hotwords, which the
+            decoder leaves unboosted), all in the one batched decoding. A pass where no stream has
+            hotwords is NeMo's step unchanged.
+            """
+            states = [self.get_state(request.stream_id) for request in requests]
+            boosting = self.boosting
+            if boosting is None or not any(state.has_biasing_request() for state in states):
+                super().stateless_transcribe_step(requests, encs, enc_lens, ready_state_ids)
+                return
+            partial = [
+                boosting.booster.request(state.options.biasing_cfg.multi_model_id)
+                if state.has_biasing_request()
+                else None
+                for state in states
+            ]
+            model = self.asr_model.asr_model
+            plain, model.decoding = model.decoding, boosting.decoding
+            try:
+                hypotheses = self.asr_model.decode(encs, enc_lens, partial_hypotheses=partial)
+            finally:
+                model.decoding = plain
+            ready_state_ids.update(self.decode_step(hypotheses, requests, states))
 
     return TimeMergedPipeline
 
@@ -351,6 +428,8 @@ class StreamingTranscriber:
         self._streams_lock = threading.Lock()  # feed() only waits for this one
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
+        # One multi-model entry per distinct hotword set of the open streams: [its id, streams using it].
+        self._boosts: dict[HotwordSet, list[int]] = {}
 
     @classmethod
     def for_engine(
@@ -361,20 +440,55 @@ class StreamingTranscriber:
         device = engine.config.device
         return cls(checkpoint, config, device=device)
 
+    @property
+    def supports_hotwords(self) -> bool:
+        """Whether streams may boost phrases (NeMo's greedy label-looping decoding has per-stream biasing)."""
+        return self._pipeline.boosting is not None
+
     # Streams -----------------------------------------------------------------------------
 
-    def open_stream(self, endpoint_silence_ms: int | None = None) -> int:
+    def open_stream(self, endpoint_silence_ms: int | None = None, hotwords: HotwordSet = NO_HOTWORDS) -> int:
         """A new stream's id; its word times count from the first sample fed to it. Its utterances
-        end after `endpoint_silence_ms` of silence (the config's when None)."""
+        end after `endpoint_silence_ms` of silence (the config's when None); its decoding boosts
+        `hotwords` (checked ones: `hotwords.check_hotwords`)."""
         silence = self.config.endpoint_silence_ms if endpoint_silence_ms is None else endpoint_silence_ms
         if silence < MIN_ENDPOINT_SILENCE_MS:
             raise StreamingConfigError(
                 "endpoint_silence_ms", f"must be at least {MIN_ENDPOINT_SILENCE_MS} ms (got {silence} ms)"
             )
+        boost_id = self._hold_boost(hotwords) if hotwords else None
         with self._streams_lock:
-            stream = _Stream(next(self._ids), silence)
+            stream = _Stream(next(self._ids), silence, hotwords=hotwords, boost_id=boost_id)
             self._streams[stream.id] = stream
             return stream.id
+
+    def _hold_boost(self, hotwords: HotwordSet) -> int:
+        """The multi-model id of `hotwords`' tree, registered for the first stream that boosts them
+        (between passes: the pipeline lock is held)."""
+        boosting = self._pipeline.boosting
+        if boosting is None:
+            raise InvalidRequest(
+                "hotwords: this model's streaming decoding cannot boost phrases (NeMo boosts them only in "
+                "greedy batch decoding of RNN-T/TDT models); send the stream without hotwords",
+                reason="INVALID_FIELD",
+            )
+        with self._pipeline_lock:
+            held = self._boosts.get(hotwords)
+            if held is None:
+                held = self._boosts[hotwords] = [boosting.booster.register([hotwords])[hotwords], 0]
+            held[1] += 1
+            return held[0]
+
+    def _release_boost(self, stream: _Stream) -> None:
+        """Drop the stream's hold on its tree; the last stream boosting a set removes it (pipeline lock held)."""
+        if stream.boost_id is None or self._pipeline.boosting is None:
+            return
+        stream.boost_id = None
+        held = self._boosts[stream.hotwords]
+        held[1] -= 1
+        if not held[1]:
+            del self._boosts[stream.hotwords]
+            self._pipeline.boosting.booster.unregister([held[0]])
 
     def feed(self, stream_id: int, samples: Samples) -> None:
         """Queue 16 kHz mono float32 samples; a later `step()` decodes them a chunk at a time."""
@@ -436,36 +550,44 @@ class StreamingTranscriber:
             with self._streams_lock:
                 stream = self._stream(stream_id)
                 del self._streams[stream_id]
-            events: list[StreamEvent] = []
-            if not stream.started and not len(stream.pending):
-                return events
-            # NeMo's last frame (is_last) drops words it has not committed yet when an endpoint
-            # came just before it ("call back tomorrow" ended "call | tomorrow"). Silence first:
-            # enough for every real sample to be decoded with its right context by ordinary
-            # steps, so the last frame holds only silence.
-            chunk = self.config.chunk_samples
-            right = round(self.config.right_context_s * SAMPLE_RATE)
-            padded = -(-(len(stream.pending) + right) // chunk) * chunk + chunk
-            stream.pending = np.concatenate(
-                [stream.pending, np.zeros(padded - len(stream.pending), np.float32)]
-            )
             try:
-                while True:
-                    last = len(stream.pending) <= self.config.chunk_samples
-                    events += self._run([(stream, self._take(stream, last=last))])
-                    if last:
-                        return events
-            except BaseException:  # a failed flush leaves nothing behind either
-                self._forget(stream_id)
-                raise
+                return self._flush(stream)
+            finally:
+                self._release_boost(stream)
+
+    def _flush(self, stream: _Stream) -> list[StreamEvent]:
+        """Decode a closed stream's rest (under the pipeline lock)."""
+        events: list[StreamEvent] = []
+        if not stream.started and not len(stream.pending):
+            return events
+        # NeMo's last frame (is_last) drops words it has not committed yet when an endpoint
+        # came just before it ("call back tomorrow" ended "call | tomorrow"). Silence first:
+        # enough for every real sample to be decoded with its right context by ordinary
+        # steps, so the last frame holds only silence.
+        chunk = self.config.chunk_samples
+        right = round(self.config.right_context_s * SAMPLE_RATE)
+        padded = -(-(len(stream.pending) + right) // chunk) * chunk + chunk
+        stream.pending = np.concatenate([stream.pending, np.zeros(padded - len(stream.pending), np.float32)])
+        try:
+            while True:
+                last = len(stream.pending) <= self.config.chunk_samples
+                events += self._run([(stream, self._take(stream, last=last))])
+                if last:
+                    return events
+        except BaseException:  # a failed flush leaves nothing behind either
+            self._forget(stream.id)
+            raise
 
     def cancel(self, stream_id: int) -> None:
         """Drop a stream without decoding the rest (a client that went away)."""
         with self._pipeline_lock:
             with self._streams_lock:
-                self._stream(stream_id)
+                stream = self._stream(stream_id)
                 del self._streams[stream_id]
-            self._forget(stream_id)
+            try:
+                self._forget(stream_id)
+            finally:
+                self._release_boost(stream)
 
     def _forget(self, stream_id: int) -> None:
         """Drop NeMo's state and buffer of a stream (under the pipeline lock)."""
@@ -492,7 +614,13 @@ class StreamingTranscriber:
             is_first=first,
             is_last=last,
             length=valid,
-            options=ASRRequestOptions(stop_history_eou=stream.endpoint_silence_ms) if first else None,
+            options=ASRRequestOptions(
+                stop_history_eou=stream.endpoint_silence_ms,
+                # NeMo's per-stream biasing option; the pipeline's stateless step applies it.
+                biasing_cfg=biasing_config(stream.boost_id) if stream.boost_id is not None else None,
+            )
+            if first
+            else None,
         )
 
     def _run(self, batch: Sequence[tuple[_Stream, Any]]) -> list[StreamEvent]:

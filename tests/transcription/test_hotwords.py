@@ -198,17 +198,6 @@ def test_boosting_confused_words_raises_their_recall_and_leaves_other_sentences_
     assert wer_after - wer_before <= 0.005, (wer_before, wer_after)
 
 
-def test_live_transcription_refuses_hotwords_and_says_what_works() -> None:
-    from parakeet.v1 import streaming_pb2
-    from parakeet_server.transcription.live import check_config
-
-    with pytest.raises(InvalidRequest) as caught:
-        check_config(streaming_pb2.StreamingConfig(hotwords=[hotword("Kubernetes")]))
-    assert caught.value.reason == "INVALID_FIELD"
-    assert "live streams do not boost phrases yet" in str(caught.value)
-    assert "use Transcribe/Orchestrate" in str(caught.value)
-
-
 def test_client_builders_carry_hotwords_in_every_form() -> None:
     from parakeet.client import orchestrate_request, parse_hotword, streaming_config, transcribe_request
 
