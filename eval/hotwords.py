@@ -9,6 +9,10 @@ near-perfect on clean espeak, misses enough words for recall to be measured.
 
 prints the picked words, their recall on the measure split without and with boosting, and the WER of
 the measure split's sentences that contain none of them (boosted vs not; it must move <= 0.5 points).
+With --live the same words are measured in live streams (NeMo's buffered streaming pipeline, the
+server's StreamingConfig): the measure split's sentences, half a second apart, are cut among
+--streams concurrent streams that share every pass, decoded without and with the hotwords, and
+each final word is given back to the sentence its time falls in.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ import numpy as np
 from eval import synth
 from eval.metrics import normalise_text, word_error_rate
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from parakeet_server.transcription.hotwords import DEFAULT_BOOST, Hotword, HotwordSet
+from parakeet_server.transcription.hotwords import DEFAULT_BOOST, NO_HOTWORDS, Hotword, HotwordSet
+from parakeet_server.transcription.streaming import Final, StreamEvent, StreamingTranscriber
+from parakeet_server.transcription.streaming_config import StreamingConfig
 from tests.fixtures.train_tdt import RECIPE, TEST_SEED, TRAIN_SEED
 
 MODEL = "eval/assets/tiny_tdt_espeak.nemo"
 PICK_SEED = TEST_SEED + RECIPE.seed + 100
 MEASURE_SEED = TEST_SEED + RECIPE.seed + 200
+RATE = 16_000
+GAP_S = 0.5  # silence between a live stream's sentences: over the 400 ms endpoint, one final each
 
 
 @dataclass(frozen=True)
@@ -111,13 +119,73 @@ def measure(
     boost: float = DEFAULT_BOOST,
 ) -> HotwordReport:
     """Pick confused words on `pick`, then score `held` decoded without and with them boosted."""
-    picked = [r.text for r in engine.transcribe([s.audio for s in pick])]
-    words = pick_confused([s.text for s in pick], picked, top)
+    words = confused_words(engine, pick, top)
     hotwords: HotwordSet = tuple(Hotword(w, boost) for w in sorted(words))
     audio = [s.audio for s in held]
     before = [r.text for r in engine.transcribe(audio)]
     after = [r.text for r in engine.transcribe(audio, hotwords=[hotwords] * len(audio))]
-    references = [s.text for s in held]
+    return report([s.text for s in held], before, after, words, boost)
+
+
+def confused_words(engine: TranscriptionEngine, pick: Sequence[Sentence], top: int) -> list[str]:
+    """The words to boost: the ones the batch engine misses most on the pick split."""
+    picked = [r.text for r in engine.transcribe([s.audio for s in pick])]
+    return pick_confused([s.text for s in pick], picked, top)
+
+
+def measure_live(
+    transcriber: StreamingTranscriber,
+    words: Sequence[str],
+    held: Sequence[Sentence],
+    boost: float = DEFAULT_BOOST,
+    streams: int = 16,
+) -> HotwordReport:
+    """`words` boosted in live streams over `held`, scored as `measure` scores the batch engine."""
+    hotwords: HotwordSet = tuple(Hotword(w, boost) for w in sorted(words))
+    before = stream_sentences(transcriber, held, NO_HOTWORDS, streams)
+    after = stream_sentences(transcriber, held, hotwords, streams)
+    return report([s.text for s in held], before, after, list(words), boost)
+
+
+def stream_sentences(
+    transcriber: StreamingTranscriber, sentences: Sequence[Sentence], hotwords: HotwordSet, streams: int
+) -> list[str]:
+    """Each sentence's text as live streams decode it: the sentences laid end to end (GAP_S apart) on
+    `streams` concurrent streams stepped together, each final word given to the sentence its middle
+    falls in."""
+    gap = np.zeros(round(GAP_S * RATE), np.float32)
+    lanes = [list(range(lane, len(sentences), streams)) for lane in range(min(streams, len(sentences)))]
+    spans: dict[int, list[tuple[float, int]]] = {}  # stream -> (start s, sentence index), in order
+    ids: list[int] = []
+    for lane in lanes:
+        stream = transcriber.open_stream(hotwords=hotwords)
+        ids.append(stream)
+        at = 0
+        for index in lane:
+            spans.setdefault(stream, []).append((at / RATE, index))
+            transcriber.feed(stream, np.concatenate([sentences[index].audio, gap]))
+            at += len(sentences[index].audio) + len(gap)
+    events: list[StreamEvent] = []
+    while transcriber.ready_streams():
+        events += transcriber.step().events
+    for stream in ids:
+        events += transcriber.close(stream)
+    heard: list[list[str]] = [[] for _ in sentences]
+    for event in events:
+        if isinstance(event, Final):
+            for word in event.words:
+                middle = (word.start + word.end) / 2
+                index = max(
+                    (s for s in spans[event.stream] if s[0] <= middle), default=spans[event.stream][0]
+                )[1]
+                heard[index].append(word.word)
+    return [" ".join(words) for words in heard]
+
+
+def report(
+    references: Sequence[str], before: Sequence[str], after: Sequence[str], words: list[str], boost: float
+) -> HotwordReport:
+    """Recall of `words` before and after, and the WER of the sentences without any of them."""
     chosen = set(words)
     without = [i for i, text in enumerate(references) if not chosen & set(text.split())]
     return HotwordReport(
@@ -146,14 +214,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snr-db", type=float, default=15.0)
     parser.add_argument("--top", type=int, default=6, help="how many confused words to boost")
     parser.add_argument("--boost", type=float, nargs="+", default=[DEFAULT_BOOST])
+    parser.add_argument("--live", action="store_true", help="measure live streams instead of Transcribe")
+    parser.add_argument("--streams", type=int, default=16, help="--live: concurrent streams")
     args = parser.parse_args(argv)
     engine = TranscriptionEngine(TranscriptionEngineConfig(model=args.model, device="cpu"))
     engine.load()
     pick = held_out(PICK_SEED, args.pick, args.snr_db)
     held = held_out(MEASURE_SEED, args.measure, args.snr_db, exclude=[s.text for s in pick])
-    for boost in args.boost:
-        report = measure(engine, pick, held, args.top, boost)
-        print(json.dumps(asdict(report) | {"wer_change_points": round(report.wer_change_points, 2)}))
+    if args.live:
+        words = confused_words(engine, pick, args.top)
+        transcriber = StreamingTranscriber(args.model, StreamingConfig(), device="cpu")
+        reports = [measure_live(transcriber, words, held, boost, args.streams) for boost in args.boost]
+    else:
+        reports = [measure(engine, pick, held, args.top, boost) for boost in args.boost]
+    for result in reports:
+        print(json.dumps(asdict(result) | {"wer_change_points": round(result.wer_change_points, 2)}))
     return 0
 
 

@@ -4,8 +4,10 @@ Why per utterance: NeMo's label-looping greedy decoder for TDT/RNN-T holds a "bi
 (nemo.collections.asr.parts.context_biasing.biasing_multi_model) into which any number of boosting
 trees are added at run time; each utterance of a batch names its own tree (or none) by id. So one
 forward pass and one decoding loop serve requests with different hotwords, and the model is never
-reloaded. The boosting tree is NeMo's Aho-Corasick context graph over the phrase's subword tokens
-(the same one its streaming pipeline uses), weighted per phrase by the request's boost.
+reloaded. Live streams use the same trees in the streaming pipeline's decoder, one per distinct
+set held while a stream boosts it (see transcription.streaming). The boosting tree is NeMo's
+Aho-Corasick context graph over the phrase's subword tokens (the same one its streaming pipeline
+uses), weighted per phrase by the request's boost.
 """
 
 from __future__ import annotations

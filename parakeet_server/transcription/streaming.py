@@ -30,6 +30,13 @@ Pitfalls it guards (measured on the trained tiny TDT and espeak speech):
 - the pipeline is not thread-safe: every call into it holds one lock; `feed` only takes a short
   lock on the stream's buffer, so producers never wait for a forward pass.
 
+Hotwords: a stream opened with hotwords holds a boosting tree (hotwords.PhraseBooster, one per
+distinct set) in the biasing multi-model of a second decoding of the same model, and names it in
+NeMo's per-stream option (`ASRRequestOptions.biasing_cfg`). NeMo applies that option only in its
+stateful step, so the stateless step here passes it as a partial hypothesis per stream; a pass
+decodes with the boosted decoding only when one of its streams has hotwords, so streams with
+different hotwords (or none) share the pass, and passes without any are NeMo's step unchanged.
+
 Cost: every step re-encodes each stream's whole window (left context + chunk + right context),
 so on CPU a stream costs several times the compute of batch transcription; left context is the
 knob. Streams that share a step share that pass.
