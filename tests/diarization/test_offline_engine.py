@@ -133,6 +133,54 @@ def test_audio_without_speech_gives_no_turns(offline, samples) -> None:
     assert result.turns == () and result.num_speakers == 0
 
 
+def _sawtooth(frequency: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """A band-limited sawtooth (harmonics up to 7 kHz) following `frequency` (Hz) over `t` (s)."""
+    harmonics = int(7000 / float(np.max(frequency)))
+    return sum(np.sin(2 * np.pi * frequency * h * t) / h for h in range(1, harmonics + 1))  # type: ignore[return-value]
+
+
+def music(kind: str, seconds: float = 30.0) -> np.ndarray:
+    """Music without a voice, of the kinds silero-vad calls speech in places: "chord" (four sine
+    notes with 5.5 Hz vibrato; the VAD fires on 2.7 s of it) and "melody" (sawtooth notes of
+    0.25-1 s with vibrato and a decay, seeded; it fires on 4.2 s, one region at 0.95 probability)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    vibrato = 1 + 0.015 * np.sin(2 * np.pi * 5.5 * t)
+    if kind == "chord":
+        audio = sum(np.sin(2 * np.pi * f * vibrato * t) for f in (220.0, 277.2, 329.6, 440.0))
+    else:
+        rng = np.random.default_rng(0)
+        audio = np.zeros(t.size)
+        position = 0
+        while position < t.size:
+            length = int(rng.choice([0.25, 0.5, 1.0]) * SAMPLE_RATE)
+            pitch = 110 * 2 ** (rng.integers(0, 24) / 12)
+            tt = np.arange(length) / SAMPLE_RATE
+            note = _sawtooth(pitch * (1 + 0.015 * np.sin(2 * np.pi * 5.5 * tt)), tt)
+            note = note * np.exp(-1.5 * tt) * np.minimum(1.0, tt / 0.02)
+            audio[position : position + length] += note[: t.size - position]
+            position += length
+    return np.asarray(audio / np.abs(audio).max() * 0.5, dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["chord", "melody"])
+def test_music_without_a_voice_gives_no_speakers(offline, kind) -> None:
+    result = offline.diarize(Waveform(music(kind)))
+    assert (result.num_speakers, result.turns) == (0, ())
+    assert offline.diarize(Waveform(music(kind)), SpeakerCounts(num_speakers=2)).num_speakers == 0
+
+
+def test_the_speech_gate_drops_unsure_regions_and_gives_up_when_they_are_most_of_it() -> None:
+    from parakeet_server.diarization.offline_engine import OfflineParams, _confident_regions
+
+    chunk = 512
+    probabilities = np.array([0.99] * 10 + [0.6] * 4 + [0.95] * 6, dtype=np.float32)
+    sure, unsure, sure_again = (0, 10 * chunk), (10 * chunk, 14 * chunk), (14 * chunk, 20 * chunk)
+    params = OfflineParams()
+    assert _confident_regions([sure, unsure, sure_again], probabilities, params) == [sure, sure_again]
+    assert _confident_regions([unsure, sure_again], probabilities, params) == [sure_again]
+    assert _confident_regions([(0, 2 * chunk), unsure], probabilities, params) == []
+
+
 def test_a_single_short_utterance_is_one_speaker(offline, held_out) -> None:
     first = held_out[0].turns[0]
     clip = held_out[0].audio[int(first.start * SAMPLE_RATE) : int(first.end * SAMPLE_RATE)]
