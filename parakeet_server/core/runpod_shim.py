@@ -69,7 +69,7 @@ _URL_SCHEMES = ("http://", "https://")
 TASK_FIELD = ENROLL_TASK_FIELD
 DEFAULT_TASK = ""
 # Where each named task runs, for the message to a worker that does not run it.
-_TASK_HOSTS = {ENROLL_TASK: "the diarization endpoint"}
+_TASK_HOSTS = {ENROLL_TASK: "the diarization endpoint, the single endpoint or the orchestrator"}
 
 
 # The fields the original service's RunPod handlers read: its diarization handler audio,

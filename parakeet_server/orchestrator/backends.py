@@ -66,6 +66,12 @@ class Backends(Protocol):
         self, request: diarization_pb2.DiarizeRequest, context: CallContext
     ) -> diarization_pb2.DiarizeResponse: ...
 
+    def enroll(
+        self, request: diarization_pb2.EnrollRequest, context: CallContext
+    ) -> diarization_pb2.EnrollResponse:
+        """A voiceprint from the diarization backend's engine (so it matches in its Diarize)."""
+        ...
+
     def warm_up(self) -> None: ...
 
 
@@ -82,6 +88,7 @@ TranscribeFn = Callable[
     [transcription_pb2.TranscribeRequest, CallContext], transcription_pb2.TranscribeResponse
 ]
 DiarizeFn = Callable[[diarization_pb2.DiarizeRequest, CallContext], diarization_pb2.DiarizeResponse]
+EnrollFn = Callable[[diarization_pb2.EnrollRequest, CallContext], diarization_pb2.EnrollResponse]
 
 
 class InProcessBackends:
@@ -95,9 +102,11 @@ class InProcessBackends:
         warm_up: Callable[[], None],
         stream_transcription: Opener[transcription_pb2.StreamingTranscribeResponse] | None = None,
         stream_diarization: Opener[diarization_pb2.StreamingDiarizeResponse] | None = None,
+        enroll: EnrollFn | None = None,
     ) -> None:
         self._transcribe = transcribe
         self._diarize = diarize
+        self._enroll = enroll
         self._warm_up = warm_up
         self._stream_transcription = stream_transcription
         self._stream_diarization = stream_diarization
@@ -133,6 +142,13 @@ class InProcessBackends:
         self, request: diarization_pb2.DiarizeRequest, context: CallContext
     ) -> diarization_pb2.DiarizeResponse:
         return self._diarize(request, context)
+
+    def enroll(
+        self, request: diarization_pb2.EnrollRequest, context: CallContext
+    ) -> diarization_pb2.EnrollResponse:
+        if self._enroll is None:
+            raise PreconditionFailed("enrolment is not enabled in this process", reason="FAILED_PRECONDITION")
+        return self._enroll(request, context)
 
     def warm_up(self) -> None:
         self._warm_up()
@@ -279,6 +295,14 @@ class GrpcBackends:
         )
         return response
 
+    def enroll(
+        self, request: diarization_pb2.EnrollRequest, context: CallContext
+    ) -> diarization_pb2.EnrollResponse:
+        response: diarization_pb2.EnrollResponse = self._call(
+            DIARIZATION, self._diarization.Enroll, request, context
+        )
+        return response
+
     def open_transcription_stream(
         self,
         config: streaming_pb2.StreamingConfig,
@@ -414,6 +438,20 @@ class RunPodBackends:
         return self.run_job(
             DIARIZATION, self.endpoints[DIARIZATION], request, diarization_pb2.DiarizeResponse, context
         )
+
+    def enroll(
+        self, request: diarization_pb2.EnrollRequest, context: CallContext
+    ) -> diarization_pb2.EnrollResponse:
+        """An enroll job on the diarization endpoint (its engine makes the print its jobs match)."""
+        try:
+            return self._jobs.enroll(
+                self.endpoints[DIARIZATION],
+                request,
+                backend_timeout(context),
+                label="the diarization backend",
+            )
+        except ParakeetError as error:
+            raise error_for_reason(error.reason, error.details) from None
 
     def warm_up(self) -> None:
         """RunPod scales its workers itself; there is nothing to load here."""

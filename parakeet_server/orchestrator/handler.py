@@ -4,7 +4,9 @@ ORCHESTRATOR_BACKEND=runpod (the default here; the CPU orchestrator worker) call
 endpoints named by TRANSCRIPTION_ENDPOINT_ID and DIARIZATION_ENDPOINT_ID with RUNPOD_API_KEY;
 ORCHESTRATOR_BACKEND=inprocess (the single endpoint) loads both models in this worker, configured
 by the transcription and diarization workers' variables. Either way the job input is the
-existing `{"input": {"audio": ..., "diarize": true, "response_format": "json"}}`. Run
+existing `{"input": {"audio": ..., "diarize": true, "response_format": "json"}}`; enroll jobs,
+`{"input": {"task": "enroll", "audio": ..., "name": "Alice"}}`, are answered with the voiceprint of
+the diarization backend's engine (in process, or an enroll job on the diarization endpoint). Run
 `python -m parakeet_server.orchestrator.handler`; add `--rp_serve_api --rp_api_port N` for the
 runpod SDK's local test API.
 
@@ -30,15 +32,25 @@ from typing import Any
 
 from parakeet.client import streaming_config
 from parakeet.formats import Rpc
-from parakeet.runpod import response_to_json
-from parakeet.v1 import audio_pb2, orchestrator_pb2, streaming_pb2
+from parakeet.runpod import ENROLL_TASK, response_to_json
+from parakeet.v1 import audio_pb2, diarization_pb2, orchestrator_pb2, streaming_pb2
 from parakeet_server.core.audio import AudioLimits, load_audio
 from parakeet_server.core.context import CallContext
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.formats import render_document, requested_detail, requested_format
 from parakeet_server.core.live import Samples
 from parakeet_server.core.merge import build_utterances
-from parakeet_server.core.runpod_shim import JobStream, output_with_warnings, run_stream_worker, run_worker
+from parakeet_server.core.runpod_shim import (
+    DEFAULT_TASK,
+    JobStream,
+    Task,
+    Tasks,
+    enroll_task,
+    output_with_warnings,
+    run_stream_worker,
+    run_tasks_worker,
+    run_worker,
+)
 from parakeet_server.core.settings import Env, worker_config
 from parakeet_server.core.times import whole_ms
 from parakeet_server.diarization.servicer import speaker_counts
@@ -60,14 +72,33 @@ _F32LE_16K = streaming_pb2.StreamingAudioFormat(
 )
 
 
-def prepare(config: OrchestratorConfig) -> Orchestrate:
+def _batch_servicer(config: OrchestratorConfig) -> OrchestratorServicer:
     """The servicer the config describes, its backends warmed up; in process without the
     streaming model (a RunPod job is a whole recording, so a second model copy would only cost
     memory)."""
     transcription = replace(config.transcription, streaming_enabled=False)
     servicer = build_servicer(replace(config, transcription=transcription))
     servicer.backends.warm_up()
-    return servicer.Orchestrate
+    return servicer
+
+
+def prepare(config: OrchestratorConfig) -> Orchestrate:
+    """The Orchestrate jobs of `_batch_servicer`."""
+    return _batch_servicer(config).Orchestrate
+
+
+def prepare_tasks(config: OrchestratorConfig) -> Tasks:
+    """The worker's jobs: Orchestrate (no `task`) and enroll, made by the diarization backend's
+    engine (in process on the single endpoint, an enroll job on the diarization endpoint from the
+    orchestrator), so the voiceprint matches in this worker's jobs."""
+    servicer = _batch_servicer(config)
+    return {
+        DEFAULT_TASK: Task(orchestrator_pb2.OrchestrateRequest, servicer.Orchestrate),
+        ENROLL_TASK: enroll_task(servicer.backends.enroll),
+    }
+
+
+TASKS = {DEFAULT_TASK: orchestrator_pb2.OrchestrateRequest, ENROLL_TASK: diarization_pb2.EnrollRequest}
 
 
 def prepare_stream(config: OrchestratorConfig) -> JobStream[orchestrator_pb2.OrchestrateRequest]:
@@ -243,7 +274,7 @@ def main() -> None:
     if streaming:
         run_stream_worker(orchestrator_pb2.OrchestrateRequest, lambda: prepare_stream(config()))
     else:
-        run_worker(orchestrator_pb2.OrchestrateRequest, lambda: prepare(config()))
+        run_tasks_worker(TASKS, lambda: prepare_tasks(config()))
 
 
 def _refuse(message: str) -> Orchestrate:

@@ -47,6 +47,7 @@ def in_process_backends(config: OrchestratorConfig, diarization: bool = True) ->
         warm_up,
         stream_transcription=transcription.live.open_session if transcription.live is not None else None,
         stream_diarization=diarizer.open_session,
+        enroll=diarizer.Enroll,
     )
 
 

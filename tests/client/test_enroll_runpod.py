@@ -115,7 +115,8 @@ def _never(request: transcription_pb2.TranscribeRequest, context: CallContext) -
     [
         (
             "enroll",
-            "the transcription endpoint does not run the 'enroll' task: send it to the diarization endpoint",
+            "the transcription endpoint does not run the 'enroll' task: send it to the diarization "
+            "endpoint, the single endpoint or the orchestrator",
         ),
         (
             "summarise",

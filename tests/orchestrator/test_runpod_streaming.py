@@ -265,3 +265,36 @@ def test_a_streaming_job_names_its_known_speakers_and_refuses_multichannel(
     refused = post_json(f"{workers['stream']}/runsync", {"input": {**job, "multichannel": True}}, timeout=120)
     error = refused["output"][-1] if isinstance(refused.get("output"), list) else refused
     assert "multichannel is not streamed" in str(error), refused
+
+
+def test_the_single_endpoint_runs_enroll_jobs_whose_voiceprints_name_speakers_in_its_jobs(
+    workers: dict[str, str], job: dict[str, Any], talk: synth.Conversation
+) -> None:
+    """`{"task": "enroll"}` on the single endpoint (not streaming): the print its own diarizer makes,
+    which then names that voice in an Orchestrate job on the same worker."""
+    from eval.voiceprints import enrolment_audio
+
+    enrolment = base64.b64encode(_wav(enrolment_audio(talk.voices["spk1"], 1207).samples)).decode()
+    reply = post_json(
+        f"{workers['plain']}/runsync", {"input": {"task": "enroll", "audio": enrolment, "name": "Bob"}}, 300
+    )
+    assert reply["status"] == "COMPLETED", reply
+    voiceprint = reply["output"]
+    assert voiceprint["name"] == "Bob" and voiceprint["voiceprint"]["model"] == "resemblyzer"
+    assert len(voiceprint["voiceprint"]["embedding"]) == 256
+    named = post_json(
+        f"{workers['plain']}/runsync", {"input": {**job, "known_speakers": [voiceprint]}}, timeout=300
+    )
+    assert named["status"] == "COMPLETED", named
+    output = named["output"]
+    assert [identity.get("name") for identity in output["speaker_identities"] if identity.get("name")] == [
+        "Bob"
+    ]
+    bob_words = [word for word in output["words"] if word["speaker"] == "Bob"]
+    assert len(bob_words) >= 0.8 * sum(len(t.text.split()) for t in talk.turns if t.speaker == "spk1")
+    # A bad enroll job comes back with its reason, as on the diarization endpoint.
+    short = base64.b64encode(_wav(np.zeros(RATE // 2, dtype=np.float32))).decode()
+    refused = post_json(
+        f"{workers['plain']}/runsync", {"input": {"task": "enroll", "audio": short, "name": "X"}}, 60
+    )
+    assert "speech" in str(refused.get("error") or refused.get("output")), refused
