@@ -7,11 +7,12 @@ pipeline's embedding model. A voiceprint made by another model or version is ref
 (FAILED_PRECONDITION, VOICEPRINT_MISMATCH): comparing embeddings of two models is meaningless, and
 a silent wrong name is worse than an error.
 
-Matching is post-hoc, from the turns and the audio: each found speaker's speech is embedded as one
-voice, the speakers x known cosine similarities go through optimal assignment
+Matching is from the turns and the audio, in two steps: each found speaker's speech is embedded as
+one voice, the speakers x known cosine similarities go through optimal assignment
 (scipy.optimize.linear_sum_assignment, so two speakers never get one name and the total
-similarity is the best), and a pair counts only at or above the threshold. Unmatched speakers
-keep SPEAKER_NN.
+similarity is the best), a pair counting only at or above the threshold; then pieces of turns
+(units) that clearly match another known voice take its name, which undoes part of the
+clustering's merges and splits (`relabel`). Unmatched speech keeps SPEAKER_NN.
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ class OfflineEmbedder:
     """The offline backend's silero-vad and resemblyzer encoder (read from the loaded engine)."""
 
     model = "resemblyzer"
-    # Measured (eval/voiceprints.py): a found speaker against its own voice's voiceprint >= 0.95,
-    # against another voice's <= 0.94 (the closest pair of the ten synthetic voices).
-    default_threshold = 0.945
+    # Calibrated with eval.voiceprints on seeds 7100-7129: a found speaker against its own voice's
+    # voiceprint mostly >= 0.93, against another voice's mostly <= 0.94 (the two overlap a little).
+    default_threshold = 0.94
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
@@ -357,11 +358,64 @@ def assign(similarity: npt.NDArray[np.float64], threshold: float) -> dict[int, i
     return {int(r): int(c) for r, c in zip(rows, columns, strict=True) if similarity[r, c] >= threshold}
 
 
-# A turn of a named speaker moves to a known voice no speaker took only when it is this much
-# closer to that voice than to its speaker's: a merged cluster split back by voiceprint.
-TURN_MARGIN = 0.02
-# Turns shorter than this embed too noisily to move.
-MIN_TURN_S = 1.0
+# Identification is by unit as well as by speaker: every found turn is cut into equal pieces of at
+# most UNIT_S seconds, each embedded and scored against the known voices. Calibrated with
+# eval.voiceprints on the development seeds 7100-7129 (figures in docs/accuracy.md).
+UNIT_S = 3.0
+# Units shorter than this embed too noisily to move.
+MIN_UNIT_S = 1.0
+# A unit's best known voice must reach the speaker-level threshold minus this (single units score
+# lower than a whole speaker's speech against its own voice).
+UNIT_THRESHOLD_DROP = 0.04
+# How far a unit's best known voice must lead the second best to name a unit of an unnamed speaker
+# (kept high: a voice that is not enrolled must almost never take a name); a named speaker's unit
+# moves to another known voice as soon as that voice scores best.
+UNNAMED_UNIT_MARGIN = 0.15
+NAMED_UNIT_MARGIN = 0.0
+
+
+def _units(turns: Sequence[Turn], longest: float) -> list[Turn]:
+    """Each turn cut into equal pieces of at most `longest` seconds (one piece when shorter)."""
+    result = []
+    for turn in turns:
+        pieces = max(1, int(np.ceil((turn.end - turn.start) / longest - 1e-9)))
+        step = (turn.end - turn.start) / pieces
+        for index in range(pieces):
+            start = round(turn.start + index * step, 3)
+            end = turn.end if index == pieces - 1 else round(turn.start + (index + 1) * step, 3)
+            result.append(Turn(start, end, turn.speaker))
+    return result
+
+
+def relabel(
+    units: Sequence[Turn],
+    similarity: npt.NDArray[np.float64],
+    names: dict[str, int],
+    threshold: float,
+    min_unit_s: float = MIN_UNIT_S,
+) -> list[int | None]:
+    """The known voice (column) each unit carries, None where it keeps its speaker's SPEAKER_NN.
+
+    `similarity` is units x known voices (-1 for a unit with no usable speech); `names` maps the
+    speakers that matched as a whole to their voice. A unit takes its best voice when that voice
+    scores at least `threshold` - UNIT_THRESHOLD_DROP and leads the second best by the margin for
+    its speaker (NAMED_UNIT_MARGIN when its speaker is named, UNNAMED_UNIT_MARGIN when not);
+    otherwise it keeps its speaker's identity.
+    """
+    result: list[int | None] = []
+    for row, unit in enumerate(units):
+        own = names.get(unit.speaker)
+        scores = similarity[row]
+        if scores.size == 0 or unit.end - unit.start < min_unit_s or scores.max() < -0.999:
+            result.append(own)
+            continue
+        order = np.argsort(scores)[::-1]
+        best = float(scores[order[0]])
+        second = float(scores[order[1]]) if order.size > 1 else -1.0
+        margin = NAMED_UNIT_MARGIN if own is not None else UNNAMED_UNIT_MARGIN
+        confident = best >= threshold - UNIT_THRESHOLD_DROP and best - second >= margin
+        result.append(int(order[0]) if confident else own)
+    return result
 
 
 def identify(
@@ -371,58 +425,64 @@ def identify(
     voices: Sequence[KnownVoice],
     threshold: float | None = None,
 ) -> Identified:
-    """Names for the diarization's speakers that match a known voice; the rest keep SPEAKER_NN.
+    """Names for the diarization's speakers and stretches that match a known voice; the rest keep
+    SPEAKER_NN.
 
     Speakers first: each found speaker's whole speech against every known voice, optimal
-    assignment. Then turns: clustering sometimes merges two close voices into one speaker, so a
-    turn of a named speaker whose own voice matches a known voice that no speaker took (at the
-    threshold, and TURN_MARGIN closer than to its speaker's name) is given that name. A name still
-    belongs to one group of turns only; unnamed speakers' turns never move.
+    assignment at the threshold (two speakers never share a name at this level). Then units
+    (pieces of turns, see `relabel`): clustering merges close voices into one speaker and splits
+    one voice in two, so a unit whose own speech clearly matches a known voice takes that name;
+    the other units keep their speaker's name or SPEAKER_NN. The identities describe the labels
+    that come out, one per label: a name's similarity is its speaker's (or its units' mean when
+    only units carry it).
     """
     limit = embedder.default_threshold if threshold is None else threshold
-    speakers = list(dict.fromkeys(turn.speaker for turn in diarization.turns))
     if not voices:
         return Identified(diarization, [])
+    speakers = list(dict.fromkeys(turn.speaker for turn in diarization.turns))
     known = np.stack([voice.embedding for voice in voices]).astype(np.float64)
-    turns = diarization.turns
-    groups = [[(t.start, t.end) for t in turns if t.speaker == speaker] for speaker in speakers]
-    groups += [[(t.start, t.end)] for t in turns]
+    units = _units(diarization.turns, UNIT_S)
+    groups = [[(t.start, t.end) for t in diarization.turns if t.speaker == speaker] for speaker in speakers]
+    groups += [[(unit.start, unit.end)] for unit in units]
     vectors = embedder.embed(waveform, groups)
     similarity = np.full((len(vectors), len(voices)), -1.0)
     for row, vector in enumerate(vectors):
         if vector is not None:
             similarity[row] = known @ vector.astype(np.float64)
-    by_speaker, by_turn = similarity[: len(speakers)], similarity[len(speakers) :]
+    by_speaker, by_unit = similarity[: len(speakers)], similarity[len(speakers) :]
     pairs = assign(by_speaker, limit)
-    names = {speakers[row]: voices[column].name for row, column in pairs.items()}
     column_of = {speakers[row]: column for row, column in pairs.items()}
-    free = [column for column in range(len(voices)) if column not in pairs.values()]
-    labels = [names.get(turn.speaker, turn.speaker) for turn in turns]
-    if free:
-        for index, turn in enumerate(turns):
-            own = column_of.get(turn.speaker)
-            if own is None or turn.end - turn.start < MIN_TURN_S:
-                continue
-            best = max(free, key=lambda column: by_turn[index, column])
-            if by_turn[index, best] >= limit and by_turn[index, best] >= by_turn[index, own] + TURN_MARGIN:
-                labels[index] = voices[best].name
-    identities = [
-        audio_pb2.SpeakerIdentity(
-            speaker=names.get(speaker, speaker),
-            name=names.get(speaker, ""),
-            similarity=round(float(by_speaker[row].max()), 4),
-        )
-        for row, speaker in enumerate(speakers)
+    columns = relabel(units, by_unit, column_of, limit)
+    labels = [
+        unit.speaker if column is None else voices[column].name
+        for unit, column in zip(units, columns, strict=True)
     ]
-    moved = sorted({label for label in labels if label not in names.values() and label not in speakers})
-    for name in moved:  # voices found only turn by turn
-        column = next(c for c in free if voices[c].name == name)
-        rows = [i for i, label in enumerate(labels) if label == name]
-        identities.append(
-            audio_pb2.SpeakerIdentity(
-                speaker=name, name=name, similarity=round(float(by_turn[rows, column].mean()), 4)
+    turns = _joined([Turn(u.start, u.end, label) for u, label in zip(units, labels, strict=True)])
+    row_of = {speaker: row for row, speaker in enumerate(speakers)}
+    identities = []
+    for label in dict.fromkeys(turn.speaker for turn in turns):
+        if label in row_of:
+            row = row_of[label]
+            identities.append(
+                audio_pb2.SpeakerIdentity(speaker=label, similarity=round(float(by_speaker[row].max()), 4))
             )
-        )
-    relabelled = tuple(Turn(t.start, t.end, label) for t, label in zip(turns, labels, strict=True))
-    count = len(set(labels))
-    return Identified(replace(diarization, turns=relabelled, num_speakers=count), identities)
+            continue
+        column = next(c for c, voice in enumerate(voices) if voice.name == label)
+        speaker = next((s for s, c in column_of.items() if c == column), None)
+        if speaker is not None:
+            score = float(by_speaker[row_of[speaker], column])
+        else:
+            score = float(np.mean([by_unit[i, column] for i, c in enumerate(columns) if c == column]))
+        identities.append(audio_pb2.SpeakerIdentity(speaker=label, name=label, similarity=round(score, 4)))
+    return Identified(replace(diarization, turns=tuple(turns), num_speakers=len(identities)), identities)
+
+
+def _joined(turns: Sequence[Turn]) -> list[Turn]:
+    """Touching pieces of one label (a turn cut into units) joined back into one turn."""
+    result: list[Turn] = []
+    for turn in turns:
+        if result and result[-1].speaker == turn.speaker and abs(result[-1].end - turn.start) < 1e-6:
+            result[-1] = Turn(result[-1].start, turn.end, turn.speaker)
+        else:
+            result.append(turn)
+    return result

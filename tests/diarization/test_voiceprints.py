@@ -7,6 +7,8 @@ conversation, as a user enrols from another recording.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,10 +16,12 @@ import pytest
 from eval import synth
 from eval.voiceprints import enrolment_audio, measure
 from parakeet.v1 import audio_pb2, diarization_pb2
+from parakeet_server.core.audio import Waveform
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
-from parakeet_server.diarization.voiceprints import assign
+from parakeet_server.diarization.types import Diarization, Turn
+from parakeet_server.diarization.voiceprints import KnownVoice, assign, identify, relabel
 from tests.diarization.test_offline_engine import wav_bytes
 
 pytestmark = pytest.mark.espeak
@@ -231,3 +235,69 @@ def test_accuracy_floors_on_synthesized_conversations(servicer: DiarizationServi
     assert figures.same_voice_similarity_min >= figures.threshold > figures.other_voice_similarity_max
     assert figures.right_name_rate >= 0.82
     assert figures.named_when_not_enrolled_rate <= 0.15
+
+
+def _turn_units(*spans: tuple[float, float, str]) -> list[Turn]:
+    return [Turn(start, end, speaker) for start, end, speaker in spans]
+
+
+def test_relabel_moves_only_confident_units() -> None:
+    # Voices: 0 = Alice, 1 = Bob. SPEAKER_00 matched Alice as a whole; SPEAKER_01 matched nobody.
+    units = _turn_units(
+        (0.0, 3.0, "SPEAKER_00"),  # Alice's own speech: stays Alice
+        (3.0, 6.0, "SPEAKER_00"),  # Bob merged into Alice's cluster: best Bob, above 0.94 - 0.04
+        (6.0, 6.5, "SPEAKER_00"),  # Bob again but too short to trust
+        (7.0, 9.0, "SPEAKER_01"),  # unnamed speaker, Bob best by 0.05 only: keeps SPEAKER_01
+        (9.0, 12.0, "SPEAKER_01"),  # unnamed speaker, Bob best by 0.2: Bob
+        (12.0, 15.0, "SPEAKER_00"),  # Bob best but under the unit threshold (0.89 < 0.90)
+        (15.0, 18.0, "SPEAKER_01"),  # no usable speech
+    )
+    similarity = np.array(
+        [[0.95, 0.80], [0.85, 0.93], [0.80, 0.97], [0.86, 0.91], [0.72, 0.92], [0.70, 0.89], [-1.0, -1.0]]
+    )
+    assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.94) == [0, 1, 0, None, 1, 0, None]
+    assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.999) == [0, 0, 0, None, None, 0, None]
+    assert relabel(units, np.zeros((len(units), 0)), {}, 0.94) == [None] * len(units)
+
+
+class _HandMade:
+    """An embedder whose voices are hand-made unit vectors, one per second of 'audio'."""
+
+    model = "hand-made"
+    model_version = "1"
+    default_threshold = 0.94
+
+    def __init__(self, voice_at: list[np.ndarray]) -> None:
+        self._voice_at = voice_at
+
+    def speech(self, waveform: Waveform) -> list[tuple[float, float]]:
+        return [(0.0, float(len(self._voice_at)))]
+
+    def embed(self, waveform: Waveform, groups: Sequence[Sequence[tuple[float, float]]]) -> list[Any]:
+        result = []
+        for spans in groups:
+            seconds = [s for start, end in spans for s in range(int(start), int(np.ceil(end - 1e-9)))]
+            total = np.sum([self._voice_at[s] for s in seconds], axis=0)
+            result.append((total / np.linalg.norm(total)).astype(np.float32))
+        return result
+
+
+def test_identify_splits_a_merged_speaker_and_reports_one_identity_per_label() -> None:
+    alice, bob, carol = np.eye(3, dtype=np.float32)
+    # 0-6 s Alice, 6-12 s Bob, all one found speaker; 12-15 s Carol (not enrolled).
+    embedder = _HandMade([alice] * 6 + [bob] * 6 + [carol] * 3)
+    found = Diarization((Turn(0.0, 12.0, "SPEAKER_00"), Turn(12.0, 15.0, "SPEAKER_01")), 2)
+    voices = [KnownVoice("Alice", alice), KnownVoice("Bob", bob)]
+    # The merged speaker scores 0.707 with both: under the threshold as a whole, so only units name it.
+    result = identify(embedder, Waveform(np.zeros(15 * 16000, np.float32)), found, voices)
+    assert result.diarization.turns == (
+        Turn(0.0, 6.0, "Alice"),
+        Turn(6.0, 12.0, "Bob"),
+        Turn(12.0, 15.0, "SPEAKER_01"),
+    )
+    assert result.diarization.num_speakers == 3
+    assert [(i.speaker, i.name, i.similarity) for i in result.identities] == [
+        ("Alice", "Alice", 1.0),
+        ("Bob", "Bob", 1.0),
+        ("SPEAKER_01", "", 0.0),
+    ]
