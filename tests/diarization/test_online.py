@@ -219,7 +219,41 @@ def test_long_streams_cluster_a_bounded_spread_of_their_windows() -> None:
     assert _spread(300, 400).tolist() == list(range(300))
 
 
-@pytest.mark.parametrize("params", [{"every": 0}, {"dense": -1}, {"max_clustered": 1}, {"min_windows": 0}])
-def test_impossible_recluster_params_are_refused(params: dict[str, int]) -> None:
+@pytest.mark.parametrize("counts", [SpeakerCounts(num_speakers=2), SpeakerCounts(min_speakers=2)])
+def test_below_the_count_asked_a_voice_sent_under_another_label_splits_off_for_its_later_frames(
+    counts: SpeakerCounts,
+) -> None:
+    """A second voice the new-voice test never lets in (new_distance 2: as a voice close to the
+    first) goes out under the first voice's label; asked for two voices, once its cluster holds
+    split_windows windows of turns of its own, its later frames take a label of their own (the
+    frames already sent keep theirs). Without a count it stays merged."""
+    order = [0] * 12 + [1] * 12 + [0] * 8 + [1] * 8
+    params = ReclusterParams(new_distance=2.0)
+    merged = run_stream(Reclustering(recluster=params), order, np.random.default_rng(4))
+    assert set(merged) == {0}
+    reclustering = Reclustering(counts, recluster=params)
+    decided = run_stream(reclustering, order, np.random.default_rng(4))
+    assert reclustering.num_labels == 2
+    # The second voice's first block went out as 0 before its cluster held split_windows (4)
+    # windows; from its fourth window on (decided two windows later) it has its own label.
+    assert decided[:13] == [0] * 13
+    assert decided[13:24] == [1] * 11
+    assert decided[26:32] == [0] * 6  # the first voice keeps its label
+    assert decided[34:] == [1] * 6  # the second voice's second turn
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"every": 0},
+        {"dense": -1},
+        {"max_clustered": 1},
+        {"min_windows": 0},
+        {"split_windows": 0},
+        {"split_distance": -0.1},
+        {"split_overlap": 1.5},
+    ],
+)
+def test_impossible_recluster_params_are_refused(params: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ReclusterParams(**params)
