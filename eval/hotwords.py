@@ -137,14 +137,19 @@ def measure_live(
     transcriber: StreamingTranscriber,
     words: Sequence[str],
     held: Sequence[Sentence],
-    boost: float = DEFAULT_BOOST,
+    boosts: Sequence[float] = (DEFAULT_BOOST,),
     streams: int = 16,
-) -> HotwordReport:
-    """`words` boosted in live streams over `held`, scored as `measure` scores the batch engine."""
-    hotwords: HotwordSet = tuple(Hotword(w, boost) for w in sorted(words))
+) -> list[HotwordReport]:
+    """`words` boosted (by each of `boosts`) in live streams over `held`, scored as `measure` scores
+    the batch engine."""
+    references = [s.text for s in held]
     before = stream_sentences(transcriber, held, NO_HOTWORDS, streams)
-    after = stream_sentences(transcriber, held, hotwords, streams)
-    return report([s.text for s in held], before, after, list(words), boost)
+    reports = []
+    for boost in boosts:
+        hotwords: HotwordSet = tuple(Hotword(w, boost) for w in sorted(words))
+        after = stream_sentences(transcriber, held, hotwords, streams)
+        reports.append(report(references, before, after, list(words), boost))
+    return reports
 
 
 def stream_sentences(
@@ -224,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.live:
         words = confused_words(engine, pick, args.top)
         transcriber = StreamingTranscriber(args.model, StreamingConfig(), device="cpu")
-        reports = [measure_live(transcriber, words, held, boost, args.streams) for boost in args.boost]
+        reports = measure_live(transcriber, words, held, args.boost, args.streams)
     else:
         reports = [measure(engine, pick, held, args.top, boost) for boost in args.boost]
     for result in reports:
