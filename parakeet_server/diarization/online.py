@@ -214,7 +214,7 @@ class ReclusterParams:
     max_sent: float = 0.3
     split_windows: int = 4
     split_distance: float = 0.1
-    split_overlap: float = 0.5
+    split_overlap: float = 0.25
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.dense < 0 or self.max_clustered < 2 or self.min_windows < 1:
