@@ -21,9 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from parakeet import cli
-from parakeet.batch.items import BatchInputError, BatchItem, expand, options_for
+from parakeet.batch.items import (
+    BatchInputError,
+    BatchItem,
+    check_hotwords,
+    check_threshold,
+    expand,
+    options_for,
+    read_speakers,
+)
 from parakeet.batch.outputs import FORMATS, RESULTS, ResultRow, ResultsLog, parse_formats, pending
 from parakeet.batch.runner import Job, ProgressBar, Summary, Transcribe, failed_before, run
+from parakeet.errors import InvalidArgument
 from parakeet.runpod import API_KEY_ENV
 from parakeet.v1 import orchestrator_pb2
 
@@ -36,7 +45,10 @@ inputs:
   DIR                    every audio/video file under it; outputs keep its layout
   'GLOB'                 files matching a pattern (quote it; ** recurses)
   LIST.jsonl, LIST.csv   a manifest: `path` or `url` per row, plus optional per-file
-                         num_speakers, min_speakers, max_speakers, language, diarize
+                         num_speakers, min_speakers, max_speakers, language, diarize,
+                         multichannel, hotwords, speakers (voiceprint files, relative to
+                         the manifest), speaker_threshold; lists in CSV are ';'-separated.
+                         A row's own option replaces the command line's
   URL                    http(s): fetched by the server (its URL allow-list applies)
 
 where it runs:
@@ -50,7 +62,8 @@ output (in --out DIR):
   KEY.json, .srt, .vtt, .txt, .rttm   the asked formats (--format, default json), written
                          atomically, all rendered from one verbose response
   results.jsonl          one row per input: source, key, status (done|failed), duration_s,
-                         seconds, error, reason, outputs
+                         seconds, error, reason, outputs, matched_speakers (the --speaker
+                         names found in it)
   Run the same command again to resume: inputs with a row are skipped, so each is
   transcribed at most once, even after kill -9. Delete a row to redo that input.
 
@@ -58,6 +71,8 @@ examples:
   parakeet batch recordings/ --out transcripts/ --diarize --format json,srt
   parakeet batch list.jsonl --out out/ --server 127.0.0.1:50053 --concurrency 8
   parakeet batch 'calls/**/*.mp3' --out out/ --dry-run
+  parakeet batch calls/ --out out/ --diarize --speaker alice.voiceprint.json --hotword Kubernetes
+  parakeet batch stereo_calls/ --out out/ --multichannel --format json,srt
 
 exit status: 0 all done, 1 any input failed (see results.jsonl), 2 bad usage.
 """
@@ -93,6 +108,13 @@ def add_parser(commands: Any) -> None:
         "--speakers-optional",
         action="store_true",
         help="with --diarize: a file whose diarization fails keeps its transcript (with a warning)",
+    )
+    cli._add_known_speakers_and_hotwords(command)
+    command.add_argument(
+        "--multichannel",
+        action="store_true",
+        help="transcribe each audio channel on its own (one party per channel): speakers CHANNEL_0, "
+        "CHANNEL_1, ...; with --diarize, speakers found within each channel",
     )
     command.add_argument(
         "--concurrency",
@@ -133,6 +155,14 @@ def _defaults(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.multichannel:
+        options["multichannel"] = True
+    if args.hotword:
+        options["hotwords"] = list(args.hotword)
+    if args.speakers:  # absolute: the workers (threads, Ray actors) read them, wherever they run
+        options["speakers"] = [str(Path(path).absolute()) for path in args.speakers]
+    if args.speaker_threshold is not None:
+        options["speaker_threshold"] = args.speaker_threshold
     return options
 
 
@@ -145,9 +175,29 @@ def _job(args: argparse.Namespace) -> Job:
 
 
 def _check_formats(job: Job, items: Sequence[BatchItem]) -> None:
-    """rttm lists speaker turns: refuse it when no file would be diarized."""
-    if "rttm" in job.formats and not any(options_for(item, job.defaults).get("diarize") for item in items):
-        raise cli.UsageError("--format rttm lists speaker turns: add --diarize (or diarize in the manifest)")
+    """rttm lists speaker turns: refuse it when no file would be diarized or split by channel."""
+    if "rttm" in job.formats and not any(
+        options.get("diarize") or options.get("multichannel")
+        for options in (options_for(item, job.defaults) for item in items)
+    ):
+        raise cli.UsageError(
+            "--format rttm lists speaker turns: add --diarize or --multichannel (or either in the manifest)"
+        )
+
+
+def _check_options(args: argparse.Namespace, job: Job, items: Sequence[BatchItem]) -> None:
+    """The run's --hotword, --speaker and --speaker-threshold, before any model loads: a mistake in
+    them would fail every file. (A manifest row's own values fail that row only.)"""
+    try:
+        check_hotwords(args.hotword, "--hotword")
+        check_threshold(args.speaker_threshold, "--speaker-threshold")
+        read_speakers(args.speakers, "--speaker")
+    except InvalidArgument as error:
+        raise cli.UsageError(error.details) from None
+    if args.speakers and not any(options_for(item, job.defaults).get("diarize") for item in items):
+        raise cli.UsageError(
+            "--speaker names speakers found by diarization: add --diarize (or diarize in the manifest)"
+        )
 
 
 def _embedded(
@@ -247,6 +297,7 @@ def batch(args: argparse.Namespace) -> int:
     except BatchInputError as error:
         raise cli.UsageError(str(error)) from None
     _check_formats(job, items)
+    _check_options(args, job, items)
     if args.dry_run:
         return dry_run(job, items)
     if args.runpod_url and not args.runpod:

@@ -6,20 +6,27 @@ across the run and the same on every rerun (so a rerun finds what the last one w
 directory keeps its files' layout under the output directory; clashing stems get `-2`, `-3`...
 `request_for` builds the one OrchestrateRequest per item, always with segments, words and
 utterances, so every asked format can be rendered from its response on the client.
+
+A manifest's wrong shapes (a count that is no number, hotwords that are no list of text) refuse
+the run (usage error); what a request would be refused for (a boost out of range, a voiceprint
+file that is missing or not one, known speakers on a file not diarized) is that item's failure,
+recorded with its reason, as an unreadable audio file is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from parakeet.client import audio_message, is_url
+from parakeet.client import audio_message, is_url, parse_hotword, read_voiceprint
 from parakeet.errors import InvalidArgument
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 
@@ -38,9 +45,17 @@ OPTION_TYPES: dict[str, type] = {
     "num_speakers": int,
     "min_speakers": int,
     "max_speakers": int,
+    "multichannel": bool,
+    "speaker_threshold": float,
+    "hotwords": list,  # PHRASE[:BOOST] each (a CSV cell: ";"-separated)
+    "speakers": list,  # *.voiceprint.json paths, relative to the manifest (a CSV cell: ";"-separated)
 }
 # Options the run's defaults may carry beyond those (the command line's speaker options).
 DEFAULT_OPTIONS = frozenset({*OPTION_TYPES, "speakers_optional"})
+# audio.proto's Hotword limits, checked here so a bad one costs no upload (the server checks them too).
+MAX_HOTWORDS = 100
+MAX_PHRASE_CHARS = 100
+MAX_BOOST = 10.0
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -97,6 +112,18 @@ def _option(name: str, value: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.strip().isdigit():
             return int(value.strip())
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        with contextlib.suppress(ValueError):
+            return float(str(value).strip())
+    elif kind is list:
+        parts = value.split(";") if isinstance(value, str) else value
+        if isinstance(parts, list) and all(isinstance(part, str) for part in parts):
+            return [part.strip() for part in parts if part.strip()]
+        raise BatchInputError(
+            f"{where}: {name} must be a list of strings (CSV: ';'-separated), got {value!r}"
+        )
     elif isinstance(value, str):
         return value.strip()
     raise BatchInputError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
@@ -133,6 +160,8 @@ def _manifest_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         if not is_url(source) and not Path(source).is_absolute():
             source = str(path.parent / source)
         options = {name: _option(name, record[name], where) for name in OPTION_TYPES if name in record}
+        if "speakers" in options:
+            options["speakers"] = [str(path.parent / speaker) for speaker in options["speakers"]]
         rows.append((source, options))
     return rows
 
@@ -198,19 +227,77 @@ def options_for(item: BatchItem, defaults: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in defaults.items() if k in DEFAULT_OPTIONS}, **item.options}
 
 
+def check_hotwords(hotwords: Sequence[str], field: str = "hotwords") -> None:
+    """`PHRASE[:BOOST]` texts within audio.proto's limits, else InvalidArgument (INVALID_FIELD) saying which."""
+    if len(hotwords) > MAX_HOTWORDS:
+        raise InvalidArgument(
+            f"{field}: {len(hotwords)} hotwords is over the limit of {MAX_HOTWORDS}; keep the words the "
+            "model actually misses",
+            reason="INVALID_FIELD",
+        )
+    for text in hotwords:
+        hotword, where = parse_hotword(text), f"{field} {text!r}"
+        phrase = " ".join(hotword.phrase.split())
+        if not phrase:
+            raise InvalidArgument(f"{where}: the phrase is empty", reason="INVALID_FIELD")
+        if len(phrase) > MAX_PHRASE_CHARS:
+            raise InvalidArgument(
+                f"{where}: the phrase is {len(phrase)} characters, over the limit of {MAX_PHRASE_CHARS}",
+                reason="INVALID_FIELD",
+            )
+        if hotword.HasField("boost") and not (
+            math.isfinite(hotword.boost) and 0.0 < hotword.boost <= MAX_BOOST
+        ):
+            raise InvalidArgument(
+                f"{where}: the boost must be in (0, {MAX_BOOST:g}] (PHRASE:BOOST); leave it off for the default",
+                reason="INVALID_FIELD",
+            )
+
+
+def check_threshold(threshold: float | None, field: str = "speaker_threshold") -> None:
+    """A match threshold is a cosine similarity: InvalidArgument (INVALID_FIELD) outside [-1, 1]."""
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InvalidArgument(
+            f"{field} is a cosine similarity: give a value in [-1, 1], not {threshold:g}",
+            reason="INVALID_FIELD",
+        )
+
+
+def read_speakers(paths: Sequence[str], field: str = "speakers") -> list[audio_pb2.KnownSpeaker]:
+    """The voiceprint files as known speakers; InvalidArgument (INVALID_FIELD) naming a file that is
+    missing or not a voiceprint."""
+    try:
+        return [read_voiceprint(path) for path in paths]
+    except ValueError as error:
+        raise InvalidArgument(f"{field}: {error}", reason="INVALID_FIELD") from None
+
+
 def request_for(item: BatchItem, defaults: Mapping[str, Any]) -> orchestrator_pb2.OrchestrateRequest:
     """The item's request: a local file's bytes (read here) or its URL as `audio.uri` (fetched by
     the server through its SSRF-guarded fetcher), asked back with segments, words and utterances.
 
-    A file that cannot be read is `InvalidArgument` (AUDIO_MISSING), recorded as the item's failure."""
+    The run's known speakers (and threshold) go with the files it diarizes only; an item's own
+    `speakers` without diarize is refused. What is wrong with the item (an unreadable file is
+    AUDIO_MISSING, a bad hotword or voiceprint file INVALID_FIELD) is `InvalidArgument`, recorded
+    as the item's failure."""
     options = options_for(item, defaults)
+    diarize = bool(options.get("diarize", False))
+    hotwords = list(options.get("hotwords", ()))
+    check_hotwords(hotwords)
+    if item.options.get("speakers") and not diarize:
+        raise InvalidArgument(
+            "speakers names the speakers diarization finds: set diarize (true) for this file, or --diarize",
+            reason="INVALID_FIELD",
+        )
+    threshold = options.get("speaker_threshold") if diarize else None
+    check_threshold(threshold)
+    known = read_speakers(options.get("speakers", ())) if diarize else []
     try:
         audio = audio_message(item.source)
     except OSError as error:
         raise InvalidArgument(
             f"{item.source}: cannot read the file ({error.strerror or error})", reason="AUDIO_MISSING"
         ) from None
-    diarize = bool(options.get("diarize", False))
     return orchestrator_pb2.OrchestrateRequest(
         audio=audio,
         diarize=diarize,
@@ -221,4 +308,8 @@ def request_for(item: BatchItem, defaults: Mapping[str, Any]) -> orchestrator_pb
         min_speakers=options.get("min_speakers"),
         max_speakers=options.get("max_speakers"),
         speakers_optional=bool(options.get("speakers_optional", False)),
+        hotwords=[parse_hotword(text) for text in hotwords],
+        known_speakers=known,
+        speaker_match_threshold=threshold,
+        multichannel=bool(options.get("multichannel", False)),
     )

@@ -118,6 +118,8 @@ class ResultRow:
     error: str = ""
     reason: str = ""
     outputs: list[str] = field(default_factory=list)
+    # The known speakers (--speaker, a manifest's speakers) whose voices were found in it, by name.
+    matched_speakers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +138,7 @@ class ResultRow:
             error=str(data.get("error") or ""),
             reason=str(data.get("reason") or ""),
             outputs=[str(path) for path in data.get("outputs") or []],
+            matched_speakers=[str(name) for name in data.get("matched_speakers") or []],
         )
 
 
@@ -188,18 +191,31 @@ class ResultsLog:
             self._rows[row.key] = row
 
 
+def matched_names(identities: Iterable[Any]) -> list[str]:
+    """The names of the known speakers matched (SpeakerIdentity messages or their JSON), in order."""
+    names = (
+        identity.get("name") if isinstance(identity, Mapping) else getattr(identity, "name", "")
+        for identity in identities
+    )
+    return [str(name) for name in names if name]
+
+
 def recovered_row(item: BatchItem, outputs: Outputs) -> ResultRow:
     """The row of an item whose outputs were all written before a kill took its row: done, with
-    the audio's length read back from its json output when there is one."""
-    duration = 0.0
+    the audio's length and matched speakers read back from its json output when there is one."""
+    duration, matched = 0.0, []
     json_path = outputs.paths(item).get("json")
     if json_path is not None:
         try:
-            duration = float(json.loads(json_path.read_text(encoding="utf-8")).get("duration") or 0.0)
-        except (OSError, ValueError, AttributeError):
-            duration = 0.0
+            document = json.loads(json_path.read_text(encoding="utf-8"))
+            duration = float(document.get("duration") or 0.0)
+            matched = matched_names(document.get("speaker_identities") or [])
+        except (OSError, ValueError, AttributeError, TypeError):
+            duration, matched = 0.0, []
     written = [path.relative_to(outputs.out_dir).as_posix() for path in outputs.paths(item).values()]
-    return ResultRow(item.source, item.key, "done", duration_s=duration, outputs=written)
+    return ResultRow(
+        item.source, item.key, "done", duration_s=duration, outputs=written, matched_speakers=matched
+    )
 
 
 def pending(items: Iterable[BatchItem], outputs: Outputs, log: ResultsLog) -> tuple[list[BatchItem], int]:

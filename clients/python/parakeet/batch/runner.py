@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import grpc
 
 from parakeet.batch.items import BatchItem, request_for
-from parakeet.batch.outputs import RESULTS, Outputs, ResultRow, ResultsLog, pending
+from parakeet.batch.outputs import RESULTS, Outputs, ResultRow, ResultsLog, matched_names, pending
 from parakeet.errors import Internal, ParakeetError
 from parakeet.v1 import orchestrator_pb2
 
@@ -87,14 +87,23 @@ def process(
                 sleep(BACKOFF_S * 2 ** (attempt - 1))
         written = outputs.write(item, response)
     except ParakeetError as error:
-        if error.code in FATAL_CODES:
+        if error.code in FATAL_CODES and not _its_own(item, error):
             raise
         return _failed(item, error, time.monotonic() - started)
     except Exception as error:  # a backend's bug must not end the run; its row says what happened
         failure = Internal(f"{type(error).__name__}: {error}")
         return _failed(item, failure, time.monotonic() - started)
     seconds = time.monotonic() - started
-    return ResultRow(item.source, item.key, "done", response.duration, seconds, outputs=written)
+    matched = matched_names(response.speaker_identities)
+    return ResultRow(
+        item.source, item.key, "done", response.duration, seconds, outputs=written, matched_speakers=matched
+    )
+
+
+def _its_own(item: BatchItem, error: ParakeetError) -> bool:
+    """A fatal-looking failure caused by the item's own options: a voiceprint file of its own made
+    by another engine fails that item only (the run's --speaker files would fail every one)."""
+    return error.reason == "VOICEPRINT_MISMATCH" and bool(item.options.get("speakers"))
 
 
 @dataclass
