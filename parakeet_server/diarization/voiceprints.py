@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from parakeet.v1 import audio_pb2
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
-from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed, ServiceError
 from parakeet_server.diarization.types import Diarization, Turn
 
 Floats = npt.NDArray[np.float32]
@@ -192,8 +192,16 @@ class PyannoteEmbedder:
         return self._version
 
     def speech(self, waveform: Waveform) -> list[Span]:
+        """The union of the pipeline's turns: they overlap (several speakers at once), and
+        overlapping time must count once in speech_seconds and AUDIO_TOO_SHORT."""
         result = self._engine.diarize(waveform)
-        return [(turn.start, turn.end) for turn in result.turns]
+        merged: list[Span] = []
+        for start, end in sorted((turn.start, turn.end) for turn in result.turns):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
 
     def embed(self, waveform: Waveform, groups: Sequence[Sequence[Span]]) -> list[Floats | None]:
         return [self._embed_one(waveform, spans) for spans in groups]
@@ -342,10 +350,24 @@ def known_voices(
         if speaker.WhichOneof("voice") == "voiceprint":
             vector = voice_of(embedder, speaker.voiceprint, f"the voiceprint of {where}")
         else:
-            made = enroll(embedder, load(speaker.reference), f"the reference audio of {where}")
+            made = enroll(
+                embedder, _load_reference(load, speaker.reference, where), f"the reference audio of {where}"
+            )
             vector = np.asarray(made.embedding, dtype=np.float32)
         voices.append(KnownVoice(speaker.name.strip(), vector))
     return voices
+
+
+def _load_reference(
+    load: Callable[[audio_pb2.Audio], Waveform], reference: audio_pb2.Audio, where: str
+) -> Waveform:
+    """The reference audio decoded; a failure says whose reference it was (same class and reason)."""
+    try:
+        return load(reference)
+    except ServiceError as error:
+        raise type(error)(
+            f"the reference audio of {where}: {error.message}", reason=error.reason, metadata=error.metadata
+        ) from error
 
 
 def assign(similarity: npt.NDArray[np.float64], threshold: float) -> dict[int, int]:

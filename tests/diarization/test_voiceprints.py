@@ -289,3 +289,14 @@ def test_identify_splits_a_merged_speaker_and_reports_one_identity_per_label() -
         ("Bob", "Bob", 1.0),
         ("SPEAKER_01", "", 0.0),
     ]
+
+
+def test_an_undecodable_reference_says_whose_it_is(
+    servicer: DiarizationServicer, talk: synth.Conversation, prints: dict[str, audio_pb2.Voiceprint]
+) -> None:
+    reference = audio_pb2.Audio(content=b"this is not audio")
+    known = [named("Alice", prints["spk0"]), audio_pb2.KnownSpeaker(name="Carol", reference=reference)]
+    with pytest.raises(InvalidRequest) as error:
+        diarize(servicer, talk, known)
+    assert error.value.message.startswith("the reference audio of known_speakers[1] (Carol): ")
+    assert error.value.reason == "AUDIO_UNDECODABLE"
