@@ -748,9 +748,13 @@ class DiarizeSession:
             turns = self._naming.pass_on(turns, decided, final)
             held = self._naming.held_from()
             decided = decided if held is None else min(decided, held)
-        for turn in turns:
+        # Only the last turn of a batch advances processed_seconds: a reader (the orchestrator's
+        # merge) takes everything up to it as decided, so the turns before it must all be out first.
+        for index, turn in enumerate(turns):
             speaker_turn = audio_pb2.SpeakerTurn(start=turn.start, end=turn.end, speaker=turn.speaker)
-            self._output.send(Response(turn=speaker_turn, processed_seconds=decided))
+            last = index == len(turns) - 1
+            progress = max(decided, self._sent_until) if last else self._sent_until
+            self._output.send(Response(turn=speaker_turn, processed_seconds=progress))
         if not turns and decided > self._sent_until:
             self._output.send(Response(processed_seconds=decided))
         self._sent_until = max(self._sent_until, decided)

@@ -102,9 +102,9 @@ def annotation(turns: Sequence[tuple[float, float, str]], uri: str) -> Any:
 
 
 def assert_turns_are_final(collected: Collected, duration: float) -> None:
-    """Times in whole ms within the audio; each turn decided when sent (it ends by that response's
-    processed_seconds and starts no earlier than the previous response's, so nothing already
-    decided is ever added to or revised); processed_seconds never goes back; the summary is last,
+    """Times in whole ms within the audio; each turn decided when sent (it starts no earlier than
+    the previous response's processed_seconds and ends by the next one that advances, so nothing
+    already decided is ever added to or revised); processed_seconds never goes back; the summary is last,
     with the labels in order of first appearance, and the output ends once, without error."""
     responses = collected.responses
     assert collected.ends == [None]
@@ -113,15 +113,21 @@ def assert_turns_are_final(collected: Collected, duration: float) -> None:
     processed = [response.processed_seconds for response in responses]
     assert processed == sorted(processed)
     assert processed[-1] == pytest.approx(round(duration, 3))
-    decided_before = 0.0  # what the previous step had decided
-    for previous, response in zip([None, *responses], responses[:-1], strict=False):
-        if previous is not None and previous.processed_seconds < response.processed_seconds:
-            decided_before = previous.processed_seconds
+    # A response's processed_seconds says every turn before it is out: a later turn never starts
+    # before it (the orchestrator's merge releases finals up to it with the turns it has), and
+    # when it advances, every turn sent so far ends by it.
+    sent_until = 0.0
+    ends_by = 0.0
+    for response in responses[:-1]:
         if response.WhichOneof("event") == "turn":
             turn = response.turn
-            assert 0.0 <= turn.start < turn.end <= response.processed_seconds <= duration + 1e-9
-            assert turn.start >= decided_before - 1e-9, (turn, decided_before)
+            assert 0.0 <= turn.start < turn.end <= duration + 1e-9
+            assert turn.start >= sent_until - 1e-9, (turn, sent_until)
             assert round(turn.start, 3) == turn.start and round(turn.end, 3) == turn.end
+            ends_by = max(ends_by, turn.end)
+        if response.processed_seconds > sent_until:
+            assert ends_by <= response.processed_seconds + 1e-9, (ends_by, response)
+            sent_until = response.processed_seconds
     summary = responses[-1].summary
     labels = list(dict.fromkeys(turn.speaker for turn in collected.turns))
     assert list(summary.speakers) == labels == [f"SPEAKER_{index:02d}" for index in range(len(labels))]
