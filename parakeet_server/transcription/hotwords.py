@@ -13,19 +13,15 @@ uses), weighted per phrase by the request's boost.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from parakeet.hotwords import DEFAULT_BOOST, HotwordError, normalised_hotwords
 from parakeet.v1 import audio_pb2
 from parakeet_server.core.errors import InvalidRequest
 
-MAX_HOTWORDS = 100
-MAX_PHRASE_CHARS = 100
-MAX_BOOST = 10.0
-DEFAULT_BOOST = 0.5  # measured on the tiny espeak model: docs/accuracy.md "Hotwords"
 DEPTH_SCALING = 2.0  # NeMo's value for RNN-T/TDT: later tokens of a phrase weigh more than its first
 _TREE_CACHE_SIZE = 64
 
@@ -43,33 +39,11 @@ NO_HOTWORDS: HotwordSet = ()
 
 
 def check_hotwords(hotwords: Sequence[audio_pb2.Hotword], field: str = "hotwords") -> HotwordSet:
-    """The request's hotwords, validated and normalised (trimmed; repeats of a phrase keep the largest boost)."""
-    if len(hotwords) > MAX_HOTWORDS:
-        raise InvalidRequest(
-            f"{field}: {len(hotwords)} hotwords is over the limit of {MAX_HOTWORDS}; keep the words the model "
-            "actually misses",
-            reason="INVALID_FIELD",
-        )
-    chosen: dict[str, float] = {}
-    for index, hotword in enumerate(hotwords):
-        where = f"{field}[{index}]"
-        phrase = " ".join(hotword.phrase.split())
-        if not phrase:
-            raise InvalidRequest(f"{where}: phrase is empty", reason="INVALID_FIELD")
-        if len(phrase) > MAX_PHRASE_CHARS:
-            raise InvalidRequest(
-                f"{where}: phrase is {len(phrase)} characters, over the limit of {MAX_PHRASE_CHARS}",
-                reason="INVALID_FIELD",
-            )
-        boost = float(hotword.boost) if hotword.HasField("boost") else DEFAULT_BOOST
-        if not (math.isfinite(boost) and 0.0 < boost <= MAX_BOOST):
-            raise InvalidRequest(
-                f"{where}: boost must be in (0, {MAX_BOOST:g}] (got {hotword.boost:g}); leave it unset for the "
-                f"default {DEFAULT_BOOST:g}",
-                reason="INVALID_FIELD",
-            )
-        chosen[phrase] = max(boost, chosen.get(phrase, 0.0))
-    return tuple(Hotword(phrase, boost) for phrase, boost in sorted(chosen.items()))
+    """The request's hotwords, validated and normalised by audio.proto's rules (parakeet.hotwords)."""
+    try:
+        return tuple(Hotword(phrase, boost) for phrase, boost in normalised_hotwords(hotwords, field))
+    except HotwordError as error:
+        raise InvalidRequest(str(error), reason="INVALID_FIELD") from None
 
 
 def _boosting_request_type() -> Any:

@@ -152,9 +152,9 @@ def test_the_runs_speakers_go_with_diarized_files_only_and_a_rows_own_replace_th
             {"speakers": ["{tmp}/voices/alice.voiceprint.json"]},
             "speakers names the speakers diarization finds",
         ),
-        ({"hotwords": ["Ada:0"]}, "hotwords 'Ada:0': the boost must be in (0, 10] (PHRASE:BOOST)"),
-        ({"hotwords": ["  :2"]}, "hotwords '  :2': the phrase is empty"),
-        ({"hotwords": ["x" * 101]}, "the phrase is 101 characters, over the limit of 100"),
+        ({"hotwords": ["Ada:0"]}, "hotwords 'Ada:0': boost must be in (0, 10] (got 0)"),
+        ({"hotwords": ["  :2"]}, "hotwords '  :2': phrase is empty"),
+        ({"hotwords": ["x" * 101]}, "phrase is 101 characters, over the limit of 100"),
         ({"hotwords": ["w"] * 101}, "hotwords: 101 hotwords is over the limit of 100"),
         ({"diarize": True, "speaker_threshold": 1.5}, "speaker_threshold is a cosine similarity"),
     ],
@@ -224,8 +224,8 @@ def test_rows_say_which_known_speakers_were_matched_also_when_recovered(tree: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--hotword", "Ada:11"], "--hotword 'Ada:11': the boost must be in (0, 10]"),
-        (["--hotword", ":3"], "--hotword ':3': the phrase is empty"),
+        (["--hotword", "Ada:11"], "--hotword 'Ada:11': boost must be in (0, 10]"),
+        (["--hotword", ":3"], "--hotword ':3': phrase is empty"),
         (
             ["--diarize", "--speaker", "{tmp}/nobody.voiceprint.json"],
             "--speaker: cannot read the voiceprint file",

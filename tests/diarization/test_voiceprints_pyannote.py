@@ -46,11 +46,6 @@ def test_enroll_uses_the_pipelines_embedding_model(
     assert again.voiceprint == print_
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PyannoteEmbedder.speech sums overlapping turns of several speakers (17.8 s of speech in 12 s): "
-    "the fix (merge the spans) is requested of voiceprints.py's owner in /work/briefs/requests.md",
-)
 def test_speech_seconds_count_overlapping_turns_once(enrolled: diarization_pb2.EnrollResponse) -> None:
     assert enrolled.voiceprint.speech_seconds <= enrolled.duration
 

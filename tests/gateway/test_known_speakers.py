@@ -351,8 +351,7 @@ def test_known_voices_are_named_on_their_segments(stack: LiveStack, talk: synth.
     ("kind", "reason", "fragment"),
     [
         ("too-short", "AUDIO_TOO_SHORT", "the reference audio of known_speakers[0] (Alice) holds "),
-        # The diarizer's decode error does not yet say which audio it was (reported to its owner).
-        ("undecodable", "AUDIO_UNDECODABLE", "could not decode the audio"),
+        ("undecodable", "AUDIO_UNDECODABLE", "the reference audio of known_speakers[0] (Alice): "),
     ],
 )
 def test_a_reference_the_diarizer_cannot_use_is_refused_with_its_reason(

@@ -11,18 +11,13 @@ import pytest
 
 from eval import hotwords as measure
 from eval import synth
+from parakeet.hotwords import DEFAULT_BOOST, MAX_HOTWORDS, MAX_PHRASE_CHARS
 from parakeet.v1 import audio_pb2, transcription_pb2
 from parakeet_server.core.batching import BatchPolicy
 from parakeet_server.core.context import JobContext
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
-from parakeet_server.transcription.hotwords import (
-    DEFAULT_BOOST,
-    MAX_HOTWORDS,
-    MAX_PHRASE_CHARS,
-    Hotword,
-    check_hotwords,
-)
+from parakeet_server.transcription.hotwords import Hotword, check_hotwords
 from parakeet_server.transcription.runner import TranscriptionRunner
 from parakeet_server.transcription.servicer import TranscriptionServicer
 from tests.fixtures.train_tdt import RECIPE, TRAIN_SEED

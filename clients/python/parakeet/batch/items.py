@@ -19,7 +19,6 @@ import contextlib
 import csv
 import glob
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from parakeet.client import audio_message, is_url, parse_hotword, read_voiceprint
 from parakeet.errors import InvalidArgument
+from parakeet.hotwords import HotwordError, normalised_hotwords
 from parakeet.v1 import audio_pb2, orchestrator_pb2
 
 # Suffixes a directory walk picks up (lower case): what PyAV/FFmpeg decodes.
@@ -53,9 +53,6 @@ OPTION_TYPES: dict[str, type] = {
 # Options the run's defaults may carry beyond those (the command line's speaker options).
 DEFAULT_OPTIONS = frozenset({*OPTION_TYPES, "speakers_optional"})
 # audio.proto's Hotword limits, checked here so a bad one costs no upload (the server checks them too).
-MAX_HOTWORDS = 100
-MAX_PHRASE_CHARS = 100
-MAX_BOOST = 10.0
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -228,30 +225,14 @@ def options_for(item: BatchItem, defaults: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_hotwords(hotwords: Sequence[str], field: str = "hotwords") -> None:
-    """`PHRASE[:BOOST]` texts within audio.proto's limits, else InvalidArgument (INVALID_FIELD) saying which."""
-    if len(hotwords) > MAX_HOTWORDS:
-        raise InvalidArgument(
-            f"{field}: {len(hotwords)} hotwords is over the limit of {MAX_HOTWORDS}; keep the words the "
-            "model actually misses",
-            reason="INVALID_FIELD",
+    """`PHRASE[:BOOST]` texts within audio.proto's limits (parakeet.hotwords, the server's own rules),
+    else InvalidArgument (INVALID_FIELD) saying which."""
+    try:
+        normalised_hotwords(
+            [parse_hotword(text) for text in hotwords], field, lambda index: f"{field} {hotwords[index]!r}"
         )
-    for text in hotwords:
-        hotword, where = parse_hotword(text), f"{field} {text!r}"
-        phrase = " ".join(hotword.phrase.split())
-        if not phrase:
-            raise InvalidArgument(f"{where}: the phrase is empty", reason="INVALID_FIELD")
-        if len(phrase) > MAX_PHRASE_CHARS:
-            raise InvalidArgument(
-                f"{where}: the phrase is {len(phrase)} characters, over the limit of {MAX_PHRASE_CHARS}",
-                reason="INVALID_FIELD",
-            )
-        if hotword.HasField("boost") and not (
-            math.isfinite(hotword.boost) and 0.0 < hotword.boost <= MAX_BOOST
-        ):
-            raise InvalidArgument(
-                f"{where}: the boost must be in (0, {MAX_BOOST:g}] (PHRASE:BOOST); leave it off for the default",
-                reason="INVALID_FIELD",
-            )
+    except HotwordError as error:
+        raise InvalidArgument(str(error), reason="INVALID_FIELD") from None
 
 
 def check_threshold(threshold: float | None, field: str = "speaker_threshold") -> None:
