@@ -27,8 +27,8 @@ import numpy as np
 
 from eval import synth
 from eval.metrics import normalise_text, word_error_rate
-from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet.hotwords import DEFAULT_BOOST
+from parakeet_server.transcription.engine import TranscriptionEngine, TranscriptionEngineConfig
 from parakeet_server.transcription.hotwords import NO_HOTWORDS, Hotword, HotwordSet
 from parakeet_server.transcription.streaming import Final, StreamEvent, StreamingTranscriber
 from parakeet_server.transcription.streaming_config import StreamingConfig
