@@ -116,6 +116,11 @@ class StreamingConfig:
         """Samples of new audio each step takes from a stream."""
         return round(self.chunk_s * SAMPLE_RATE)
 
+    @property
+    def window_samples(self) -> int:
+        """Samples in the window each step encodes (left context + chunk + right context)."""
+        return round((self.left_context_s + self.chunk_s + self.right_context_s) * SAMPLE_RATE)
+
     def check_frames(self, frame_s: float, feature_stride_s: float) -> None:
         """Refuse sizes that NeMo's frame arithmetic gets wrong for this model.
 
