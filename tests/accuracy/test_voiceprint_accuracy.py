@@ -18,9 +18,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.espeak]
 
 HELD_OUT_SEED = 9300
 CONVERSATIONS = 6
-# Measured on these six: 68.2 % right names (472 words), 1.7 % of the non-enrolled speaker's
-# words named (180 words), DER 0.240 without known speakers -> 0.223 with everyone enrolled.
-RIGHT_NAME_FLOOR = 0.66
+# Measured on these six: 71.4 % right names (472 words; 68.2 % before name_groups), 1.7 % of the
+# non-enrolled speaker's words named (180 words: the diarizer's turns that straddle a speaker
+# change), DER 0.240 without known speakers -> 0.223 with everyone enrolled.
+RIGHT_NAME_FLOOR = 0.70
 NAMED_WHEN_NOT_ENROLLED_CEILING = 0.03
 
 

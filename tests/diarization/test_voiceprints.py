@@ -21,7 +21,7 @@ from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.diarization.types import Diarization, Turn
-from parakeet_server.diarization.voiceprints import KnownVoice, assign, identify, relabel
+from parakeet_server.diarization.voiceprints import KnownVoice, assign, identify, name_groups, relabel
 from tests.diarization.test_offline_engine import wav_bytes
 
 pytestmark = pytest.mark.espeak
@@ -246,6 +246,42 @@ def test_relabel_moves_only_confident_units() -> None:
     assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.94) == [0, 1, 0, None, 1, 0, None]
     assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.999) == [0, 0, 0, None, None, 0, None]
     assert relabel(units, np.zeros((len(units), 0)), {}, 0.94) == [None] * len(units)
+
+
+def test_name_groups_names_an_unnamed_speakers_units_that_agree_on_a_free_voice() -> None:
+    alice, bob, carol, noise_a, noise_b = np.eye(5)
+    known = np.stack([alice, bob])
+
+    def unit(vector: np.ndarray) -> np.ndarray:
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+    units = _turn_units(
+        (0.0, 3.0, "SPEAKER_00"),  # Alice, named by its speaker
+        (3.0, 6.0, "SPEAKER_01"),  # Bob, noisy: 0.928 alone, with the next one 0.962 (>= 0.94 + 0.01)
+        (6.0, 9.0, "SPEAKER_01"),
+        (9.0, 9.5, "SPEAKER_01"),  # Bob but too short to count
+        (10.0, 13.0, "SPEAKER_02"),  # Carol (not enrolled), closest to Bob: 0.78 jointly
+        (13.0, 16.0, "SPEAKER_02"),
+        (16.0, 19.0, "SPEAKER_03"),  # Alice's voice, but Alice's name is already carried
+        (19.0, 22.0, "SPEAKER_03"),  # no usable speech
+    )
+    vectors = [
+        unit(alice),
+        unit(bob + 0.4 * noise_a),
+        unit(bob + 0.4 * noise_b),
+        unit(bob),
+        unit(bob + 0.8 * carol),
+        unit(bob + 0.8 * carol),
+        unit(alice),
+        None,
+    ]
+    columns: list[int | None] = [0, None, None, None, None, None, None, None]
+    named, scores = name_groups(units, vectors, known, columns, 0.94)
+    assert named == [0, 1, 1, None, None, None, None, None]
+    assert list(scores) == [1] and scores[1] == pytest.approx(2 / np.sqrt(4.32), abs=1e-6)
+    # The same groups under a higher threshold stay unnamed; without known voices nothing changes.
+    assert name_groups(units, vectors, known, columns, 0.96)[0] == columns
+    assert name_groups(units, vectors, np.zeros((0, 5)), columns, 0.94) == (columns, {})
 
 
 class _HandMade:
