@@ -28,7 +28,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.core.model_store import RepoFile, looks_like_repo_id, resolve
 from parakeet_server.core.times import whole_ms
-from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet, PhraseBooster
+from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet, PhraseBooster, boosted_decoding
 from parakeet_server.transcription.windows import FrameWord, merge_windows, plan_windows
 
 log = logging.getLogger(__name__)
@@ -235,23 +235,14 @@ class TranscriptionEngine:
         NeMo offers per-utterance boosting in the label-looping greedy batch decoder of RNN-T and TDT;
         other strategies leave `_booster` None and hotword requests are refused.
         """
-        from omegaconf import open_dict
-
-        if decoding.get("strategy") != "greedy_batch" or not decoding.greedy.get("loop_labels", True):
-            log.info(
-                "hotwords off: decoding strategy %s has no per-utterance boosting", decoding.get("strategy")
-            )
+        made = boosted_decoding(model, decoding, "hotwords")
+        if made is None:
             return
-        boosted = copy.deepcopy(decoding)
-        with open_dict(boosted):
-            boosted.greedy.enable_per_stream_biasing = True
-        model.change_decoding_strategy(boosted, verbose=False)
-        computer = getattr(model.decoding.decoding, "decoding_computer", None)
-        multi_model = getattr(computer, "biasing_multi_model", None)
+        boosted, multi_model = made
         if multi_model is None:
             log.info("hotwords off: this model's greedy decoder has no biasing multi-model")
             return
-        self._boosted_decoding = model.decoding
+        self._boosted_decoding = boosted
         self._booster = PhraseBooster(
             model.tokenizer, multi_model, use_triton=self._device.startswith("cuda")
         )

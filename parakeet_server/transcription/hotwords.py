@@ -12,7 +12,9 @@ uses), weighted per phrase by the request's boost.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from typing import Any
 from parakeet.hotwords import DEFAULT_BOOST, HotwordError, normalised_hotwords
 from parakeet.v1 import audio_pb2
 from parakeet_server.core.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 DEPTH_SCALING = 2.0  # NeMo's value for RNN-T/TDT: later tokens of a phrase weigh more than its first
 _TREE_CACHE_SIZE = 64
@@ -44,6 +48,24 @@ def check_hotwords(hotwords: Sequence[audio_pb2.Hotword], field: str = "hotwords
         return tuple(Hotword(phrase, boost) for phrase, boost in normalised_hotwords(hotwords, field))
     except HotwordError as error:
         raise InvalidRequest(str(error), reason="INVALID_FIELD") from None
+
+
+def boosted_decoding(model: Any, decoding: Any, what: str) -> tuple[Any, Any] | None:
+    """The model's decoding with NeMo's per-stream biasing on (its settings otherwise), and that
+    decoding's biasing multi-model (None when the decoder has none). The model holds the boosted
+    decoding afterwards: the caller sets its plain one back. None, logged as `what` off, when the
+    strategy cannot boost (NeMo boosts only in the label-looping greedy batch decoder of RNN-T/TDT)."""
+    from omegaconf import open_dict
+
+    if decoding.get("strategy") != "greedy_batch" or not decoding.greedy.get("loop_labels", True):
+        log.info("%s off: decoding strategy %s has no per-stream boosting", what, decoding.get("strategy"))
+        return None
+    boosted = copy.deepcopy(decoding)
+    with open_dict(boosted):
+        boosted.greedy.enable_per_stream_biasing = True
+    model.change_decoding_strategy(boosted, verbose=False)
+    computer = getattr(model.decoding.decoding, "decoding_computer", None)
+    return model.decoding, getattr(computer, "biasing_multi_model", None)
 
 
 def _boosting_request_type() -> Any:

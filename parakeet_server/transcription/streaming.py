@@ -64,7 +64,13 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import InvalidRequest
 from parakeet_server.core.times import whole_ms
 from parakeet_server.transcription.engine import TranscriptionEngine
-from parakeet_server.transcription.hotwords import NO_HOTWORDS, HotwordSet, PhraseBooster, biasing_config
+from parakeet_server.transcription.hotwords import (
+    NO_HOTWORDS,
+    HotwordSet,
+    PhraseBooster,
+    biasing_config,
+    boosted_decoding,
+)
 from parakeet_server.transcription.streaming_config import (
     MIN_ENDPOINT_SILENCE_MS,
     StreamingConfig,
@@ -259,28 +265,16 @@ def _boosting(wrapper: Any, decoding: Any, device: str) -> _Boosting | None:
     As in the batch engine: passes without hotwords keep NeMo's plain decoding object (their output
     unchanged, no fusion cost); a pass with some stream's hotwords decodes with this one.
     """
-    import copy
-
-    from omegaconf import open_dict
-
-    if decoding.get("strategy") != "greedy_batch" or not decoding.greedy.get("loop_labels", True):
-        log.info(
-            "live hotwords off: decoding strategy %s has no per-stream boosting", decoding.get("strategy")
-        )
-        return None
     model = wrapper.asr_model
-    boosted = copy.deepcopy(decoding)
-    with open_dict(boosted):
-        boosted.greedy.enable_per_stream_biasing = True
-    model.change_decoding_strategy(boosted, verbose=False)
-    computer = getattr(model.decoding.decoding, "decoding_computer", None)
-    multi_model = getattr(computer, "biasing_multi_model", None)
-    boosted_decoding = model.decoding
+    made = boosted_decoding(model, decoding, "live hotwords")
+    if made is None:
+        return None
     wrapper.set_decoding_strategy("rnnt")  # the plain decoding back, as NeMo's wrapper set it
+    boosted, multi_model = made
     if multi_model is None:
         log.info("live hotwords off: this model's greedy decoder has no biasing multi-model")
         return None
-    return _Boosting(boosted_decoding, PhraseBooster(model.tokenizer, multi_model, device.startswith("cuda")))
+    return _Boosting(boosted, PhraseBooster(model.tokenizer, multi_model, device.startswith("cuda")))
 
 
 @functools.cache
