@@ -91,7 +91,11 @@ class OfflineParams:
     # recording is taken as music and nothing is kept (a melody's few confident notes too).
     min_region_probability: float = 0.85
     max_rejected_share: float = 0.5
-    clustering: ClusteringParams = field(default_factory=lambda: ClusteringParams(steady_pitch_octaves=0.05))
+    clustering: ClusteringParams = field(
+        default_factory=lambda: ClusteringParams(
+            steady_pitch_octaves=0.05, same_voice_distance=0.03, same_voice_noise=0.5
+        )
+    )
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
 

@@ -178,3 +178,44 @@ def test_with_unsteady_pitch_the_count_comes_from_the_embeddings_alone() -> None
     params = ClusteringParams(steady_pitch_octaves=0.05)
     assert clustering.pitch_spread(wandering, truth) > params.steady_pitch_octaves
     np.testing.assert_array_equal(clustering.cluster(embeddings, wandering, SpeakerCounts(), params), truth)
+
+
+SAME_VOICE = ClusteringParams(same_voice_distance=0.03, same_voice_noise=0.5)
+
+
+def one_voice_in_pieces(pieces: int, windows: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """One voice's windows (noisy around one direction, one pitch) cut into `pieces` clusters."""
+    rng = np.random.default_rng(seed)
+    voice = rng.standard_normal(256)
+    embeddings = voice + 0.5 * rng.standard_normal((windows, 256))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    pitch = np.full(windows, np.log2(120.0)) + 0.02 * rng.standard_normal(windows)
+    split = np.arange(windows) * pieces // windows
+    return embeddings.astype(np.float32), pitch.astype(np.float32), split.astype(np.int64)
+
+
+def test_small_clusters_of_one_voice_are_joined_into_one() -> None:
+    embeddings, pitch, split = one_voice_in_pieces(4, 12)
+    without_allowance = ClusteringParams(same_voice_distance=0.03)
+    assert clustering.merge_same_voices(embeddings, pitch, split, 1, without_allowance).max() == 3
+    joined = clustering.merge_same_voices(embeddings, pitch, split, 1, SAME_VOICE)
+    assert joined.tolist() == [0] * 12
+
+
+def test_distinct_voices_stay_apart_and_the_fewest_is_kept() -> None:
+    embeddings, pitch, truth = conversation(3, turns=3, windows_per_turn=3)
+    assert clustering.merge_same_voices(embeddings, pitch, truth, 1, SAME_VOICE).tolist() == truth.tolist()
+    pieces = one_voice_in_pieces(4, 12)
+    assert int(clustering.merge_same_voices(*pieces, 3, SAME_VOICE).max()) + 1 == 3
+
+
+def test_without_same_voice_settings_nothing_is_joined() -> None:
+    embeddings, pitch, split = one_voice_in_pieces(4, 12)
+    assert clustering.merge_same_voices(embeddings, pitch, split, 1, PARAMS).tolist() == split.tolist()
+
+
+def test_an_estimated_count_of_one_voice_in_few_windows_is_one() -> None:
+    embeddings, pitch, _ = one_voice_in_pieces(1, 12, seed=3)
+    found = clustering.cluster(embeddings, pitch, SpeakerCounts(), SAME_VOICE)
+    assert found.tolist() == [0] * 12
+    assert int(clustering.cluster(embeddings, pitch, SpeakerCounts(num_speakers=2), SAME_VOICE).max()) == 1

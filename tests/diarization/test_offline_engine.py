@@ -21,7 +21,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 
-from eval.synth import Conversation, conversation
+from eval.synth import VOICES, Conversation, conversation, sentences, synthesize
 from parakeet.v1 import audio_pb2, diarization_pb2, diarization_pb2_grpc
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.core.errors import DeadlineExceeded
@@ -187,6 +187,30 @@ def test_a_single_short_utterance_is_one_speaker(offline, held_out) -> None:
     result = offline.diarize(Waveform(clip), SpeakerCounts(num_speakers=3))
     assert {turn.speaker for turn in result.turns} <= {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
     assert offline.diarize(Waveform(clip[: SAMPLE_RATE // 2])).num_speakers == 1
+
+
+def one_voice_memo(voice: int, count: int) -> np.ndarray:
+    """`count` sentences read by one espeak voice with half-second pauses: a short voice memo."""
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    texts = sentences(9000 + 10 * count + voice, count)
+    return np.concatenate([part for text in texts for part in (synthesize(text, VOICES[voice]), pause)])
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_a_short_recording_of_one_voice_is_one_speaker_for_every_voice(offline, count) -> None:
+    # Before the same-voice join, 3-8 s of one voice came back as 2-6 speakers (issue #18).
+    found = {
+        voice: offline.diarize(Waveform(one_voice_memo(voice, count))).num_speakers
+        for voice in range(len(VOICES))
+    }
+    assert found == dict.fromkeys(range(len(VOICES)), 1)
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22, 23])
+def test_a_short_talk_of_two_voices_is_still_two_speakers(offline, seed) -> None:
+    talk = conversation(seed, 2, num_turns=4)
+    assert talk.duration < 16
+    assert offline.diarize(Waveform(talk.audio)).num_speakers == 2
 
 
 def test_should_stop_abandons_the_call_with_deadline_exceeded(offline, held_out) -> None:
