@@ -200,7 +200,8 @@ def test_runpod_stream_picks_the_worker_kind(
     monkeypatch: pytest.MonkeyPatch, value: str | None, streams: bool
 ) -> None:
     chosen: list[str] = []
-    monkeypatch.setattr(handler, "run_worker", lambda *_args: chosen.append("plain"))
+    # The plain worker runs the orchestrate and enroll tasks; the streaming one streams orchestrate.
+    monkeypatch.setattr(handler, "run_tasks_worker", lambda *_args: chosen.append("plain"))
     monkeypatch.setattr(handler, "run_stream_worker", lambda *_args: chosen.append("stream"))
     if value is None:
         monkeypatch.delenv("RUNPOD_STREAM", raising=False)
