@@ -10,7 +10,6 @@ sentences (eval.voiceprints.enrolment_audio); pyannote runs on the random-weight
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,13 +19,14 @@ from eval import synth
 from eval.voiceprints import enrolment_audio, word_speakers
 from parakeet.v1 import audio_pb2, diarization_pb2, streaming_pb2
 from parakeet_server.core.audio import SAMPLE_RATE
-from parakeet_server.core.errors import InvalidRequest, PreconditionFailed, ServiceError
+from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.diarization.live_names import NamingParams
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.pyannote_engine import PyannoteEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
-from parakeet_server.diarization.types import Diarization, Turn
+from parakeet_server.diarization.types import Diarization
 from parakeet_server.diarization.voiceprints import OfflineEmbedder, PyannoteEmbedder, enroll
+from tests.diarization.test_live import Collected as LiveCollected
 
 pytestmark = [pytest.mark.slow, pytest.mark.espeak]
 
@@ -35,24 +35,8 @@ CHUNK = SAMPLE_RATE // 10
 SEED = 7400  # development seeds 7400-7404: 99.3 % of the enrolled voice's words named right
 
 
-@dataclass
-class Collected:
-    responses: list[Response] = field(default_factory=list)
-    ends: list[ServiceError | None] = field(default_factory=list)
-
-    def send(self, response: Response) -> None:
-        self.responses.append(response)
-
-    def end(self, error: ServiceError | None = None) -> None:
-        self.ends.append(error)
-
-    @property
-    def turns(self) -> list[Turn]:
-        return [
-            Turn(r.turn.start, r.turn.end, r.turn.speaker)
-            for r in self.responses
-            if r.WhichOneof("event") == "turn"
-        ]
+class Collected(LiveCollected):
+    """test_live's collecting output, with the summary at hand."""
 
     @property
     def summary(self) -> streaming_pb2.StreamingSummary:

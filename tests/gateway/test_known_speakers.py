@@ -23,6 +23,7 @@ from parakeet.v1 import audio_pb2, diarization_pb2
 from parakeet_server.gateway import known_speakers, sse
 from parakeet_server.gateway.errors import GatewayError
 from parakeet_server.gateway.realtime import SessionSettings
+from tests.diarization.test_voiceprints import Alive
 from tests.gateway.conftest import WAV
 from tests.gateway.live_stack import LiveStack, engines, live_stack
 from tests.support.audio import sweep, wav_bytes
@@ -257,16 +258,6 @@ def test_stream_without_diarizing_refuses_known_speakers(gateway) -> None:
 # -- the real stack: tiny TDT + offline diarizer ------------------------------------------------------
 
 SEED = 5151
-
-
-class Alive:
-    """A call context for calling the diarization servicer directly: active, no deadline."""
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
 
 
 @pytest.fixture(scope="module")
