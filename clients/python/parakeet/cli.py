@@ -454,7 +454,7 @@ def _add_enroll(commands: Any) -> None:
     target.add_argument(
         "--runpod",
         metavar="ENDPOINT_ID",
-        help="a RunPod diarization endpoint, as an enroll job (env RUNPOD_API_KEY)",
+        help="a RunPod diarization, single or orchestrator endpoint, as an enroll job (env RUNPOD_API_KEY)",
     )
     _add_runpod_url(where)
     _add_connection_options(where)
