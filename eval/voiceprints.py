@@ -35,9 +35,22 @@ from parakeet.v1 import audio_pb2
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.types import Diarization
-from parakeet_server.diarization.voiceprints import KnownVoice, OfflineEmbedder, enroll, identify
+from parakeet_server.diarization.voiceprints import (
+    FusedEmbedder,
+    KnownVoice,
+    OfflineEmbedder,
+    ResemblyzerEmbedder,
+    SpeakerEmbedder,
+    enroll,
+    identify,
+)
 
 ENROL_SECONDS = (10.0, 20.0)
+EMBEDDERS: dict[str, type[OfflineEmbedder]] = {
+    "campplus": OfflineEmbedder,
+    "resemblyzer": ResemblyzerEmbedder,
+    "fused": FusedEmbedder,
+}
 SEED = 7100
 
 
@@ -95,10 +108,15 @@ def word_speakers(talk: synth.Conversation, found: Diarization) -> list[tuple[st
 
 
 def measure(
-    engine: OfflineEngine, conversations: int, seed: int = SEED, threshold: float | None = None
+    engine: OfflineEngine,
+    conversations: int,
+    seed: int = SEED,
+    threshold: float | None = None,
+    embedder: SpeakerEmbedder | None = None,
 ) -> Figures:
-    """The two cases over `conversations` seeded conversations of 2-4 speakers."""
-    embedder = OfflineEmbedder(engine)
+    """The two cases over `conversations` seeded conversations of 2-4 speakers (`embedder`: the
+    offline backend's own by default)."""
+    embedder = OfflineEmbedder(engine) if embedder is None else embedder
     prints: dict[str, audio_pb2.Voiceprint] = {}
     for index, voice in enumerate(synth.VOICES):
         prints[voice.label] = enroll(embedder, enrolment_audio(voice, seed * 31 + index))
@@ -165,11 +183,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--conversations", type=int, default=12)
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--threshold", type=float, default=None, help="default: the engine's")
+    parser.add_argument("--threshold", type=float, default=None, help="default: the embedder's")
+    parser.add_argument(
+        "--embedder", choices=sorted(EMBEDDERS), default="campplus", help="the offline speaker embedding"
+    )
     args = parser.parse_args(argv)
     engine = OfflineEngine(device="cpu")
     engine.load()
-    print(json.dumps(asdict(measure(engine, args.conversations, args.seed, args.threshold)), indent=2))
+    embedder = EMBEDDERS[args.embedder](engine)
+    figures = measure(engine, args.conversations, args.seed, args.threshold, embedder)
+    print(json.dumps(asdict(figures), indent=2))
 
 
 if __name__ == "__main__":

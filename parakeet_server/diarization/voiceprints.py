@@ -2,8 +2,8 @@
 
 Stateless: a voiceprint is an embedding plus the id and version of the model that made it; the
 caller keeps it and sends it back. Every engine embeds with its own model (`embedder_for`): the
-offline backend with its resemblyzer encoder over its own VAD's speech, pyannote with its
-pipeline's embedding model. A voiceprint made by another model or version is refused
+offline backend with CAM++ (campplus.py) over its own VAD's speech, pyannote with its pipeline's
+embedding model. A voiceprint made by another model or version is refused
 (FAILED_PRECONDITION, VOICEPRINT_MISMATCH): comparing embeddings of two models is meaningless, and
 a silent wrong name is worse than an error.
 
@@ -109,21 +109,33 @@ def _file_digest(path: str) -> str:
 
 
 class OfflineEmbedder:
-    """The offline backend's silero-vad and resemblyzer encoder (read from the loaded engine)."""
+    """The offline backend's speaker embeddings for voiceprints: CAM++ (diarization/campplus.py)
+    over the backend's own silero-vad speech. Subclasses embed with the backend's resemblyzer
+    encoder (the model before CAM++) or both; each is its own `model`, so a voiceprint made by one
+    is refused by another (VOICEPRINT_MISMATCH)."""
 
-    model = "resemblyzer"
-    # Calibrated with eval.voiceprints on seeds 7100-7129: a found speaker against its own voice's
-    # voiceprint mostly >= 0.93, against another voice's mostly <= 0.94 (the two overlap a little).
-    default_threshold = 0.94
+    model = "campplus"
+    # Calibrated with eval.voiceprints on seeds 7100-7129 (docs/accuracy.md): a found speaker
+    # against its own voice's voiceprint mostly >= 0.93, a voice not enrolled against the closest
+    # other voice's up to 0.92 (whole-speaker scores of separated voices).
+    default_threshold = 0.93
+    _uses: tuple[str, ...] = ("campplus",)
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
 
     @property
     def model_version(self) -> str:
+        from parakeet_server.diarization.campplus import weights_path
         from parakeet_server.diarization.offline_engine import _package_file
 
-        return f"pretrained.pt:sha256:{_file_digest(str(_package_file('resemblyzer', 'pretrained.pt')))}"
+        files = {
+            "campplus": lambda: f"campplus_cn_en_common.pt:sha256:{_file_digest(weights_path())}",
+            "resemblyzer": lambda: (
+                f"pretrained.pt:sha256:{_file_digest(str(_package_file('resemblyzer', 'pretrained.pt')))}"
+            ),
+        }
+        return "+".join(files[name]() for name in self._uses)
 
     def speech(self, waveform: Waveform) -> list[Span]:
         import torch
@@ -135,16 +147,33 @@ class OfflineEmbedder:
         return [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in regions]
 
     def embed(self, waveform: Waveform, groups: Sequence[Sequence[Span]]) -> list[Floats | None]:
+        samples = np.ascontiguousarray(waveform.samples, dtype=np.float32)
+        regions = [_samples(spans, samples.size) for spans in groups]
+        found = [self._campplus if name == "campplus" else self._resemblyzer for name in self._uses]
+        if len(found) == 1:
+            return found[0](samples, regions)
+        parts = [embed(samples, regions) for embed in found]
+        return [
+            None if any(v is None for v in vectors) else _unit(np.concatenate(vectors).astype(np.float64))
+            for vectors in zip(*parts, strict=True)
+        ]
+
+    def _campplus(self, samples: Floats, regions: list[list[tuple[int, int]]]) -> list[Floats | None]:
+        from parakeet_server.diarization.campplus import encoder
+
+        engine = self._engine
+        with engine._lock:
+            return encoder(engine._torch_device).embed(samples, regions)
+
+    def _resemblyzer(self, samples: Floats, regions: list[list[tuple[int, int]]]) -> list[Floats | None]:
         import torch
 
         from parakeet_server.diarization.offline_engine import _windows
 
         engine = self._engine
-        samples = np.ascontiguousarray(waveform.samples, dtype=np.float32)
-        regions = [_samples(spans, samples.size) for spans in groups]
         every = sorted({region for group in regions for region in group})
         if not every:
-            return [None] * len(groups)
+            return [None] * len(regions)
         result: list[Floats | None] = []
         with engine._lock, torch.inference_mode():
             mels = engine._mel_frames(samples, every)  # one level for the whole recording's speech
@@ -158,6 +187,22 @@ class OfflineEmbedder:
                 embeddings = engine._embed(mels, windows, lambda: None)
                 result.append(_unit(embeddings.astype(np.float64).mean(axis=0)))
         return result
+
+
+class ResemblyzerEmbedder(OfflineEmbedder):
+    """The offline backend's resemblyzer encoder alone (its voiceprints before CAM++)."""
+
+    model = "resemblyzer"
+    default_threshold = 0.94
+    _uses = ("resemblyzer",)
+
+
+class FusedEmbedder(OfflineEmbedder):
+    """CAM++ and resemblyzer unit embeddings concatenated (each weighs half)."""
+
+    model = "campplus+resemblyzer"
+    default_threshold = 0.935  # dev seeds 7100-7129: as CAM++ alone, not adopted (docs/accuracy.md)
+    _uses = ("campplus", "resemblyzer")
 
 
 class PyannoteEmbedder:
@@ -391,9 +436,10 @@ MIN_UNIT_S = 1.0
 # lower than a whole speaker's speech against its own voice).
 UNIT_THRESHOLD_DROP = 0.04
 # How far a unit's best known voice must lead the second best to name a unit of an unnamed speaker
-# (kept high: a voice that is not enrolled must almost never take a name); a named speaker's unit
-# moves to another known voice as soon as that voice scores best.
-UNNAMED_UNIT_MARGIN = 0.15
+# (CAM++ on seeds 7100-7129: 0.05 names more right than resemblyzer's 0.15, at the same share of a
+# non-enrolled voice's words named); a named speaker's unit moves to another known voice as soon
+# as that voice scores best.
+UNNAMED_UNIT_MARGIN = 0.05
 NAMED_UNIT_MARGIN = 0.0
 # A group of still-unnamed units (one found speaker's units with one best known voice that no
 # unit carries yet) is embedded jointly and takes that voice when the joint similarity reaches the

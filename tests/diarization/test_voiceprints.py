@@ -21,12 +21,20 @@ from parakeet_server.core.errors import InvalidRequest, PreconditionFailed
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.servicer import DiarizationServicer
 from parakeet_server.diarization.types import Diarization, Turn
-from parakeet_server.diarization.voiceprints import KnownVoice, assign, identify, name_groups, relabel
+from parakeet_server.diarization.voiceprints import (
+    KnownVoice,
+    OfflineEmbedder,
+    assign,
+    identify,
+    name_groups,
+    relabel,
+)
 from tests.diarization.test_offline_engine import wav_bytes
 
 pytestmark = pytest.mark.espeak
 
 SEED = 4242  # not eval.voiceprints' seeds: the tests' conversation is none of the measured ones
+THRESHOLD = OfflineEmbedder.default_threshold  # CAM++'s
 
 
 class Alive:
@@ -90,11 +98,11 @@ def named(name: str, voiceprint: audio_pb2.Voiceprint) -> audio_pb2.KnownSpeaker
 def test_enroll_makes_a_unit_voiceprint_tagged_with_the_model(servicer: DiarizationServicer) -> None:
     answer = enrol(servicer, synth.VOICES[0], "Alice")
     vector = np.asarray(answer.voiceprint.embedding)
-    assert vector.shape == (256,)
+    assert vector.shape == (192,)  # CAM++'s embedding
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-    assert answer.voiceprint.model == "resemblyzer"
-    assert answer.voiceprint.model_version.startswith("pretrained.pt:sha256:")
-    assert len(answer.voiceprint.model_version) == len("pretrained.pt:sha256:") + 16
+    assert answer.voiceprint.model == "campplus"
+    assert answer.voiceprint.model_version.startswith("campplus_cn_en_common.pt:sha256:")
+    assert len(answer.voiceprint.model_version) == len("campplus_cn_en_common.pt:sha256:") + 16
     assert 8.0 <= answer.voiceprint.speech_seconds <= answer.duration <= 20.5
     assert answer.name == "Alice"
     assert answer.model == "offline-silero-vad-resemblyzer"
@@ -122,10 +130,10 @@ def test_enrolled_speakers_are_named_and_the_others_keep_speaker_nn(
     by_speaker = {identity.speaker: identity for identity in answer.speaker_identities}
     assert set(by_speaker) == {turn.speaker for turn in answer.segments}
     assert by_speaker["Alice"].name == "Alice" and by_speaker["Bob"].name == "Bob"
-    assert by_speaker["Alice"].similarity >= 0.94 and by_speaker["Bob"].similarity >= 0.94
+    assert by_speaker["Alice"].similarity >= THRESHOLD and by_speaker["Bob"].similarity >= THRESHOLD
     others = [identity for identity in answer.speaker_identities if not identity.name]
     assert len(others) == 1 and re.fullmatch(r"SPEAKER_0[0-2]", others[0].speaker)  # spk2: not enrolled
-    assert others[0].similarity < 0.94
+    assert others[0].similarity < THRESHOLD
     assert "Zed" not in by_speaker
     # Each reference turn's middle lies in a found turn carrying its speaker's name (spk2: unnamed).
     expected = {"spk0": "Alice", "spk1": "Bob", "spk2": others[0].speaker}
@@ -151,15 +159,20 @@ def test_a_high_threshold_names_nobody(
     answer = diarize(servicer, talk, [named("Alice", prints["spk0"])], speaker_match_threshold=0.999)
     assert {turn.speaker for turn in answer.segments} == {"SPEAKER_00", "SPEAKER_01", "SPEAKER_02"}
     assert [identity.name for identity in answer.speaker_identities] == ["", "", ""]
-    assert max(identity.similarity for identity in answer.speaker_identities) >= 0.94
+    assert max(identity.similarity for identity in answer.speaker_identities) >= THRESHOLD
 
 
 @pytest.mark.parametrize(
     ("change", "says"),
     [
         (
-            {"model_version": "pretrained.pt:sha256:0000000000000000"},
-            "made by resemblyzer pretrained.pt:sha256:0000",
+            {"model_version": "campplus_cn_en_common.pt:sha256:0000000000000000"},
+            "made by campplus campplus_cn_en_common.pt:sha256:0000",
+        ),
+        (  # a voiceprint of the offline backend before CAM++: enrol again
+            {"model": "resemblyzer", "model_version": "pretrained.pt:sha256:0123456789abcdef"},
+            "made by resemblyzer pretrained.pt:sha256:0123456789abcdef, but this server embeds voices "
+            "with campplus campplus_cn_en_common.pt:sha256:",
         ),
         (
             {"model": "pyannote/wespeaker-voxceleb-resnet34-LM"},
@@ -235,13 +248,13 @@ def test_relabel_moves_only_confident_units() -> None:
         (0.0, 3.0, "SPEAKER_00"),  # Alice's own speech: stays Alice
         (3.0, 6.0, "SPEAKER_00"),  # Bob merged into Alice's cluster: best Bob, above 0.94 - 0.04
         (6.0, 6.5, "SPEAKER_00"),  # Bob again but too short to trust
-        (7.0, 9.0, "SPEAKER_01"),  # unnamed speaker, Bob best by 0.05 only: keeps SPEAKER_01
+        (7.0, 9.0, "SPEAKER_01"),  # unnamed speaker, Bob best by 0.03 only (< 0.05): keeps SPEAKER_01
         (9.0, 12.0, "SPEAKER_01"),  # unnamed speaker, Bob best by 0.2: Bob
         (12.0, 15.0, "SPEAKER_00"),  # Bob best but under the unit threshold (0.89 < 0.90)
         (15.0, 18.0, "SPEAKER_01"),  # no usable speech
     )
     similarity = np.array(
-        [[0.95, 0.80], [0.85, 0.93], [0.80, 0.97], [0.86, 0.91], [0.72, 0.92], [0.70, 0.89], [-1.0, -1.0]]
+        [[0.95, 0.80], [0.85, 0.93], [0.80, 0.97], [0.88, 0.91], [0.72, 0.92], [0.70, 0.89], [-1.0, -1.0]]
     )
     assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.94) == [0, 1, 0, None, 1, 0, None]
     assert relabel(units, similarity, {"SPEAKER_00": 0}, 0.999) == [0, 0, 0, None, None, 0, None]
