@@ -36,7 +36,7 @@ from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.diarization.offline_engine import OfflineEngine
 from parakeet_server.diarization.types import Diarization
 from parakeet_server.diarization.voiceprints import (
-    FusedEmbedder,
+    CamPlusPlusEmbedder,
     KnownVoice,
     OfflineEmbedder,
     ResemblyzerEmbedder,
@@ -47,9 +47,9 @@ from parakeet_server.diarization.voiceprints import (
 
 ENROL_SECONDS = (10.0, 20.0)
 EMBEDDERS: dict[str, type[OfflineEmbedder]] = {
-    "campplus": OfflineEmbedder,
+    "fused": OfflineEmbedder,
+    "campplus": CamPlusPlusEmbedder,
     "resemblyzer": ResemblyzerEmbedder,
-    "fused": FusedEmbedder,
 }
 SEED = 7100
 
@@ -185,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--threshold", type=float, default=None, help="default: the embedder's")
     parser.add_argument(
-        "--embedder", choices=sorted(EMBEDDERS), default="campplus", help="the offline speaker embedding"
+        "--embedder",
+        choices=sorted(EMBEDDERS),
+        default="fused",
+        help="the offline speaker embedding (fused: CAM++ + resemblyzer, the backend's own)",
     )
     args = parser.parse_args(argv)
     engine = OfflineEngine(device="cpu")

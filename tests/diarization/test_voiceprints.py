@@ -34,7 +34,7 @@ from tests.diarization.test_offline_engine import wav_bytes
 pytestmark = pytest.mark.espeak
 
 SEED = 4242  # not eval.voiceprints' seeds: the tests' conversation is none of the measured ones
-THRESHOLD = OfflineEmbedder.default_threshold  # CAM++'s
+THRESHOLD = OfflineEmbedder.default_threshold  # CAM++ + resemblyzer's
 
 
 class Alive:
@@ -98,11 +98,14 @@ def named(name: str, voiceprint: audio_pb2.Voiceprint) -> audio_pb2.KnownSpeaker
 def test_enroll_makes_a_unit_voiceprint_tagged_with_the_model(servicer: DiarizationServicer) -> None:
     answer = enrol(servicer, synth.VOICES[0], "Alice")
     vector = np.asarray(answer.voiceprint.embedding)
-    assert vector.shape == (192,)  # CAM++'s embedding
+    assert vector.shape == (192 + 256,)  # CAM++'s embedding and resemblyzer's, each half the weight
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-    assert answer.voiceprint.model == "campplus"
-    assert answer.voiceprint.model_version.startswith("campplus_cn_en_common.pt:sha256:")
-    assert len(answer.voiceprint.model_version) == len("campplus_cn_en_common.pt:sha256:") + 16
+    assert abs(float(np.linalg.norm(vector[:192])) - np.sqrt(0.5)) < 1e-4
+    assert answer.voiceprint.model == "campplus+resemblyzer"
+    assert re.fullmatch(
+        r"campplus_cn_en_common\.pt:sha256:[0-9a-f]{16}\+pretrained\.pt:sha256:[0-9a-f]{16}",
+        answer.voiceprint.model_version,
+    )
     assert 8.0 <= answer.voiceprint.speech_seconds <= answer.duration <= 20.5
     assert answer.name == "Alice"
     assert answer.model == "offline-silero-vad-resemblyzer"
@@ -167,12 +170,12 @@ def test_a_high_threshold_names_nobody(
     [
         (
             {"model_version": "campplus_cn_en_common.pt:sha256:0000000000000000"},
-            "made by campplus campplus_cn_en_common.pt:sha256:0000",
+            "made by campplus\\+resemblyzer campplus_cn_en_common.pt:sha256:0000",
         ),
         (  # a voiceprint of the offline backend before CAM++: enrol again
             {"model": "resemblyzer", "model_version": "pretrained.pt:sha256:0123456789abcdef"},
             "made by resemblyzer pretrained.pt:sha256:0123456789abcdef, but this server embeds voices "
-            "with campplus campplus_cn_en_common.pt:sha256:",
+            "with campplus\\+resemblyzer campplus_cn_en_common.pt:sha256:",
         ),
         (
             {"model": "pyannote/wespeaker-voxceleb-resnet34-LM"},
