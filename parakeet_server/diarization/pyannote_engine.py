@@ -81,11 +81,22 @@ def _unused_plda() -> Any:
     return UnusedPLDA()
 
 
-def to_diarization(annotation: Any, duration: float) -> Diarization:
-    """pyannote Annotation -> the shared Diarization (ms times, labels by first appearance)."""
+def to_diarization(annotation: Any, duration: float, overlap: Any = None) -> Diarization:
+    """pyannote Annotation -> the shared Diarization (ms times, labels by first appearance).
+
+    With `overlap` (the overlap-aware annotation of which `annotation` is the exclusive one),
+    what it has beyond `annotation` becomes the Diarization's overlap turns.
+    """
     segments = annotation.itertracks(yield_label=True)
+    extra: list[tuple[float, float, Any]] = []
+    if overlap is not None:
+        for label in overlap.labels():
+            beyond = overlap.label_timeline(label).support().extrude(annotation.label_timeline(label))
+            extra.extend((float(segment.start), float(segment.end), label) for segment in beyond)
     return diarization_from_segments(
-        ((float(segment.start), float(segment.end), label) for segment, _track, label in segments), duration
+        ((float(segment.start), float(segment.end), label) for segment, _track, label in segments),
+        duration,
+        overlap=extra,
     )
 
 
@@ -192,8 +203,13 @@ class PyannoteEngine:
             options["hook"] = stop_check(should_stop)
         with self._lock, torch.inference_mode():
             output = pipeline(audio, **options)
-        annotation = output.exclusive_speaker_diarization if exclusive else output.speaker_diarization
-        return to_diarization(annotation, waveform.duration)
+        if not exclusive:
+            return to_diarization(output.speaker_diarization, waveform.duration)
+        return to_diarization(
+            output.exclusive_speaker_diarization,
+            waveform.duration,
+            overlap=output.speaker_diarization,
+        )
 
     # -- loading ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from parakeet_server.core.times import whole_ms
 from parakeet_server.diarization.live import DiarizeSession, open_diarizer
 from parakeet_server.diarization.live_names import LiveNaming
 from parakeet_server.diarization.selection import Diarizer
-from parakeet_server.diarization.types import SpeakerCounts
+from parakeet_server.diarization.types import SpeakerCounts, carry_overlap
 from parakeet_server.diarization.voiceprints import (
     check_names,
     check_threshold,
@@ -77,11 +77,14 @@ class DiarizationServicer(diarization_pb2_grpc.DiarizationServiceServicer):
         identities: list[audio_pb2.SpeakerIdentity] = []
         if embedder is not None:
             identified = identify(embedder, waveform, result, voices, threshold)
-            result, identities = identified.diarization, identified.identities
+            result, identities = carry_overlap(result, identified.diarization), identified.identities
         turns = [audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.turns]
         return diarization_pb2.DiarizeResponse(
             speaker_identities=identities,
             segments=turns,
+            overlap_segments=[
+                audio_pb2.SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in result.overlap
+            ],
             num_speakers=result.num_speakers,
             duration=whole_ms(waveform.duration),
             model=self._engine.name,

@@ -28,10 +28,15 @@ class Turn(NamedTuple):
 
 @dataclass(frozen=True)
 class Diarization:
-    """Turns in time order and the number of distinct speakers among them."""
+    """Turns in time order and the number of distinct speakers among them.
+
+    `overlap` is what an exclusive diarization leaves out: a second speaker's speech during
+    another speaker's turn (DiarizeResponse.overlap_segments); empty when `turns` may overlap.
+    """
 
     turns: tuple[Turn, ...]
     num_speakers: int
+    overlap: tuple[Turn, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,24 +92,54 @@ class SpeakerCounts:
 ESTIMATE = SpeakerCounts()
 
 
+Segment = tuple[float, float, Hashable]
+
+
 def diarization_from_segments(
-    segments: Iterable[tuple[float, float, Hashable]], duration: float
+    segments: Iterable[Segment], duration: float, overlap: Iterable[Segment] = ()
 ) -> Diarization:
     """Labelled (start, end, label) segments in seconds -> a Diarization; how every engine ends.
 
     Times are rounded to the millisecond here, where turns are made, so no response shows a
     float artefact such as 2.8000000000000003. Turns are put in time order and their labels
     renamed SPEAKER_00, SPEAKER_01, ... by first appearance (engines number speakers by cluster
-    index). Turns are clipped to the audio's `duration` (pyannote zero-pads audio shorter than
-    its window, and turns can run into the padding); one left empty is dropped.
+    index); `overlap` segments (an exclusive diarization's second speakers) share the names.
+    Turns are clipped to the audio's `duration` (pyannote zero-pads audio shorter than its
+    window, and turns can run into the padding); one left empty is dropped.
     """
     labels: dict[Hashable, str] = {}
-    turns = []
     end_of_audio = whole_ms(duration)
-    for raw_start, raw_end, label in sorted(segments, key=lambda segment: (segment[0], segment[1])):
-        start, end = whole_ms(float(raw_start)), min(whole_ms(float(raw_end)), end_of_audio)
-        if end <= start:
-            continue
-        speaker = labels.setdefault(label, f"SPEAKER_{len(labels):02d}")
-        turns.append(Turn(start, end, speaker))
-    return Diarization(tuple(turns), len(labels))
+
+    def turns_of(found: Iterable[Segment]) -> tuple[Turn, ...]:
+        turns = []
+        for raw_start, raw_end, label in sorted(found, key=lambda segment: (segment[0], segment[1])):
+            start, end = whole_ms(float(raw_start)), min(whole_ms(float(raw_end)), end_of_audio)
+            if end <= start:
+                continue
+            speaker = labels.setdefault(label, f"SPEAKER_{len(labels):02d}")
+            turns.append(Turn(start, end, speaker))
+        return tuple(turns)
+
+    turns = turns_of(segments)
+    second = turns_of(overlap)
+    return Diarization(turns, len(labels), second)
+
+
+def carry_overlap(before: Diarization, after: Diarization) -> Diarization:
+    """`after` (a renaming of `before`'s turns, e.g. by voiceprint) with `before`'s overlap
+    turns renamed alike: each old label becomes the new label it spends most of its time under."""
+    if not before.overlap:
+        return after
+    shared: dict[str, dict[str, float]] = {}
+    later = sorted(after.turns)
+    for turn in before.turns:
+        for other in later:
+            if other.start >= turn.end:
+                break
+            common = min(turn.end, other.end) - max(turn.start, other.start)
+            if common > 0:
+                counts = shared.setdefault(turn.speaker, {})
+                counts[other.speaker] = counts.get(other.speaker, 0.0) + common
+    renamed = {old: max(counts, key=lambda label: counts[label]) for old, counts in shared.items()}
+    overlap = tuple(Turn(t.start, t.end, renamed.get(t.speaker, t.speaker)) for t in before.overlap)
+    return Diarization(after.turns, after.num_speakers, overlap)

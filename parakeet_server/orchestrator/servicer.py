@@ -39,6 +39,7 @@ from parakeet_server.core.merge import (
     merge_channels,
     speakers_in_order,
     split_segments_by_speaker,
+    with_overlap,
 )
 from parakeet_server.diarization.servicer import speaker_counts
 from parakeet_server.orchestrator.backends import Backends
@@ -279,7 +280,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             all_words.extend(channel_words)
             all_segments.extend(channel_segments)
         for channel, result in enumerate(per_channel):
-            all_turns.extend(_channel_turns(channel, result.segments))
+            all_turns.extend(_channel_turns(channel, with_overlap(result.segments, result.overlap_segments)))
         merged_words, merged_segments, _ = merge_channels(all_words, all_segments)
         all_turns.sort(key=lambda turn: (turn.start, turn.end, turn.speaker))
         return merged_words, merged_segments, all_turns
@@ -311,11 +312,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.OrchestrateResponse:
         words = list(transcript.words)
         segments = list(transcript.segments)
-        turns = list(diarization.segments) if diarization is not None else []
+        turns: list[audio_pb2.SpeakerTurn] = []
         utterances: list[orchestrator_pb2.Utterance] = []
         model = transcript.model
         if diarization is not None:
-            words = assign_speakers(words, turns)
+            # Words go by the exclusive turns (one speaker at a time); the answer's turns add
+            # the overlapped speech of second voices.
+            words = assign_speakers(words, diarization.segments)
+            turns = with_overlap(diarization.segments, diarization.overlap_segments)
             segments = split_segments_by_speaker(segments, words)
             utterances = build_utterances(words, UTTERANCE_PAUSE_S)
             model = f"{transcript.model} + {diarization.model}"

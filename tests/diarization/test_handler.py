@@ -26,6 +26,7 @@ def expected_output(turns: list[tuple[float, float, str]], num_speakers: int) ->
         "document": "",
         "warnings": [],
         "speaker_identities": [],  # known speakers' matches: none asked for
+        "overlap_segments": [],  # not exclusive: the segments themselves overlap where speech does
     }
 
 

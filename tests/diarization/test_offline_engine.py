@@ -81,11 +81,16 @@ def annotation(turns: list[tuple[float, float, str]], uri: str):  # type: ignore
     return result
 
 
-def assert_well_formed(turns: tuple, num_speakers: int, duration: float) -> None:  # type: ignore[type-arg]
-    """Time order, within the audio, never overlapping, labels by first appearance."""
+def assert_well_formed(turns: tuple, num_speakers: int, duration: float, exclusive: bool = False) -> None:  # type: ignore[type-arg]
+    """Time order, within the audio, labels by first appearance; one speaker's turns never overlap,
+    and with `exclusive` no two turns do."""
     assert [turn[:2] for turn in turns] == sorted(turn[:2] for turn in turns)
     assert all(0.0 <= turn.start < turn.end <= duration for turn in turns)
-    assert all(prev.end <= turn.start for prev, turn in itertools.pairwise(turns))
+    for speaker in {turn.speaker for turn in turns}:
+        own = [turn for turn in turns if turn.speaker == speaker]
+        assert all(prev.end < turn.start for prev, turn in itertools.pairwise(own))
+    if exclusive:
+        assert all(prev.end <= turn.start for prev, turn in itertools.pairwise(turns))
     firsts = list(dict.fromkeys(turn.speaker for turn in turns))
     assert firsts == [f"SPEAKER_{index:02d}" for index in range(num_speakers)]
 
@@ -94,12 +99,17 @@ def test_der_on_held_out_synthesized_conversations_is_within_the_floor(offline, 
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    one_at_a_time = DiarizationErrorRate(collar=0.0, skip_overlap=False)
     for talk in held_out:
         result = offline.diarize(Waveform(talk.audio))
         assert_well_formed(result.turns, result.num_speakers, talk.duration)
+        exclusive = offline.diarize(Waveform(talk.audio), exclusive=True)
+        assert_well_formed(exclusive.turns, exclusive.num_speakers, talk.duration, exclusive=True)
         reference = annotation([(t.start, t.end, t.speaker) for t in talk.turns], talk.uri)
         metric(reference, annotation(list(result.turns), talk.uri))
+        one_at_a_time(reference, annotation(list(exclusive.turns), talk.uri))
     assert abs(metric) <= DER_FLOOR, metric.report(display=False).to_string()
+    assert abs(metric) < abs(one_at_a_time)  # the second voices are found, not only the first
 
 
 def test_num_speakers_is_honoured_exactly(offline, held_out) -> None:

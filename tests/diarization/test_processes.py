@@ -105,6 +105,7 @@ def test_runpod_worker_runsync_over_http(processes, speech, reference) -> None:
         "document": "",
         "warnings": [],
         "speaker_identities": [],
+        "overlap_segments": [],
     }
     failed = post_json(f"{base}/runsync", {"input": {"audio": audio, "num_speakers": 0}})
     assert failed["status"] == "FAILED"

@@ -49,7 +49,7 @@ class EnrollResponse(_message.Message):
     def __init__(self, voiceprint: _Optional[_Union[_audio_pb2.Voiceprint, _Mapping]] = ..., name: _Optional[str] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DiarizeResponse(_message.Message):
-    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document", "warnings", "speaker_identities")
+    __slots__ = ("segments", "num_speakers", "duration", "model", "response_format", "document", "warnings", "speaker_identities", "overlap_segments")
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     NUM_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class DiarizeResponse(_message.Message):
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
     num_speakers: int
     duration: float
@@ -66,7 +67,8 @@ class DiarizeResponse(_message.Message):
     document: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     speaker_identities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerIdentity]
-    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., speaker_identities: _Optional[_Iterable[_Union[_audio_pb2.SpeakerIdentity, _Mapping]]] = ...) -> None: ...
+    overlap_segments: _containers.RepeatedCompositeFieldContainer[_audio_pb2.SpeakerTurn]
+    def __init__(self, segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ..., num_speakers: _Optional[int] = ..., duration: _Optional[float] = ..., model: _Optional[str] = ..., response_format: _Optional[_Union[_audio_pb2.ResponseFormat, str]] = ..., document: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., speaker_identities: _Optional[_Iterable[_Union[_audio_pb2.SpeakerIdentity, _Mapping]]] = ..., overlap_segments: _Optional[_Iterable[_Union[_audio_pb2.SpeakerTurn, _Mapping]]] = ...) -> None: ...
 
 class StreamingDiarizeRequest(_message.Message):
     __slots__ = ("config", "audio")
