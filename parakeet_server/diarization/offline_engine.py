@@ -48,7 +48,8 @@ import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE, Waveform
 from parakeet_server.core.errors import PreconditionFailed
-from parakeet_server.diarization import clustering, overlap
+from parakeet_server.diarization import campplus, clustering, overlap
+from parakeet_server.diarization.campplus import CamPlusPlus
 from parakeet_server.diarization.clustering import ClusteringParams
 from parakeet_server.diarization.overlap import SEGMENTATION_NAME, Labels, OverlapDetector
 from parakeet_server.diarization.runtime import check_device, stop_check, torch_device, warm_up_waveform
@@ -103,6 +104,9 @@ class OfflineParams:
     )
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
+    # Voices: resemblyzer's window embeddings, with CAM++'s (campplus.py) beside them when set: each
+    # unit vector half the weight. Realistic dev DER 20.6 -> 17.5 %, clean dev 11.2 -> 7.9 %.
+    campplus: bool = True
     # Overlapped speech (diarization/overlap.py): segmentation-3.0 windows every `overlap_step_s`;
     # a second voice is the nearest other speaker within `overlap_reach_s`.
     overlap: bool = True
@@ -244,6 +248,7 @@ class OfflineEngine:
         self._mel_basis: Any = None
         self._torch_device: Any = None
         self._overlap: OverlapDetector | None = None
+        self._campplus: CamPlusPlus | None = None
         self._lock = threading.Lock()
 
     @property
@@ -270,6 +275,8 @@ class OfflineEngine:
             self._vad, self._regions_of, self._torch_device = vad, regions_of, device
             if self.params.overlap:
                 self._overlap = OverlapDetector(device, self.params.overlap_step_s)
+            if self.params.campplus:
+                self._campplus = campplus.encoder(device)
             self._encoder = _voice_encoder(device)
             log.info(
                 "offline diarization backend (silero-vad + resemblyzer%s) loaded on %s",
@@ -305,6 +312,7 @@ class OfflineEngine:
             mels = self._mel_frames(samples, regions)
             windows = _windows(regions, self.params)
             embeddings = self._embed(mels, windows, check)
+            embeddings = self._with_campplus(samples, embeddings, windows, check)
         check()
         pitch = _window_pitch(samples, windows)
         labels = clustering.cluster(embeddings, pitch, counts, self.params.clustering)
@@ -325,6 +333,28 @@ class OfflineEngine:
         return diarization_from_segments(
             seconds(clustering.runs(frames)), waveform.duration, overlap=seconds(clustering.runs(second))
         )
+
+    def _with_campplus(
+        self, samples: Floats, embeddings: Floats, windows: _Windows, check: Callable[[], None]
+    ) -> Floats:
+        """Each window's resemblyzer and CAM++ unit embeddings side by side, / sqrt 2 (unit again);
+        a window too short for CAM++ keeps its resemblyzer half and zeros."""
+        if self._campplus is None:
+            return embeddings
+        check()
+        spans = [
+            [(int(start) * _MEL_HOP, int(end) * _MEL_HOP)]
+            for start, end in zip(windows.starts, windows.ends, strict=True)
+        ]
+        found = self._campplus.embed(samples, spans)
+        other = np.zeros((embeddings.shape[0], campplus.EMBEDDING_SIZE), dtype=np.float32)
+        for index, vector in enumerate(found):
+            if vector is not None:
+                other[index] = vector
+        both = np.concatenate([embeddings, other], axis=1) / np.float32(np.sqrt(2.0))
+        norms = np.linalg.norm(both, axis=1, keepdims=True)
+        fused: Floats = (both / np.maximum(norms, 1e-9)).astype(np.float32)
+        return fused
 
     def _second_speakers(self, samples: Floats, frames: Labels, check: Callable[[], None]) -> Labels:
         """Each frame's second voice (-1 for none) where segmentation-3.0 hears two at once."""

@@ -85,8 +85,8 @@ def test_embedded_enroll_writes_a_voiceprint_of_the_offline_backend(
     assert code == 0
     speaker = read_voiceprint(out)
     assert speaker.name == "Alice"
-    assert speaker.voiceprint.model == "resemblyzer"
-    assert len(speaker.voiceprint.embedding) == 256
+    assert speaker.voiceprint.model == "campplus+resemblyzer"
+    assert len(speaker.voiceprint.embedding) == 448  # CAM++ 192 + resemblyzer 256
     assert 8.0 <= speaker.voiceprint.speech_seconds <= 20.5
     assert f"{out}: Alice, " in capsys.readouterr().err
 

@@ -180,7 +180,7 @@ def test_enroll_on_runpod_end_to_end(
     assert code == 0, capsys.readouterr().err
     assert f"{out}: Alice, " in capsys.readouterr().err
     speaker = read_voiceprint(out)
-    assert speaker.voiceprint.model == "resemblyzer" and len(speaker.voiceprint.embedding) == 256
+    assert speaker.voiceprint.model == "campplus+resemblyzer" and len(speaker.voiceprint.embedding) == 448
     assert abs(float(np.linalg.norm(speaker.voiceprint.embedding)) - 1.0) < 1e-4
 
     # The job's output is the very file the CLI wrote.

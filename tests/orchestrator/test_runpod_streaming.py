@@ -280,8 +280,8 @@ def test_the_single_endpoint_runs_enroll_jobs_whose_voiceprints_name_speakers_in
     )
     assert reply["status"] == "COMPLETED", reply
     voiceprint = reply["output"]
-    assert voiceprint["name"] == "Bob" and voiceprint["voiceprint"]["model"] == "resemblyzer"
-    assert len(voiceprint["voiceprint"]["embedding"]) == 256
+    assert voiceprint["name"] == "Bob" and voiceprint["voiceprint"]["model"] == "campplus+resemblyzer"
+    assert len(voiceprint["voiceprint"]["embedding"]) == 448
     named = post_json(
         f"{workers['plain']}/runsync", {"input": {**job, "known_speakers": [voiceprint]}}, timeout=300
     )
