@@ -284,6 +284,12 @@ def frame_labels(
     return result
 
 
+def true_runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """(start, end) of each run of True in `mask`, end exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 def runs(labels: Labels) -> list[tuple[int, int, int]]:
     """(start, end, label) of each run of equal labels, end exclusive."""
     if labels.size == 0:

@@ -56,6 +56,7 @@ from parakeet_server.core.audio import SAMPLE_RATE
 from parakeet_server.core.errors import DeadlineExceeded, PreconditionFailed
 from parakeet_server.core.live import LiveOutput
 from parakeet_server.core.times import whole_ms
+from parakeet_server.diarization.clustering import true_runs
 from parakeet_server.diarization.live_names import LiveNaming
 from parakeet_server.diarization.online import OnlineClustering, OnlineParams, Reclustering, ReclusterParams
 from parakeet_server.diarization.runtime import stop_check
@@ -151,8 +152,7 @@ class _Turns:
             column = active[:, speaker] if speaker < active.shape[1] else np.zeros(count, dtype=bool)
             if speaker in self._open and not column[0]:
                 pieces.append((self._open.pop(speaker), self.time(first), speaker))
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], column.astype(np.int8), [0]])))
-            for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            for start, stop in true_runs(column):
                 opened = (
                     self._open.pop(speaker)
                     if start == 0 and speaker in self._open

@@ -339,8 +339,8 @@ class OfflineEngine:
     def _with_campplus(
         self, samples: Floats, embeddings: Floats, windows: _Windows, check: Callable[[], None]
     ) -> Floats:
-        """Each window's resemblyzer and CAM++ unit embeddings side by side, / sqrt 2 (unit again);
-        a window too short for CAM++ keeps its resemblyzer half and zeros."""
+        """Each window's resemblyzer and CAM++ unit embeddings side by side, made unit again (each
+        half the weight); a window too short for CAM++ is its resemblyzer embedding and zeros."""
         if self._campplus is None:
             return embeddings
         check()
@@ -353,7 +353,7 @@ class OfflineEngine:
         for index, vector in enumerate(found):
             if vector is not None:
                 other[index] = vector
-        both = np.concatenate([embeddings, other], axis=1) / np.float32(np.sqrt(2.0))
+        both = np.concatenate([embeddings, other], axis=1)
         norms = np.linalg.norm(both, axis=1, keepdims=True)
         fused: Floats = (both / np.maximum(norms, 1e-9)).astype(np.float32)
         return fused

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parakeet_server.core.audio import SAMPLE_RATE
+from parakeet_server.diarization.clustering import true_runs
 
 Labels = npt.NDArray[np.int64]
 SEGMENTATION_NAME = "pyannote/segmentation-3.0"
@@ -124,9 +125,8 @@ def second_speakers(labels: Labels, overlapped: npt.NDArray[np.bool_], reach: in
     where = overlapped & (labels >= 0)
     if not where.any():
         return second
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], where.astype(np.int8), [0]))))
     positions = {int(label): np.flatnonzero(labels == label) for label in np.unique(labels[labels >= 0])}
-    for start, end in zip(edges[::2], edges[1::2], strict=True):
+    for start, end in true_runs(where):
         own = int(np.bincount(labels[start:end]).argmax())
         best, nearest = -1, reach + 1
         for label, frames in positions.items():
@@ -151,8 +151,5 @@ def layered_runs(labels: Labels, second: Labels) -> list[tuple[int, int, int]]:
     runs: list[tuple[int, int, int]] = []
     for label in np.unique(np.concatenate((labels[labels >= 0], second[second >= 0]))):
         talking = (labels == label) | (second == label)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], talking.astype(np.int8), [0]))))
-        runs.extend(
-            (int(start), int(end), int(label)) for start, end in zip(edges[::2], edges[1::2], strict=True)
-        )
+        runs.extend((start, end, int(label)) for start, end in true_runs(talking))
     return sorted(runs)

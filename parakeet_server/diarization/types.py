@@ -132,8 +132,11 @@ def carry_overlap(before: Diarization, after: Diarization) -> Diarization:
         return after
     shared: dict[str, dict[str, float]] = {}
     later = sorted(after.turns)
+    first = 0  # before.turns come in start order: turns of `later` ended before one starts stay behind
     for turn in before.turns:
-        for other in later:
+        while first < len(later) and later[first].end <= turn.start:
+            first += 1
+        for other in later[first:]:
             if other.start >= turn.end:
                 break
             common = min(turn.end, other.end) - max(turn.start, other.start)
