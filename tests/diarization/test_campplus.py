@@ -68,3 +68,22 @@ def test_batched_and_single_embeddings_agree_and_short_groups_are_none(cam: CamP
     short = (0, 400 + 160 * (MIN_FRAMES - 2))  # MIN_FRAMES - 1 frames
     assert cam.embed(samples, [[short], [], [(0, 3 * RATE)]])[:2] == [None, None]
     assert cam.embed(samples[:100], [[(0, 100)]]) == [None]
+
+
+def test_fuse_weighs_each_encoder_the_same_and_a_missing_one_is_zeros() -> None:
+    rng = np.random.default_rng(0)
+
+    def unit(size: int) -> np.ndarray:
+        vector = rng.normal(size=size).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+    a1, a2, b1, b2 = unit(256), unit(256), unit(EMBEDDING_SIZE), unit(EMBEDDING_SIZE)
+    first = campplus.fuse([a1, b1], [256, EMBEDDING_SIZE])
+    second = campplus.fuse([a2, b2], [256, EMBEDDING_SIZE])
+    assert first.shape == (256 + EMBEDDING_SIZE,) and first.dtype == np.float32
+    assert float(np.linalg.norm(first)) == pytest.approx(1.0, abs=1e-6)
+    # The fused cosine similarity is the mean of the two encoders' similarities.
+    expected = (float(a1 @ a2) + float(b1 @ b2)) / 2
+    assert float(first @ second) == pytest.approx(expected, abs=1e-6)
+    missing = campplus.fuse([a1, None], [256, EMBEDDING_SIZE])
+    assert np.allclose(missing[:256], a1, atol=1e-6) and not missing[256:].any()
