@@ -246,8 +246,12 @@ def test_concurrent_streams_share_passes_and_keep_their_words(live, batch_engine
     audios = [np.concatenate([s, silence(0.8)]) for s in speech]
     outputs = [Recorder() for _ in audios]
     sessions = [live.open_session(Config(), output) for output in outputs]
-    for session, audio in zip(sessions, audios, strict=True):  # seconds at a time: the driver lags
-        session.feed(audio)
+    # A second at a time, the streams in turn: each has audio waiting whenever the driver steps
+    # (fed one whole stream after the other, the driver could finish the first before the second came).
+    for offset in range(0, max(audio.size for audio in audios), RATE):
+        for session, audio in zip(sessions, audios, strict=True):
+            if offset < audio.size:
+                session.feed(audio[offset : offset + RATE])
     for session in sessions:
         session.finish()
     assert max(size for report in steps for size in report.batch_sizes) > 1
