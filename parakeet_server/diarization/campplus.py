@@ -119,18 +119,15 @@ def _unit(vector: npt.NDArray[np.floating[Any]]) -> Floats | None:
     return (np.asarray(vector, dtype=np.float64) / norm).astype(np.float32)
 
 
-def fuse(parts: Sequence[Floats | None], sizes: Sequence[int]) -> Floats:
-    """Unit embeddings from different encoders side by side (a missing one as zeros of its
-    `size`), made unit again: each encoder weighs the same in a cosine similarity. The offline
-    backend's clustering windows, its live windows (when set) and its voiceprints fuse this way."""
-    both = np.concatenate(
-        [
-            np.zeros(size, dtype=np.float64) if part is None else part.astype(np.float64)
-            for part, size in zip(parts, sizes, strict=True)
-        ]
-    )
-    norm = float(np.linalg.norm(both))
-    return (both / max(norm, 1e-9)).astype(np.float32)
+def fuse(parts: Sequence[npt.NDArray[np.floating[Any]]]) -> Floats:
+    """Unit embeddings from different encoders side by side (each part one vector, or one row per
+    item), made unit again: each encoder weighs the same in a cosine similarity; an all-zero part
+    (no embedding from that encoder) leaves the others. The offline backend's clustering windows,
+    its live windows (when set) and its voiceprints fuse this way."""
+    both = np.concatenate([np.asarray(part, dtype=np.float64) for part in parts], axis=-1)
+    norms = np.linalg.norm(both, axis=-1, keepdims=True)
+    fused: Floats = (both / np.maximum(norms, 1e-9)).astype(np.float32)
+    return fused
 
 
 def encoder(device: Any) -> CamPlusPlus:

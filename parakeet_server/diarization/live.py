@@ -612,7 +612,9 @@ class OfflineLive:
             embedding = engine._encoder(mels[None]).float().cpu().numpy()[0]
         if self._campplus is not None:  # the batch backend's fusion (campplus.fuse), window by window
             voice = self._campplus.embed(audio, [[(0, audio.size)]])[0]
-            embedding = campplus.fuse([embedding, voice], [embedding.size, campplus.EMBEDDING_SIZE])
+            embedding = campplus.fuse(
+                [embedding, np.zeros(campplus.EMBEDDING_SIZE, dtype=np.float32) if voice is None else voice]
+            )
         pitch = float("nan")
         if audio.size >= 1024:
             f0 = librosa.yin(

@@ -361,14 +361,11 @@ class OfflineEngine:
             [(int(start) * _MEL_HOP, int(end) * _MEL_HOP)]
             for start, end in zip(windows.starts, windows.ends, strict=True)
         ]
-        found = self._campplus.embed(samples, spans)
-        size = embeddings.shape[1]
-        return np.stack(
-            [
-                campplus.fuse([own, voice], [size, campplus.EMBEDDING_SIZE])
-                for own, voice in zip(embeddings, found, strict=True)
-            ]
-        ).reshape(-1, size + campplus.EMBEDDING_SIZE)
+        voices = np.zeros((embeddings.shape[0], campplus.EMBEDDING_SIZE), dtype=np.float32)
+        for index, vector in enumerate(self._campplus.embed(samples, spans)):
+            if vector is not None:
+                voices[index] = vector
+        return campplus.fuse([embeddings, voices])
 
     def _talking(self, samples: Floats, frames: int, check: Callable[[], None]) -> Labels | None:
         """How many voices segmentation-3.0 hears in each frame (0, 1 or 2); None without it."""

@@ -157,9 +157,7 @@ class OfflineEmbedder:
 
         parts = [embed(samples, regions) for embed in found]
         return [
-            None
-            if any(v is None for v in vectors)
-            else fuse(vectors, [v.size for v in vectors if v is not None])
+            fuse(vectors) if all(v is not None for v in vectors) else None
             for vectors in zip(*parts, strict=True)
         ]
 

@@ -78,12 +78,16 @@ def test_fuse_weighs_each_encoder_the_same_and_a_missing_one_is_zeros() -> None:
         return vector / np.linalg.norm(vector)
 
     a1, a2, b1, b2 = unit(256), unit(256), unit(EMBEDDING_SIZE), unit(EMBEDDING_SIZE)
-    first = campplus.fuse([a1, b1], [256, EMBEDDING_SIZE])
-    second = campplus.fuse([a2, b2], [256, EMBEDDING_SIZE])
+    first = campplus.fuse([a1, b1])
+    second = campplus.fuse([a2, b2])
     assert first.shape == (256 + EMBEDDING_SIZE,) and first.dtype == np.float32
     assert float(np.linalg.norm(first)) == pytest.approx(1.0, abs=1e-6)
     # The fused cosine similarity is the mean of the two encoders' similarities.
     expected = (float(a1 @ a2) + float(b1 @ b2)) / 2
     assert float(first @ second) == pytest.approx(expected, abs=1e-6)
-    missing = campplus.fuse([a1, None], [256, EMBEDDING_SIZE])
+    missing = campplus.fuse([a1, np.zeros(EMBEDDING_SIZE, dtype=np.float32)])
     assert np.allclose(missing[:256], a1, atol=1e-6) and not missing[256:].any()
+    # Rows are fused one by one: a matrix of items gives each item's own fused vector.
+    rows = campplus.fuse([np.stack([a1, a2]), np.stack([b1, np.zeros(EMBEDDING_SIZE, np.float32)])])
+    assert np.allclose(rows[0], first, atol=1e-6)
+    assert np.allclose(rows[1], campplus.fuse([a2, np.zeros(EMBEDDING_SIZE, dtype=np.float32)]), atol=1e-6)

@@ -27,6 +27,7 @@ from parakeet_server.diarization import server
 from parakeet_server.diarization.live import (
     DiarizeSession,
     OfflineLive,
+    OfflineLiveParams,
     PyannoteLive,
     _Turns,
     open_diarizer,
@@ -421,3 +422,19 @@ def test_one_pooling_pass_per_window_embeds_each_speaker_as_a_pass_of_its_own(
     apart = live._embed(chunk, activity, active)
     assert np.isnan(together[1]).all() and np.isfinite(together[[0, 2]]).all()
     np.testing.assert_allclose(together[[0, 2]], apart[[0, 2]], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.espeak
+def test_campplus_windows_are_opt_in_and_fuse_both_encoders(
+    offline: OfflineEngine, talks: list[Conversation]
+) -> None:
+    plain = OfflineLive(offline)
+    fused = OfflineLive(offline, params=OfflineLiveParams(campplus=True))
+    for diarizer in (plain, fused):
+        diarizer.feed(talks[0].audio[: 3 * SAMPLE_RATE])
+    own, _ = plain._embed(0, 150)
+    both, _ = fused._embed(0, 150)
+    assert own.shape == (256,) and both.shape == (256 + 192,)
+    # resemblyzer's half is the plain window's embedding, scaled by the fusion's normalisation.
+    assert np.allclose(both[:256] / np.linalg.norm(both[:256]), own, atol=1e-5)
+    assert np.linalg.norm(both[256:]) == pytest.approx(np.linalg.norm(both[:256]), abs=1e-5)
